@@ -12,7 +12,6 @@ it into place only when the run succeeded, so a failed run leaves nothing half w
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.metadata
 import json
 import platform
@@ -30,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from data.errors import DataError
+from data.hashing import hash_file, hash_frame  # noqa: F401  (re-exported for analyses)
 
 EXIT_OK = 0
 EXIT_DIAGNOSTICS = 1
@@ -73,22 +73,6 @@ def run_cli(body: Callable[[], int]) -> int:
     except (FileNotFoundError, IsADirectoryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-
-
-def hash_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
-
-
-def hash_frame(frame: pd.DataFrame) -> str:
-    """Content hash of a data frame (values, index and column names)."""
-    values = pd.util.hash_pandas_object(frame, index=True).values
-    h = hashlib.sha256(values.tobytes())
-    h.update("\x1f".join(map(str, frame.columns)).encode())
-    return "sha256:" + h.hexdigest()
 
 
 def _git_commit() -> str | None:

@@ -94,7 +94,7 @@ def check_sampling(
     diverging = stats["diverging"].values if "diverging" in stats else np.zeros(1, bool)
     divergences = int(np.sum(diverging))
     n_draws = int(stats.sizes["chain"] * stats.sizes["draw"])
-    ebfmi = [float(v) for v in np.atleast_1d(az.bfmi(idata).values)] if "energy" in stats else []
+    ebfmi = [float(v) for v in np.atleast_1d(az.bfmi(idata)["energy"].values)] if "energy" in stats else []
 
     problems = []
     bad = table[table["rhat"] > rhat_max]

@@ -1,0 +1,134 @@
+"""Figures for the DiD analyses. Each takes summaries (tables or draws), returns a Figure."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from scipy.stats import gaussian_kde
+
+PRIOR_COLOURS = {"sceptical": "#1b9e77", "neutral": "#444444", "enthusiastic": "#d95f02"}
+SYNTHETIC_NOTE = "SYNTHETIC DATA: illustration of the method, not evidence about real children"
+
+
+def _colour(name: str, i: int) -> str:
+    return PRIOR_COLOURS.get(name, f"C{i}")
+
+
+def _caption(fig: plt.Figure, synthetic: bool) -> None:
+    if synthetic:
+        fig.text(0.5, -0.02, SYNTHETIC_NOTE, ha="center", va="top", fontsize=8, color="firebrick")
+
+
+def plot_effect_by_prior(draws: dict[str, np.ndarray], *, rope: float, xlabel: str, title: str,
+                         report_value: float | None = None, prior_draws: dict[str, np.ndarray] | None = None,
+                         synthetic: bool = False) -> plt.Figure:
+    """Posterior densities of an effect under each named prior, ROPE shaded, report marked."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    allx = np.concatenate([np.ravel(v) for v in draws.values()])
+    lo, hi = np.quantile(allx, [0.001, 0.999])
+    pad = 0.15 * (hi - lo)
+    grid = np.linspace(min(lo - pad, -rope * 1.5), max(hi + pad, rope * 1.5), 400)
+    ax.axvspan(-rope, rope, color="0.9", label=f"ROPE (±{rope:g})")
+    for i, (name, x) in enumerate(draws.items()):
+        ax.plot(grid, gaussian_kde(np.ravel(x))(grid), color=_colour(name, i), lw=2, label=f"{name} posterior")
+        if prior_draws and name in prior_draws:
+            px = np.ravel(prior_draws[name])
+            px = px[(px > grid[0]) & (px < grid[-1])]
+            if px.size > 10:
+                ax.plot(grid, gaussian_kde(px)(grid) * px.size / np.ravel(prior_draws[name]).size,
+                        color=_colour(name, i), lw=1, ls=":", label=f"{name} prior")
+    if report_value is not None:
+        ax.axvline(report_value, color="firebrick", ls="--", label=f"report: {report_value:g}")
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("posterior density")
+    ax.set_title(title)
+    ax.legend(fontsize=8, frameon=False)
+    _caption(fig, synthetic)
+    return fig
+
+
+def plot_forest(table: pd.DataFrame, *, label_col: str, xlabel: str, title: str, truth: dict | None = None,
+                synthetic: bool = False) -> plt.Figure:
+    """Forest plot: one row per ``label_col`` (and per prior), mean and 95% interval."""
+    priors = list(dict.fromkeys(table["prior"]))
+    labels = list(dict.fromkeys(table[label_col]))
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(labels) + 1.5))
+    offsets = np.linspace(-0.25, 0.25, len(priors)) if len(priors) > 1 else [0.0]
+    for i, (prior, off) in enumerate(zip(priors, offsets)):
+        sub = table[table["prior"] == prior].set_index(label_col).loc[labels]
+        ypos = np.arange(len(labels)) + off
+        ax.errorbar(sub["mean"], ypos, xerr=[sub["mean"] - sub["eti95_low"], sub["eti95_high"] - sub["mean"]],
+                    fmt="o", color=_colour(prior, i), ms=4, capsize=2, label=prior)
+    if truth:
+        ax.scatter([truth.get(lbl, np.nan) for lbl in labels], np.arange(len(labels)), marker="x",
+                   color="firebrick", zorder=5, label="true (synthetic)")
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(np.arange(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8, frameon=False)
+    _caption(fig, synthetic)
+    return fig
+
+
+def plot_event_study(table: pd.DataFrame, *, threshold: float, ylabel: str, synthetic: bool = False) -> plt.Figure:
+    """Event-study effects by years relative to adoption with 95% intervals and P(|pre| > t)."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    x = np.arange(len(table))
+    pre = table["pre_period"].to_numpy(bool)
+    for mask, colour, label in [(pre, "C0", "pre-adoption (parallel-trends check)"),
+                                (~pre, "C3", "after adoption (settling-in and post)")]:
+        ax.errorbar(x[mask], table["mean"][mask],
+                    yerr=[(table["mean"] - table["eti95_low"])[mask], (table["eti95_high"] - table["mean"])[mask]],
+                    fmt="o", color=colour, capsize=3, label=label)
+    for xi, row in zip(x, table.itertuples()):
+        if row.pre_period:
+            ax.annotate(f"P(|·|>{threshold:g})\n= {row.p_abs_gt_threshold:.2f}", (xi, row.eti95_high),
+                        textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
+    ax.axhspan(-threshold, threshold, color="0.9")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(x, table["event_time"])
+    ax.set_xlabel("years relative to adoption (reference: -1)")
+    ax.set_ylabel(ylabel)
+    ax.set_title("Event study: effects by year relative to SofS adoption")
+    ax.legend(fontsize=8, frameon=False, loc="lower left")
+    _caption(fig, synthetic)
+    return fig
+
+
+def plot_share_ppc(table: pd.DataFrame, *, ylabel: str, synthetic: bool = False) -> plt.Figure:
+    """Observed share by arm and year against the posterior predictive mean and 95% band."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (arm, sub) in enumerate(table.groupby("arm", sort=True)):
+        sub = sub.sort_values("year")
+        ax.fill_between(sub["year"], sub["pred_low"], sub["pred_high"], color=f"C{i}", alpha=0.2)
+        ax.plot(sub["year"], sub["pred_mean"], color=f"C{i}", lw=1.5, label=f"{arm}: posterior predictive")
+        ax.plot(sub["year"], sub["observed"], "o", color=f"C{i}", label=f"{arm}: observed")
+    ax.set_xlabel("financial year (start)")
+    ax.set_ylabel(ylabel)
+    ax.set_title("Posterior predictive check: observed vs predicted share by arm and year")
+    ax.legend(fontsize=8, frameon=False)
+    _caption(fig, synthetic)
+    return fig
+
+
+def plot_prior_predictive(observed: float, simulated: dict[str, np.ndarray], *, xlabel: str,
+                          synthetic: bool = False) -> plt.Figure:
+    """Prior predictive distribution of the overall share under each prior, observed marked."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    bins = np.linspace(0, 100, 51)
+    for i, (name, x) in enumerate(simulated.items()):
+        ax.hist(np.ravel(x), bins=bins, histtype="step", lw=1.5, density=True, color=_colour(name, i), label=name)
+    ax.axvline(observed, color="firebrick", ls="--", label=f"observed {observed:.1f}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("prior predictive density")
+    ax.set_title("Prior predictive check")
+    ax.legend(fontsize=8, frameon=False)
+    _caption(fig, synthetic)
+    return fig

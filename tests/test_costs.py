@@ -1,0 +1,340 @@
+"""Tests of the Monte Carlo cost model (models.cost_uncertainty) and `python -m analyses.costs`."""
+
+from __future__ import annotations
+
+import json
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from analyses import costs as cli
+from data.cost_inputs import (
+    DEFAULT_UNIT_COSTS,
+    DEFLATOR,
+    PUBLISHED_EFFECTS,
+    load_effect_draws,
+    load_la_volumes,
+    load_unit_costs,
+)
+from data.errors import DataError
+from models import cost_uncertainty as cu
+
+SMALL = 2_000
+
+
+def hand_case(**overrides) -> cu.CostDraws:
+    """One LA, one draw, round numbers (see the arithmetic in the tests below)."""
+    values = {
+        "grant_per_la": 78_750, "internal_share": 0.5, "management_days": 100, "training_days": 200,
+        "children_entering_care": 100, "closed_cases": 1_000,
+        "staff_salary": 35_200, "manager_salary": 44_000, "salary_oncost": 0.25, "working_days": 220,
+        "tns_per_training_day": 50, "staff_share": 0.75, "staff_continuing": 0.8, "nonstaff_continuing": 0.4,
+        "weeks_in_placement": 40, "non_kinship_mix": [0.5, 0.3, 0.2],
+        "in_house_foster_week": 600, "agency_foster_week": 900, "residential_week": 3_000, "kinship_week": 300,
+        "referral": 300, "assessment": 1_200, "p_assessment": 0.5,
+        "kinship_pp": -10.0, "rereferral_pp": -10.0,
+    }  # fmt: skip
+    values.update(overrides)
+    return cu.CostDraws(("A",), values)
+
+
+def small_run(n=SMALL, seed=7, **settings_kw):
+    settings = cu.CostSettings(**settings_kw)
+    effects = {o: cu.published_effect_draws(o, n, seed) for o in ("kinship", "rereferral")}
+    draws = cu.sample_parameters(load_unit_costs(), effects=effects, n_draws=n, seed=seed, settings=settings)
+    return draws, settings
+
+
+# ----------------------------------------------------------------------------------------------
+# Deterministic case computed by hand
+# ----------------------------------------------------------------------------------------------
+
+
+def test_hand_computed_two_years_undiscounted():
+    o = cu.evaluate(hand_case(), cu.CostSettings(horizon_years=2), discount_rate=0.0)
+    # direct spend 78,750 x 1.5 = 118,125; manager day 44,000 x 1.25 / 220 = 250; staff day 200
+    assert o["impl_direct"][0, 0] == pytest.approx(118_125)
+    assert o["impl_management"][0, 0] == pytest.approx(100 * 250)
+    assert o["impl_training"][0, 0] == pytest.approx(200 * (200 + 50))
+    assert o["impl_ongoing"][0, 0] == pytest.approx(0)
+    assert o["implementation"][0, 0] == pytest.approx(193_125)
+    # 10 children a year move out of kinship care; each costs 40 x (0.5*600 + 0.3*900 + 0.2*3000 - 300) = 34,800
+    assert o["kinship_cost"][0, 0] == pytest.approx(2 * 10 * 34_800)
+    assert o["kinship_children_kept"][0, 0] == pytest.approx(-20)
+    # 100 re-referrals a year avoided at 300 + 0.5 x 1,200 = 900 each
+    assert o["rereferral_cost"][0, 0] == pytest.approx(-2 * 100 * 900)
+    assert o["rereferrals_avoided"][0, 0] == pytest.approx(200)
+    assert o["net"][0, 0] == pytest.approx(193_125 + 696_000 - 180_000)
+
+
+def test_hand_computed_ongoing_costs_and_discounting():
+    o = cu.evaluate(hand_case(), cu.CostSettings(horizon_years=4), discount_rate=0.0)
+    # after the grant: 118,125 / 2 a year x (0.75 x 0.8 + 0.25 x 0.4) = 41,343.75 a year, 2 years
+    assert o["impl_ongoing"][0, 0] == pytest.approx(2 * 59_062.5 * 0.7)
+    assert o["net"][0, 0] == pytest.approx(193_125 + 82_687.5 + 4 * 348_000 - 4 * 90_000)
+
+    r = 0.035
+    wg, wo, we = 1 + 1 / 1.035, 1 / 1.035**2, 1 + 1 / 1.035 + 1 / 1.035**2
+    assert cu.discount_weights(3, r) == pytest.approx((wg, wo, we))
+    o = cu.evaluate(hand_case(), cu.CostSettings(horizon_years=3), discount_rate=r)
+    expected = (wg / 2 * (118_125 + 25_000 + 50_000) + wo * 59_062.5 * 0.7 + we * 348_000 - we * 90_000)
+    assert o["net"][0, 0] == pytest.approx(expected)
+
+
+def test_right_sign_effect_gives_cost_per_unit_and_wrong_sign_does_not():
+    o = cu.evaluate(hand_case(kinship_pp=+10.0), cu.CostSettings(horizon_years=2), discount_rate=0.0)
+    assert o["kinship_children_kept"][0, 0] == pytest.approx(20)
+    res = cu.cost_per_unit(np.array([100.0, 300.0]), np.array([10.0, 10.0]), unit="GBP per child")
+    assert res["defined"] and res["ratio_of_means"] == pytest.approx(20.0)
+    wrong = cu.cost_per_unit(np.array([100.0, 300.0]), np.array([-10.0, -5.0]), unit="GBP per child")
+    assert not wrong["defined"] and wrong["ratio_of_means"] is None and wrong["p_right_sign"] == 0.0
+
+
+def test_inflation_to_price_year():
+    costs = load_unit_costs()
+    settings = cu.CostSettings(price_year=2019)
+    effects = {o: cu.published_effect_draws(o, 10, 1) for o in ("kinship", "rereferral")}
+    draws = cu.sample_parameters(costs, effects=effects, n_draws=10, seed=1, settings=settings)
+    grant = costs["grant_per_la"]
+    assert grant.distribution == "fixed" and grant.price_year == 2017
+    assert np.allclose(draws.values["grant_per_la"], 78_750 * DEFLATOR[2019] / DEFLATOR[2017])
+    later = cu.sample_parameters(costs, effects=effects, n_draws=10, seed=1, settings=cu.CostSettings(price_year=2023))
+    ratio = later.values["kinship_week"] / draws.values["kinship_week"]
+    assert np.allclose(ratio, DEFLATOR[2023] / DEFLATOR[2019])
+
+
+def test_published_effect_standard_errors():
+    assert PUBLISHED_EFFECTS["kinship"].se_pp == pytest.approx(12.63 / 2.1701, rel=1e-3)
+    assert PUBLISHED_EFFECTS["rereferral"].se_pp == pytest.approx(9.8 / 3.2905, rel=1e-3)
+    eff = cu.published_effect_draws("kinship", 200_000, 3)
+    assert eff.draws.mean() == pytest.approx(-12.63, abs=0.05)
+    assert eff.draws.std() == pytest.approx(5.82, abs=0.05)
+    assert "normal approximation" in eff.source
+
+
+# ----------------------------------------------------------------------------------------------
+# Monte Carlo behaviour
+# ----------------------------------------------------------------------------------------------
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers():
+    a, s = small_run(seed=11)
+    b, _ = small_run(seed=11)
+    c, _ = small_run(seed=12)
+    for k in a.values:
+        np.testing.assert_array_equal(a.values[k], b.values[k])
+    na, nb, nc = (cu.evaluate(d, s).total("net") for d in (a, b, c))
+    np.testing.assert_array_equal(na, nb)
+    assert not np.allclose(na, nc)
+
+
+def test_monte_carlo_error_falls_as_one_over_root_n():
+    def spread(n: int, reps: int = 40) -> float:
+        means = []
+        for seed in range(reps):
+            d, s = small_run(n=n, seed=1000 + seed)
+            means.append(cu.evaluate(d, s).total("net").mean())
+        return float(np.std(means, ddof=1))
+
+    ratio = spread(250) / spread(4_000)  # 16x the draws -> 4x smaller error
+    assert 2.8 < ratio < 5.7, ratio
+
+
+def test_every_quantity_for_draw_i_uses_posterior_draw_i():
+    posterior = np.linspace(-20, 5, 7)  # 7 posterior draws, cycled over 20 Monte Carlo draws
+    effects = {"kinship": cu.posterior_effect_draws("kinship", posterior, "test"),
+               "rereferral": cu.posterior_effect_draws("rereferral", posterior[::-1], "test")}
+    settings = cu.CostSettings()
+    draws = cu.sample_parameters(load_unit_costs(), effects=effects, n_draws=20, seed=5, settings=settings)
+    np.testing.assert_array_equal(draws.values["kinship_pp"], posterior[np.arange(20) % 7])
+    np.testing.assert_array_equal(draws.values["rereferral_pp"], posterior[::-1][np.arange(20) % 7])
+    full = cu.evaluate(draws, settings)
+    for i in (0, 6, 13):
+        one = cu.evaluate(draws.take(i), settings)
+        np.testing.assert_allclose(one["net"][0], full["net"][i])
+        # the kinship cost has the sign of -effect (fewer kinship placements cost more)
+        assert np.all(np.sign(one["kinship_cost"][0]) == -np.sign(posterior[i % 7]))
+
+
+def test_volumes_and_internal_funding_rules(tmp_path):
+    f = tmp_path / "las.csv"
+    f.write_text("la,children_entering_care,closed_cases,internal_share\nNorth,120,,0.4\nSouth,,800,\n")
+    vol = load_la_volumes(f)
+    settings = cu.CostSettings(unknown_internal="none")
+    effects = {o: cu.published_effect_draws(o, 500, 1) for o in ("kinship", "rereferral")}
+    d = cu.sample_parameters(load_unit_costs(), effects=effects, n_draws=500, seed=1, settings=settings, volumes=vol)
+    assert d.las == ("North", "South")
+    assert np.all(d.values["children_entering_care"][:, 0] == 120)
+    assert np.all(d.values["closed_cases"][:, 1] == 800)
+    assert np.all(d.values["internal_share"][:, 0] == 0.4) and np.all(d.values["internal_share"][:, 1] == 0.0)
+    assert np.allclose(d.values["training_days"].sum(axis=1), 2_550)
+    # default pilots: 5 reported some funding, 2 none, 2 unknown (mixture)
+    d9, _ = small_run(n=4_000)
+    share = d9.values["internal_share"]
+    assert np.all(share[:, :5] >= 0.37) and np.all(share[:, 5:7] == 0)
+    assert 0.15 < np.mean(share[:, 7:] == 0) < 0.42  # 2/7 = 0.29
+
+
+# ----------------------------------------------------------------------------------------------
+# Which uncertainty matters
+# ----------------------------------------------------------------------------------------------
+
+
+def test_evppi_regression_recovers_analytic_value():
+    rng = np.random.default_rng(0)
+    a, b, c = rng.normal(size=(3, 40_000))
+    inb = a + b
+    # INB = a + b with a, b ~ N(0, 1): EVPI = E[max(a+b, 0)] = 1/sqrt(pi), EVPPI(a) = 1/sqrt(2 pi)
+    assert cu.evpi(inb) == pytest.approx(1 / np.sqrt(np.pi), abs=0.02)
+    assert cu.evppi_regression(inb, a) == pytest.approx(1 / np.sqrt(2 * np.pi), abs=0.02)
+    assert cu.evppi_regression(inb, c) < 0.01  # an irrelevant parameter
+    # non-linear: INB = a^2 - 1 depends on a only -> EVPPI(a) = EVPI
+    assert cu.evppi_regression(a**2 - 1, a) == pytest.approx(cu.evpi(a**2 - 1), rel=0.03)
+
+
+def test_tornado_and_evppi_tables():
+    draws, settings = small_run(n=4_000)
+    result = cu.analyse(draws, settings)
+    t = result.tornado
+    base = cu.evaluate(draws.mean(), settings).total("net")[0]
+    assert t["base"].iloc[0] == pytest.approx(base)
+    assert t["parameter"].iloc[0] == "kinship_pp"  # the kinship effect dominates
+    assert (t["swing"].diff().dropna() <= 1e-6).all()
+    e = result.evppi
+    assert list(e["rank"]) == list(range(1, len(e) + 1))
+    assert (e["evppi"] <= result.headline["evpi"] + 1e-6).all()
+    assert e["parameter"].iloc[0] == "kinship_pp"
+    assert len(e) >= 10
+
+
+# ----------------------------------------------------------------------------------------------
+# The unit-cost table
+# ----------------------------------------------------------------------------------------------
+
+
+def _edited_table(tmp_path: Path, item: str, column: str, value: str) -> Path:
+    frame = pd.read_csv(DEFAULT_UNIT_COSTS, dtype=str, keep_default_na=False)
+    frame.loc[frame["item"] == item, column] = value
+    path = tmp_path / "unit_costs.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize(("item", "column", "value", "message"), [
+    ("kinship_week", "price_year", "", "missing price year"),
+    ("referral", "value", "-300", "negative cost"),
+    ("assessment", "category", "transport", "unknown category"),
+    ("residential_week", "distribution", "gaussian", "unknown distribution"),
+    ("in_house_foster_week", "price_year", "1999", "outside the deflator"),
+    ("agency_foster_week", "low", "900", "must contain value"),
+    ("referral", "source", "", "missing source"),
+])  # fmt: skip
+def test_bad_unit_cost_table_names_file_row_column_and_exits_2(tmp_path, capsys, item, column, value, message):
+    path = _edited_table(tmp_path, item, column, value)
+    row = int(pd.read_csv(DEFAULT_UNIT_COSTS).index[pd.read_csv(DEFAULT_UNIT_COSTS)["item"] == item][0]) + 1
+    with pytest.raises(DataError) as err:
+        load_unit_costs(path)
+    assert err.value.row == row and err.value.column == column and err.value.file == str(path)
+    assert message in str(err.value)
+    out = tmp_path / "out"
+    assert cli.main(["--data", str(path), "--out", str(out), "--draws", "200", "--quiet"]) == 2
+    assert not out.exists()
+    assert list(tmp_path.glob(".out.*")) == []
+    stderr = capsys.readouterr().err
+    assert str(path) in stderr and f"row {row}" in stderr and f"column '{column}'" in stderr
+
+
+def test_table_missing_an_item_or_column(tmp_path):
+    frame = pd.read_csv(DEFAULT_UNIT_COSTS, dtype=str, keep_default_na=False)
+    frame[frame["item"] != "referral"].to_csv(tmp_path / "a.csv", index=False)
+    with pytest.raises(DataError, match="lacks required item"):
+        load_unit_costs(tmp_path / "a.csv")
+    frame.drop(columns="price_year").to_csv(tmp_path / "b.csv", index=False)
+    with pytest.raises(DataError) as err:
+        load_unit_costs(tmp_path / "b.csv")
+    assert err.value.column == "price_year"
+
+
+def test_yaml_table_gives_the_same_costs(tmp_path):
+    import yaml
+
+    frame = pd.read_csv(DEFAULT_UNIT_COSTS, dtype=str, keep_default_na=False)
+    (tmp_path / "u.yaml").write_text(yaml.safe_dump({"unit_costs": frame.to_dict(orient="records")}))
+    assert load_unit_costs(tmp_path / "u.yaml") == load_unit_costs()
+
+
+# ----------------------------------------------------------------------------------------------
+# Posterior files and the command line
+# ----------------------------------------------------------------------------------------------
+
+
+def write_posterior(path: Path, draws: np.ndarray, *, sample_stats: bool = True, var: str = "att_pp") -> Path:
+    chains, n = draws.shape
+    coords = {"chain": np.arange(chains), "draw": np.arange(n)}
+    groups = {"posterior": xr.Dataset({var: (("chain", "draw"), draws)}, coords=coords)}
+    if sample_stats:
+        rng = np.random.default_rng(0)
+        groups["sample_stats"] = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((chains, n), bool)),
+                                             "energy": (("chain", "draw"), rng.normal(size=(chains, n)))},
+                                            coords=coords)
+    xr.DataTree.from_dict(groups).to_netcdf(path, engine="h5netcdf")
+    return path
+
+
+def test_reads_att_pp_chain_major(tmp_path):
+    arr = np.arange(12.0).reshape(3, 4) - 20
+    draws, tree = load_effect_draws(write_posterior(tmp_path / "p.nc", arr, sample_stats=False))
+    np.testing.assert_array_equal(draws, arr.ravel())
+    with pytest.raises(DataError) as err:
+        load_effect_draws(write_posterior(tmp_path / "q.nc", arr, var="att"))
+    assert err.value.column == "att_pp"
+
+
+def test_cli_end_to_end_with_posterior_files(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    kin = write_posterior(tmp_path / "posterior_neutral.nc", rng.normal(-10, 5, size=(2, 1000)))
+    rer = write_posterior(tmp_path / "rereferral.nc", rng.normal(-8, 3, size=(2, 500)), sample_stats=False)
+    out = tmp_path / "costs"
+    code = cli.main(["--kinship-posterior", str(kin), "--rereferral-posterior", str(rer), "--draws", "3000",
+                     "--out", str(out), "--seed", "3", "--save-draws"])
+    assert code == 0
+    names = {p.name for p in out.iterdir()}
+    for name in ("summary.json", "net_cost_by_la.csv", "net_cost_by_la.md", "tornado.csv", "evppi.csv",
+                 "inputs.csv", "cost_distribution.png", "tornado.png", "evppi.png", "cost_effect_plane.png",
+                 "draws.nc"):
+        assert name in names, name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["effect_sources"]["kinship"]["kind"] == "posterior"
+    assert summary["effect_sources"]["kinship"]["n_effect_draws"] == 2000
+    assert summary["posterior_diagnostics"]["kinship"]["ok"]
+    assert "sample_stats" in summary["posterior_diagnostics"]["rereferral"]["details"]["note"]
+    assert summary["provenance"]["seed"] == 3 and summary["provenance"]["data_hash"].startswith("sha256:")
+    head = summary["headline"]["rate_0.035"]
+    assert 0 <= head["p_saves_money"] <= 1 and "rate_0.015" in summary["headline"]
+    assert "SofS saves money" in summary["statements"]["saves_money_0.035"]
+    ds = xr.open_dataset(out / "draws.nc")
+    posterior = xr.open_datatree(kin)["posterior"]["att_pp"].values.ravel()
+    np.testing.assert_allclose(ds["kinship_pp"].values, posterior[np.arange(3000) % 2000])
+    ds.close()
+    stdout = capsys.readouterr().out
+    assert "posterior draws of att_pp" in stdout and "P = " in stdout
+
+
+def test_cli_default_uses_published_estimates_and_strict_flags_bad_posterior(tmp_path, capsys):
+    out = tmp_path / "a"
+    assert cli.main(["--draws", "1000", "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["effect_sources"]["kinship"]["kind"] == "published-normal-approximation"
+    # two chains that disagree: R-hat far above 1.01 -> exit 1 under --strict
+    rng = np.random.default_rng(2)
+    bad = write_posterior(tmp_path / "bad.nc", np.stack([rng.normal(-20, 1, 500), rng.normal(0, 1, 500)]))
+    assert cli.main(["--kinship-posterior", str(bad), "--draws", "1000", "--out", str(tmp_path / "b"),
+                     "--quiet", "--strict"]) == 1
+    assert "DIAGNOSTICS FAILED" in capsys.readouterr().err
+    # a missing file or variable is bad input: exit 2, nothing written
+    assert cli.main(["--kinship-posterior", str(tmp_path / "none.nc"), "--out", str(tmp_path / "c"), "--quiet"]) == 2
+    assert not (tmp_path / "c").exists()
