@@ -83,7 +83,8 @@ def pilots_figure(summary: pd.DataFrame, *, pilots: list[str], mid_pp: float) ->
     ``summary`` has one row per item with ``P(best) <pilot>`` columns and
     ``range pp (mean)``, ``range pp low95``, ``range pp high95``.
     """
-    items = [textwrap.shorten(f"T{t}: {i}", 48) for t, i in zip(summary["table"], summary["item"])]
+    items = [textwrap.shorten(f"T{t}: {i}", 46) + (" (lower better)" if b == "lower" else "")
+             for t, i, b in zip(summary["table"], summary["item"], summary["better"])]
     y = np.arange(len(items))[::-1]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 0.42 * len(items) + 1.8), sharey=True,
                                    gridspec_kw={"width_ratios": [1.2, 1]})
@@ -97,14 +98,14 @@ def pilots_figure(summary: pd.DataFrame, *, pilots: list[str], mid_pp: float) ->
         left += vals
     ax1.set_yticks(y, items, fontsize=8)
     ax1.set_xlim(0, 1)
-    ax1.set_xlabel("posterior probability that the pilot is best on the item")
+    ax1.set_xlabel("P(pilot is best on the item)")
     ax1.legend(ncol=len(pilots), fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     ax2.errorbar(summary["range pp (mean)"], y,
                  xerr=[summary["range pp (mean)"] - summary["range pp low95"],
                        summary["range pp high95"] - summary["range pp (mean)"]],
                  fmt="o", color="#333333", capsize=2)
     ax2.axvline(mid_pp, color="#c0392b", ls="--", lw=0.9)
-    ax2.set_xlabel(f"range between best and worst pilot (pp); dashed: {mid_pp:g} pp")
+    ax2.set_xlabel(f"range, best to worst pilot (pp); dashed: {mid_pp:g} pp")
     for yi, p in zip(y, summary[f"P(range > {mid_pp:g} pp)"]):
         ax2.annotate(f"P(>{mid_pp:g} pp) {p:.2f}", xy=(1.01, yi), xycoords=("axes fraction", "data"),
                      va="center", fontsize=7)

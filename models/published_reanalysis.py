@@ -147,7 +147,7 @@ class NormalMixture:
         return float(np.sqrt(np.sum(self.weights * (self.sds**2 + (self.means - m) ** 2))))
 
     def cdf(self, x: float) -> float:
-        return float(np.sum(self.weights * stats.norm.cdf((x - self.means) / self.sds)))
+        return float(np.dot(self.weights, special.ndtr((x - self.means) / self.sds)))
 
     def quantile(self, q: float) -> float:
         lo = float(np.min(self.means - 10 * self.sds))
@@ -258,6 +258,48 @@ def exact_summary(post: Posterior, *, rope: float, mid: float) -> EffectSummary:
 # two-arm binomial on a grid
 
 
+@dataclass(frozen=True)
+class TwoArmLikelihood:
+    """The likelihood of printed two-group results on a (p1, p2) grid, computed once per result.
+
+    ``like[i, j] = sum_r pi_r Bin(x1_r | n1_r, g_i) Bin(x2_r | n2_r, g_j)`` (rescaled), with
+    ``g`` the mid-points of ``grid_size`` equal bins of (0, 1); ``delta`` = 100 (g_i - g_j).
+    """
+
+    like: np.ndarray
+    delta: np.ndarray
+    values: np.ndarray = field(default=None, repr=False)
+    inverse: np.ndarray = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.values is None:
+            values, inverse = np.unique(self.delta.ravel(), return_inverse=True)
+            object.__setattr__(self, "values", values)
+            object.__setattr__(self, "inverse", inverse)
+
+    @classmethod
+    def from_reconstructions(cls, recon: pd.DataFrame, *, grid_size: int = 401) -> "TwoArmLikelihood":
+        if recon.empty:
+            raise ValueError("no admissible reconstruction to condition on")
+        g = (np.arange(grid_size) + 0.5) / grid_size
+        lg, l1g = np.log(g), np.log1p(-g)
+
+        def lik(x: np.ndarray, n: np.ndarray) -> np.ndarray:
+            logc = special.gammaln(n + 1) - special.gammaln(x + 1) - special.gammaln(n - x + 1)
+            ll = logc[:, None] + x[:, None] * lg[None, :] + (n - x)[:, None] * l1g[None, :]
+            return np.exp(ll - ll.max())
+
+        b1 = lik(recon["x1"].to_numpy(float), recon["n1"].to_numpy(float))
+        b2 = lik(recon["x2"].to_numpy(float), recon["n2"].to_numpy(float))
+        like = (b1 * recon["weight"].to_numpy(float)[:, None]).T @ b2  # (p1 grid, p2 grid)
+        return cls(like, np.round(100.0 * (g[:, None] - g[None, :]), 9))
+
+    def posterior(self, prior: NamedPrior) -> GridPosterior:
+        post = self.like * np.exp(-0.5 * ((self.delta - prior.mean) / prior.sd) ** 2)
+        probs = np.bincount(self.inverse, weights=post.ravel(), minlength=len(self.values))
+        return GridPosterior(self.values, probs / probs.sum())
+
+
 def two_arm_posterior(recon: pd.DataFrame, prior: NamedPrior, *, grid_size: int = 401) -> GridPosterior:
     """Posterior of ``delta = 100 (p1 - p2)`` (pp) for a two-group binomial comparison.
 
@@ -271,22 +313,7 @@ def two_arm_posterior(recon: pd.DataFrame, prior: NamedPrior, *, grid_size: int 
     grid_size
         Points per proportion (mid-points of equal bins of (0, 1)).
     """
-    if recon.empty:
-        raise ValueError("no admissible reconstruction to condition on")
-    g = (np.arange(grid_size) + 0.5) / grid_size
-    lg, l1g = np.log(g), np.log1p(-g)
-
-    def lik(x: np.ndarray, n: np.ndarray) -> np.ndarray:
-        logc = special.gammaln(n + 1) - special.gammaln(x + 1) - special.gammaln(n - x + 1)
-        ll = logc[:, None] + x[:, None] * lg[None, :] + (n - x)[:, None] * l1g[None, :]
-        return np.exp(ll - ll.max())
-
-    b1 = lik(recon["x1"].to_numpy(float), recon["n1"].to_numpy(float))
-    b2 = lik(recon["x2"].to_numpy(float), recon["n2"].to_numpy(float))
-    like = (b1 * recon["weight"].to_numpy(float)[:, None]).T @ b2  # (p1 grid, p2 grid)
-    delta = 100.0 * (g[:, None] - g[None, :])
-    post = like * stats.norm.pdf(delta, prior.mean, prior.sd)
-    return GridPosterior.from_unsorted(np.round(delta, 9), post)
+    return TwoArmLikelihood.from_reconstructions(recon, grid_size=grid_size).posterior(prior)
 
 
 # --------------------------------------------------------------------------------------
@@ -317,6 +344,16 @@ class ResultSpec:
     printed: str
     source: str
     notes: list[str] = field(default_factory=list)
+    benefit_claim: str = ""
+    harm_claim: str = ""
+    _likelihood: Any = field(default=None, repr=False, compare=False)
+
+    def claims(self) -> tuple[str, str]:
+        """Words for 'the effect is beneficial' and 'the effect is harmful' on this result."""
+        up, down = "is higher with SofS", "is lower with SofS"
+        good = up if self.benefit_direction > 0 else down
+        bad = down if self.benefit_direction > 0 else up
+        return (self.benefit_claim or f"{self.label} {good}", self.harm_claim or f"{self.label} {bad}")
 
     @property
     def mid(self) -> float:
@@ -331,7 +368,9 @@ class ResultSpec:
         if self.kind == "normal":
             return conjugate_normal(prior, self.recon["estimate"], self.recon["se"], self.recon["weight"])
         if self.kind == "two_arm":
-            return two_arm_posterior(self.recon, prior)
+            if self._likelihood is None:
+                self._likelihood = TwoArmLikelihood.from_reconstructions(self.recon)
+            return self._likelihood.posterior(prior)
         raise ValueError(f"unknown kind '{self.kind}'")
 
 
@@ -377,9 +416,11 @@ def state_result(spec: ResultSpec, prior: NamedPrior, post: Posterior) -> Statem
     else:
         p_target = math.nan
     family, strength = split_prior_name(prior.name)
-    good = "benefit" if spec.benefit_direction else "an effect"
-    text = (state(p_benefit, f"the effect is a {good} ({'increase' if spec.benefit_direction > 0 else 'decrease'})")
-            if spec.benefit_direction else state(summary.p_positive, "the difference is positive"))
+    if spec.benefit_direction:
+        good, bad = spec.claims()
+        text = state(p_benefit, good) if p_benefit >= 0.5 else state(p_harm, bad)
+    else:
+        text = state(summary.p_positive, "the difference is positive")
     if spec.target_applies:
         text += f"; {state(p_target, f'the programme target ({target:+.3g} {spec.unit}) was met')}"
     return Statement(spec.result_id, prior.name, family, strength, prior.mean, prior.sd, spec.unit,
@@ -400,6 +441,13 @@ def reanalyse(specs: Iterable[ResultSpec], prior_names: Sequence[str] | None = N
 
 # --------------------------------------------------------------------------------------
 # building the specs from the transcription
+
+
+def _text(value: Any) -> str:
+    """A transcription field as text ('' for missing values, including pandas' NaN)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
 
 
 def _reference(baseline: float, direction: int, share: float) -> float:
@@ -423,8 +471,9 @@ def did_spec(row: pd.Series, *, share: float, baseline: float | None = None) -> 
     return ResultSpec(row["id"], row["group"], row["outcome"], row["unit"], "normal", recon, d,
                       _reference(base, d, share), bool(row["target_applies"]), base,
                       "user" if baseline is not None else str(row.get("baseline_source")),
-                      str(row.get("verdict_printed") or ""),
-                      f"{row['estimate']:+g} {row['unit']} ({row['p_printed']})", row["source"], notes)
+                      _text(row.get("verdict_printed")),
+                      f"{row['estimate']:+g} {row['unit']} ({row['p_printed']})", row["source"], notes,
+                      _text(row.get("benefit_claim")), _text(row.get("harm_claim")))
 
 
 def regression_spec(row: pd.Series, *, share: float) -> ResultSpec:
@@ -435,12 +484,15 @@ def regression_spec(row: pd.Series, *, share: float) -> ResultSpec:
     e, s = np.meshgrid(np.linspace(e_lo, e_hi, 3), np.linspace(s_lo, s_hi, 3), indexing="ij")
     recon = pd.DataFrame({"estimate": e.ravel(), "se": s.ravel(), "weight": 1.0 / e.size})
     d = int(row["benefit_direction"])
+    sub = row["outcome"].split(":")[0].lower()
     return ResultSpec(row["id"], row["group"], row["outcome"], row["unit"], "normal", recon, d,
                       _reference(float(row["baseline"]), d, share), False, float(row["baseline"]), "printed",
-                      str(row.get("verdict_printed") or ""),
+                      _text(row.get("verdict_printed")),
                       f"{row['estimate']:+.3f} (SE {row['se_printed']}, p {row['p_printed']})", row["source"],
                       ["printed coefficient lacks its decimal point and minus sign; read as "
-                       f"{row['estimate']:+.3f}"])
+                       f"{row['estimate']:+.3f}"],
+                      f"families of more competent social workers score better (lower) on {sub}",
+                      f"families of more competent social workers score worse (higher) on {sub}")
 
 
 def difference_spec(row: pd.Series, *, n1: int, n2: int, sd_range: tuple[float, float], share: float) -> ResultSpec:
@@ -450,10 +502,12 @@ def difference_spec(row: pd.Series, *, n1: int, n2: int, sd_range: tuple[float, 
     base = float(row["contrast_printed"])
     return ResultSpec(row["id"], "table5", f"{row['subscale']}: pilot minus contrast mean (Yatchmenoff points)",
                       "Yatchmenoff points", "normal", recon, -1, _reference(base, -1, share), False, base, "printed",
-                      str(row.get("verdict_printed") or ""),
+                      _text(row.get("verdict_printed")),
                       f"{row['pilot_printed']} vs {row['contrast_printed']}", row["source"],
                       [f"SD of family scores assumed in {sd_range[0]:g}..{sd_range[1]:g}; 'no significant "
-                       f"difference' keeps |t| < t(0.975, {n1 + n2 - 2})"])
+                       f"difference' keeps |t| < t(0.975, {n1 + n2 - 2})"],
+                      f"SofS families score better (lower) than contrast families on {row['subscale'].lower()}",
+                      f"SofS families score worse (higher) than contrast families on {row['subscale'].lower()}")
 
 
 def proportion_spec(row: pd.Series, recon: pd.DataFrame, *, share: float, p_reproduced: bool) -> ResultSpec:
@@ -464,9 +518,11 @@ def proportion_spec(row: pd.Series, recon: pd.DataFrame, *, share: float, p_repr
     notes = [f"{len(recon)} admissible table(s)" + ("" if p_reproduced else
              " (the printed p value is not reproducible, so only the percentages constrain them)")]
     return ResultSpec(row["id"], "contrast", row["outcome"], "pp", "two_arm", recon, d, ref, False, base, "printed",
-                      str(row.get("verdict_printed") or ""),
+                      _text(row.get("verdict_printed")),
                       f"{row['percent1_printed']}% vs {row['percent2_printed']}% ({row['p_printed']})",
-                      row["source"], notes)
+                      row["source"], notes,
+                      f"more SofS than contrast families: {row['outcome'][0].lower() + row['outcome'][1:]}",
+                      f"fewer SofS than contrast families: {row['outcome'][0].lower() + row['outcome'][1:]}")
 
 
 def build_specs(published: Any, *, baselines: dict[str, float] | None = None,
@@ -586,8 +642,11 @@ class PilotData:
         return {"item": self.items, "pilot": self.pilots}
 
 
-def pilot_data(surveys: pd.DataFrame) -> PilotData:
-    """Reconstruct every cell's admissible counts (GRIM) and pad them into arrays."""
+def pilot_data(surveys: pd.DataFrame, *, pad_to: int | None = None) -> PilotData:
+    """Reconstruct every cell's admissible counts (GRIM) and pad them into arrays.
+
+    ``pad_to`` fixes the padded length (to re-use a compiled model on other data).
+    """
     items = list(dict.fromkeys(surveys["item"]))
     pilots = list(dict.fromkeys(surveys["pilot"]))
     tables = [str(surveys.loc[surveys["item"] == i, "table"].iloc[0]) for i in items]
@@ -598,6 +657,10 @@ def pilot_data(surveys: pd.DataFrame) -> PilotData:
             raise ValueError(f"no count reproduces {r.printed} for '{r.item}', {r.pilot} (n {r.n_min}-{r.n})")
         cells[(r.item, r.pilot)] = rec
     k = max(len(v) for v in cells.values())
+    if pad_to is not None:
+        if pad_to < k:
+            raise ValueError(f"pad_to={pad_to} is shorter than the longest reconstruction list ({k})")
+        k = pad_to
     shape = (len(items), len(pilots), k)
     x, n = np.zeros(shape), np.ones(shape)
     logw = np.full(shape, -np.inf)
@@ -756,7 +819,7 @@ def table8(published: Any, specs: Sequence[ResultSpec], grid: pd.DataFrame, *,
             rows.append({**base, "printed": "no estimate printed", "prior": "-", "posterior mean (95% CrI)": "-",
                          "P(benefit)": np.nan, "P(harm)": np.nan, "P(|effect| > MID)": np.nan,
                          "P(target met)": np.nan, "MID": np.nan, "target": np.nan, "result_id": e["id"],
-                         "statement": "not re-analysable: " + str(e.get("estimate_note", "no estimate printed"))})
+                         "statement": "not re-analysable: " + (_text(e.get("estimate_note")) or "no estimate printed")})
             continue
         for family in FAMILIES:
             g = grid[(grid["result_id"] == spec.result_id) & (grid["prior"] == f"{family}-{strength}")].iloc[0]
@@ -785,6 +848,6 @@ def p_only_table(published: Any, *, prior_null: float = 0.5) -> pd.DataFrame:
             "min Bayes factor for no difference": f"{b['bf_min_lo']:.3f}-{b['bf_min_hi']:.3f}",
             f"min P(no difference) at prior {prior_null:g}": f"{lo_txt}-{b['p_null_min_hi']:.3f}",
             "bf_min_hi": b["bf_min_hi"], "p_null_min_hi": b["p_null_min_hi"],
-            "note": e.get("estimate_note", ""),
+            "note": _text(e.get("estimate_note")),
         })
     return pd.DataFrame(rows)

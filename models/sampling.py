@@ -14,6 +14,7 @@ import numpy as np
 import nutpie
 import pymc as pm
 import xarray as xr
+from pytensor.graph.basic import graph_inputs
 
 
 def default_cores(chains: int) -> int:
@@ -48,7 +49,7 @@ class CompiledSampler:
     ) -> xr.DataTree:
         """Draw from the posterior, with ``data`` replacing the model's ``pm.Data`` values."""
         compiled = self.compiled.with_data(**data) if data else self.compiled
-        return nutpie.sample(
+        idata = nutpie.sample(
             compiled,
             draws=draws,
             tune=tune,
@@ -58,6 +59,23 @@ class CompiledSampler:
             progress_bar=progress,
             target_accept=target_accept,
         )
+        if "observed_data" not in idata.children:
+            idata["observed_data"] = self._observed(data or {})
+        return idata
+
+    def _observed(self, data: dict[str, Any]) -> xr.Dataset:
+        """The observed values the fit conditioned on (nutpie does not store them)."""
+        out = {}
+        for rv in self.model.observed_RVs:
+            value = self.model.rvs_to_values[rv]
+            feeds = [v for v in graph_inputs([value]) if hasattr(v, "get_value")]  # its pm.Data
+            if len(feeds) == 1 and feeds[0].name in data:
+                obs = np.asarray(data[feeds[0].name])
+            else:
+                obs = np.asarray(value.eval())
+            dims = self.model.named_vars_to_dims.get(rv.name) or tuple(f"{rv.name}_dim_{i}" for i in range(obs.ndim))
+            out[rv.name] = (dims, obs)
+        return xr.Dataset(out)
 
 
 def sample_model(model: pm.Model, **kwargs: Any) -> xr.DataTree:

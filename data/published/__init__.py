@@ -166,7 +166,8 @@ def _validate_estimates(records: list[dict[str, Any]], path: Path) -> pd.DataFra
     frame = pd.DataFrame(records)
     for col in ("estimate", "estimate_low", "estimate_high", "se", "p_low", "p_high", "baseline",
                 "estimate_printed", "p_printed", "counterfactual_printed", "observed_printed", "coef_printed",
-                "se_printed", "t_printed", "verdict_printed", "expected_printed", "baseline_printed", "target_applies"):
+                "se_printed", "t_printed", "verdict_printed", "expected_printed", "baseline_printed", "target_applies",
+                "benefit_claim", "harm_claim", "estimate_note"):
         if col not in frame:
             frame[col] = None
     frame["target_applies"] = frame["target_applies"].fillna(False).astype(bool)
@@ -179,12 +180,13 @@ def _validate_frame(frame: pd.DataFrame, keys: tuple[str, ...], path: Path, ints
         raise DataError(f"missing column(s) {missing}", file=path, column=missing[0])
     _require(frame.to_dict(orient="records"), keys, path)
     for col in ints:
-        bad = ~frame[col].map(lambda v: isinstance(v, (int, np.integer)) or (isinstance(v, float) and v.is_integer()))
+        values = pd.to_numeric(frame[col], errors="coerce")
+        bad = ~(values.notna() & (values == values.round()))
         if bad.any():
             row = int(np.flatnonzero(bad.values)[0]) + 1
             raise DataError(f"'{col}' must be a whole number, got {frame[col].iloc[row - 1]!r}", file=path, row=row,
                             column=col)
-        frame[col] = frame[col].astype(int)
+        frame[col] = values.astype(int)
     return frame
 
 

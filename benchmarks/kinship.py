@@ -1,0 +1,95 @@
+"""Benchmark: the default `python -m analyses.kinship` run (issue 2's figure of merit).
+
+Measures, on this machine:
+1. the whole default command (all three priors, event study, PPC, figures) as a subprocess;
+2. its parts: compile of the main model, sampling per prior (1000 x 4 chains), compile and
+   sampling of the event-study model;
+and checks the targets: whole run <= 90 s, R-hat <= 1.01, bulk ESS >= 400 for the ATT,
+0 divergences. Results are printed and written to benchmarks/results/kinship.json.
+
+    uv run python benchmarks/kinship.py            # both parts
+    uv run python benchmarks/kinship.py --parts    # parts only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def whole_run() -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "kinship"
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "analyses.kinship", "--out", str(out), "--quiet"],
+                              cwd=ROOT, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if proc.returncode not in (0, 1):
+            raise SystemExit(proc.stderr)
+        record = json.loads((out / "statements.json").read_text())
+    diag = record["diagnostics"]
+    att = [next(v for v in d["variables"] if v["variable"] == "att_pp") for k, d in diag.items() if k != "event study"]
+    return {
+        "wall_s": round(wall, 1),
+        "max_rhat": max(v["rhat"] for d in diag.values() for v in d["variables"]),
+        "min_att_ess_bulk": min(a["ess_bulk"] for a in att),
+        "divergences": sum(d["divergences"] for d in diag.values()),
+        "diagnostics_ok": record["diagnostics_ok"],
+    }
+
+
+def parts() -> dict:
+    from data.did_input import cells_from_frame
+    from data.synthetic import kinship_twin
+    from models.did_hierarchical import build_did_model, did_design, effect_priors, model_data
+    from models.sampling import CompiledSampler
+
+    cells = cells_from_frame(kinship_twin().children, "kinship", synthetic=True)
+    analysis = cells.analysis_cells()
+    design = did_design(analysis, las=cells.las, pilots=cells.pilots, years=cells.years, covariates=cells.covariates)
+    priors = effect_priors(0.62, outcome_label="kinship care")
+    t0 = time.perf_counter()
+    sampler = CompiledSampler(build_did_model(design, priors["neutral"]))
+    out = {"cells": len(analysis), "children": cells.n_children, "compile_main_s": round(time.perf_counter() - t0, 1)}
+    for i, (name, prior) in enumerate(priors.items()):
+        t0 = time.perf_counter()
+        sampler.sample(model_data(design, prior), draws=1000, tune=1000, chains=4, seed=i)
+        out[f"sample_{name}_s"] = round(time.perf_counter() - t0, 1)
+    ev = did_design(cells.cells, las=cells.las, pilots=cells.pilots, years=cells.years, covariates=cells.covariates)
+    t0 = time.perf_counter()
+    es = CompiledSampler(build_did_model(ev, priors["neutral"], event_study=True))
+    out["compile_event_study_s"] = round(time.perf_counter() - t0, 1)
+    t0 = time.perf_counter()
+    es.sample(draws=1000, tune=1000, chains=4, seed=9)
+    out["sample_event_study_s"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--parts", action="store_true", help="time the parts only")
+    args = ap.parse_args()
+    result = {"cpu_count": os.cpu_count(), "load_avg_before": os.getloadavg()}
+    result["parts"] = parts()
+    if not args.parts:
+        result["whole_run"] = whole_run()
+        w = result["whole_run"]
+        result["targets_met"] = bool(w["wall_s"] <= 90 and w["max_rhat"] <= 1.01 and w["min_att_ess_bulk"] >= 400
+                                     and w["divergences"] == 0)
+    print(json.dumps(result, indent=2))
+    dest = ROOT / "benchmarks" / "results"
+    dest.mkdir(exist_ok=True)
+    (dest / "kinship.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

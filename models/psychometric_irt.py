@@ -1,0 +1,794 @@
+r"""Bayesian graded response models (GRM) for questionnaire items, with a latent regression.
+
+The report averaged Likert items into subscale scores, checked them with Cronbach's alpha and
+regressed the averages on the social worker's competence. Here the items themselves are
+modelled.
+
+Measurement model (Samejima's graded response model)
+-----------------------------------------------------
+Person :math:`i`, item :math:`j` (loading on dimension :math:`d(j)`), answer
+:math:`y_{ij} \in \{0, \dots, K-1\}` coded so that *higher = more of the trait* (reverse-worded
+items and "lower is better" scales are flipped by configuration, see :func:`grm_data`):
+
+.. math::
+
+   P(y_{ij} \ge k \mid \theta) = \operatorname{logit}^{-1}\big(a_j(\theta_{i,d(j)} - b_{jk})\big),
+   \qquad k = 1, \dots, K-1,
+
+an ordered logistic per item with discrimination :math:`a_j > 0` and ordered thresholds
+:math:`b_{j1} < \dots < b_{j,K-1}` (Samejima 1969; the parametrisation of ``ltm::grm``).
+
+Priors (``GRMPriors``; pooled across items, so that they behave at n = 60)
+--------------------------------------------------------------------------
+- discriminations log-normal: :math:`\log a_j = \mu_a + \sigma_a z_j`, :math:`z_j \sim N(0,1)`,
+  :math:`\mu_a \sim N(0.5, 0.5)`, :math:`\sigma_a \sim \text{HalfNormal}(0.5)`;
+- thresholds as a first threshold plus positive gaps (ordered by construction):
+  :math:`b_{j1} = m_1 + \tau_1 z_{j1}`, :math:`\log(b_{jk} - b_{j,k-1}) = g_k + \tau_g z_{jk}`,
+  :math:`m_1 \sim N(0, 2)`, :math:`g_k \sim N(0, 1)`, :math:`\tau_1 \sim \text{HalfNormal}(1)`,
+  :math:`\tau_g \sim \text{HalfNormal}(0.5)`. Items with empty categories (common at n = 60)
+  borrow their gaps from the other items.
+- ``GRMPriors(pooled=False)`` gives fixed weakly informative priors instead
+  (:math:`\log a_j \sim N(0.5, 1)`, :math:`b_{j1} \sim N(0, 2)`, log gaps :math:`N(0, 1)`),
+  used for the validation against published maximum-likelihood estimates.
+
+Latent structure
+----------------
+Without covariates :math:`\theta_i \sim N(0, R)`; with several dimensions (one per subscale,
+or one per rater) :math:`R` is a correlation matrix with an LKJ(2) prior (unit variances fix
+the scale). With the explanatory latent regression (``LatentDesign``):
+
+.. math::
+
+   \theta_{id} = \beta_d\,\text{sofs}_i + \gamma_d\,(c_i - \bar c) + s_{\text{site}(i),d}
+                 + u_{\text{worker}(i),d} + \varepsilon_{id}, \qquad \varepsilon_i \sim N(0, R),
+
+with site effects :math:`s_{\cdot d} = \sigma^{s}_d z` (:math:`\sigma^s_d \sim
+\text{HalfNormal}(0.3)`) and social-worker effects :math:`u_{\cdot d} = \sigma^{w}_d z`
+(:math:`\sigma^w_d \sim \text{HalfNormal}(0.5)`), both non-centred. The unit of the latent
+scale is the residual SD within social worker. :math:`\beta_d` (SofS arm vs contrast arm)
+gets a *named* prior (sceptical / neutral / enthusiastic, stored as ``pm.Data`` so one
+compiled model serves all three); :math:`\gamma_d \sim N(0, (1 / \text{sd}(c))^2)`, one
+residual SD per SD of competence. Because each arm has only two sites, the site effects are
+what keeps the arm effect from absorbing site-to-site differences: the arm effect is judged
+against between-site variation, and with two sites per arm its posterior stays wide.
+
+Assumptions: local independence given :math:`\theta`; simple structure (each item loads on
+one dimension); the same item parameters in both arms (no differential item functioning);
+missing answers missing at random.
+
+Everything after fitting (category probabilities, item and test information, expected
+scores, marginal reliability, score-scale effects, predictive checks) is a NumPy function
+over axes in this module; the analysis only calls them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+
+from data.instruments import ARMS, Instrument
+
+#: Padding for the outer "cutpoints" -inf/+inf of the ordered logistic (logit scale).
+_PAD = 1.0e3
+
+DIMENSION_MODES = ("overall", "subscale", "rater", "rater_subscale")
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LatentDesign:
+    """Person-level covariates of the latent regression.
+
+    ``competence_centre`` is subtracted from ``competence`` inside the model (slopes are
+    per unit of the raw competence scale; the intercept is the contrast arm at average
+    competence).
+    """
+
+    sofs: np.ndarray
+    competence: np.ndarray
+    competence_centre: float
+    competence_sd: float
+    worker: tuple[str, ...]
+    worker_idx: np.ndarray
+    site: tuple[str, ...]
+    site_idx: np.ndarray
+    site_arm: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GRMData:
+    """Item answers in long form, coded 0..K-1 with higher = more of the trait.
+
+    ``code_values[k]`` is the report's code for model category ``k`` (for average scores on
+    the report's own scale); ``item_dimension[j]`` indexes ``dimension``.
+    """
+
+    instrument: str
+    person: tuple[str, ...]
+    item: tuple[str, ...]
+    dimension: tuple[str, ...]
+    dimension_label: tuple[str, ...]
+    item_dimension: np.ndarray
+    n_categories: int
+    person_idx: np.ndarray
+    item_idx: np.ndarray
+    response: np.ndarray
+    code_values: np.ndarray
+    score_direction: str = "higher_is_better"
+    design: LatentDesign | None = None
+
+    @property
+    def n_person(self) -> int:
+        return len(self.person)
+
+    @property
+    def n_item(self) -> int:
+        return len(self.item)
+
+    @property
+    def n_dim(self) -> int:
+        return len(self.dimension)
+
+    def wide(self) -> np.ndarray:
+        """Answers as a person x item array (-1 = missing)."""
+        out = np.full((self.n_person, self.n_item), -1, dtype=int)
+        out[self.person_idx, self.item_idx] = self.response
+        return out
+
+
+def grm_data(
+    frame: pd.DataFrame,
+    instrument: Instrument,
+    *,
+    dimensions: str = "subscale",
+    covariates: bool = True,
+) -> GRMData:
+    """Long-form GRM data from a validated wide answer frame (see ``data.instruments``).
+
+    Parameters
+    ----------
+    frame
+        Validated answers (``data.instruments.validate_responses``), or any frame with the
+        instrument's item columns when ``covariates=False``. Never modified.
+    instrument
+        The item key (reverse coding, dropped items, categories, raters).
+    dimensions
+        ``'overall'`` (one trait), ``'subscale'`` (one per subscale), ``'rater'`` (one per
+        rater, all items) or ``'rater_subscale'``.
+    covariates
+        Build the ``LatentDesign`` from the ``arm``, ``competence``, ``worker`` and ``site``
+        columns.
+
+    Persons with no answer to any used item are left out.
+    """
+    if dimensions not in DIMENSION_MODES:
+        raise ValueError(f"dimensions must be one of {list(DIMENSION_MODES)}, got '{dimensions}'")
+    K = instrument.n_categories
+    cats = np.asarray(instrument.categories)
+    lower_better = instrument.score_direction == "lower_is_better"
+    code_values = cats[::-1].astype(float) if lower_better else cats.astype(float)
+    items, item_dim_names, columns, flips = [], [], [], []
+    for rater in instrument.raters:
+        for it in instrument.used_items:
+            col = instrument.column(rater, it.id)
+            if col not in frame.columns:
+                continue
+            columns.append(col)
+            items.append(col)
+            if dimensions == "overall":
+                item_dim_names.append("overall")
+            elif dimensions == "subscale":
+                item_dim_names.append(it.dimension)
+            elif dimensions == "rater":
+                item_dim_names.append(rater)
+            else:
+                item_dim_names.append(f"{rater}:{it.dimension}")
+            flips.append(it.reverse != lower_better)
+    if not columns:
+        raise ValueError(f"the frame has no item columns of instrument '{instrument.name}'")
+    # Dimension order follows the configuration.
+    if dimensions == "overall":
+        dim_order, dim_label = ["overall"], ["Overall score"]
+    elif dimensions == "subscale":
+        dim_order = [d for d in instrument.dimensions if d in item_dim_names]
+        dim_label = [instrument.dimensions[d] for d in dim_order]
+    elif dimensions == "rater":
+        dim_order = [r for r in instrument.raters if r in item_dim_names]
+        dim_label = [r.capitalize() for r in dim_order]
+    else:
+        dim_order = [f"{r}:{d}" for r in instrument.raters for d in instrument.dimensions
+                     if f"{r}:{d}" in item_dim_names]
+        dim_label = [f"{n.split(':')[0].capitalize()}: {instrument.dimensions[n.split(':')[1]]}" for n in dim_order]
+    answers = frame[columns]
+    raw = answers.to_numpy(dtype=float, na_value=np.nan)
+    keep = ~np.all(np.isnan(raw), axis=1)
+    raw = raw[keep]
+    # code -> index 0..K-1, then flip so that higher = more of the trait
+    idx = np.full(raw.shape, -1, dtype=int)
+    ok = ~np.isnan(raw)
+    idx[ok] = np.searchsorted(cats, raw[ok].astype(int))
+    flips_arr = np.asarray(flips)
+    idx = np.where(ok & flips_arr[None, :], K - 1 - idx, idx)
+    p_idx, i_idx = np.nonzero(ok)
+    persons = (frame["family"].astype(str).to_numpy()[keep] if "family" in frame.columns
+               else np.asarray([str(i) for i in np.flatnonzero(keep)]))
+    design = _latent_design(frame.loc[keep]) if covariates else None
+    return GRMData(
+        instrument=instrument.name,
+        person=tuple(persons),
+        item=tuple(items),
+        dimension=tuple(dim_order),
+        dimension_label=tuple(dim_label),
+        item_dimension=np.asarray([dim_order.index(n) for n in item_dim_names]),
+        n_categories=K,
+        person_idx=p_idx.astype(np.int64),
+        item_idx=i_idx.astype(np.int64),
+        response=idx[p_idx, i_idx].astype(np.int64),
+        code_values=code_values,
+        score_direction=instrument.score_direction,
+        design=design,
+    )
+
+
+def _latent_design(frame: pd.DataFrame) -> LatentDesign:
+    for col in ("arm", "competence", "worker", "site"):
+        if col not in frame.columns:
+            raise ValueError(f"latent regression needs column '{col}'")
+    site_codes, sites = pd.factorize(frame["site"].astype(str), sort=True)
+    worker_key = frame["site"].astype(str) + "/" + frame["worker"].astype(str)
+    worker_codes, workers = pd.factorize(worker_key, sort=True)
+    arm = frame["arm"].astype(str).str.lower().to_numpy()
+    site_arm = tuple(str(frame["arm"].iloc[np.flatnonzero(site_codes == s)[0]]).lower() for s in range(len(sites)))
+    comp = frame["competence"].to_numpy(dtype=float)
+    sd = float(np.std(comp, ddof=1)) if len(comp) > 1 else 1.0
+    return LatentDesign(
+        sofs=(arm == ARMS[0]).astype(float),
+        competence=comp,
+        competence_centre=float(np.mean(comp)),
+        competence_sd=sd if sd > 0 else 1.0,
+        worker=tuple(workers),
+        worker_idx=worker_codes.astype(np.int64),
+        site=tuple(sites),
+        site_idx=site_codes.astype(np.int64),
+        site_arm=site_arm,
+    )
+
+
+def grm_coords(data: GRMData) -> dict[str, list]:
+    """Named dims of the model (one pure function, never mutating its input)."""
+    coords: dict[str, list] = {
+        "person": list(data.person),
+        "item": list(data.item),
+        "cut": [f">={k}" for k in range(1, data.n_categories)],
+        "gap": [f"{k}-{k + 1}" for k in range(1, data.n_categories - 1)],
+        "dimension": list(data.dimension),
+        "dimension_bis": list(data.dimension),
+        "obs": list(range(len(data.response))),
+    }
+    if data.design is not None:
+        coords["worker"] = list(data.design.worker)
+        coords["site"] = list(data.design.site)
+    return coords
+
+
+# --------------------------------------------------------------------------------------------
+# Priors and model
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GRMPriors:
+    """Prior hyper-parameters (see the module docstring for the model in notation).
+
+    Precedence: a named prior passed to :func:`build_grm` (``effect_prior``) overrides
+    ``effect_mean``/``effect_sd``; everything else comes from this object, whose defaults
+    are documented here.
+    """
+
+    pooled: bool = True
+    log_discrimination_mean: float = 0.5   # mu_a ~ N(this, 0.5) pooled; log a_j ~ N(this, 1) unpooled
+    log_discrimination_sd: float = 0.5     # sigma_a ~ HalfNormal(this)
+    first_threshold_sd: float = 2.0        # m_1 ~ N(0, this); unpooled b_j1 ~ N(0, this)
+    first_threshold_spread: float = 1.0    # tau_1 ~ HalfNormal(this)
+    log_gap_sd: float = 1.0                # g_k ~ N(0, this); unpooled log gaps ~ N(0, this)
+    log_gap_spread: float = 0.5            # tau_g ~ HalfNormal(this)
+    lkj_eta: float = 2.0                   # trait correlations ~ LKJ(this)
+    effect_mean: float = 0.0               # SofS arm effect beta_d ~ N(mean, sd) (named prior)
+    effect_sd: float = 1.0
+    slope_sd_per_sd: float = 1.0           # gamma_d ~ N(0, (this / sd(competence))^2)
+    site_sd: float = 0.3                   # sigma_site ~ HalfNormal(this)
+    worker_sd: float = 0.5                 # sigma_worker ~ HalfNormal(this)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _grm_logp(value, eta, item, pad):
+    """log P(y | eta, cutpoints) for the ordered logistic, gathering only the two cutpoints needed.
+
+    ``pad`` is (item, K+1): the K-1 cutpoints with -_PAD and +_PAD on either side.
+    """
+    width = pad.shape[-1]
+    flat = pad.ravel()
+    idx = pt.cast(item, "int64") * width + pt.cast(value, "int64")
+    return pt.log(pt.sigmoid(eta - flat[idx]) - pt.sigmoid(eta - flat[idx + 1]))
+
+
+def _grm_random(eta, item, pad, rng=None, size=None):
+    eta = np.asarray(eta, dtype=float)
+    item = np.asarray(item).astype(int)
+    pad = np.asarray(pad, dtype=float)
+    eta, item = np.broadcast_arrays(eta, item)
+    if size is not None:
+        eta = np.broadcast_to(eta, size)
+        item = np.broadcast_to(item, size)
+    cuts = pad[..., item, 1:-1]  # (..., n, K-1)
+    p_ge = 1.0 / (1.0 + np.exp(-(eta[..., None] - cuts)))
+    u = rng.uniform(size=eta.shape)
+    return (u[..., None] < p_ge).sum(axis=-1)
+
+
+def build_grm(
+    data: GRMData,
+    *,
+    priors: GRMPriors | None = None,
+    effect_prior: Any | None = None,
+    regression: bool | None = None,
+) -> pm.Model:
+    """The graded response model of ``data`` as a ``pm.Model`` (see module docstring).
+
+    Parameters
+    ----------
+    data
+        From :func:`grm_data`.
+    priors
+        Hyper-parameters (default ``GRMPriors()``).
+    effect_prior
+        A ``models.priors.NamedPrior`` for the SofS arm effect (overrides ``priors``); its
+        mean and sd are ``pm.Data`` (``effect_prior_mean``, ``effect_prior_sd``) so a compiled
+        model can be re-sampled under another named prior.
+    regression
+        Include the latent regression (default: when ``data.design`` is present).
+
+    Variables: ``discrimination`` (item), ``threshold`` (item, cut), ``theta`` (person,
+    dimension), ``trait_corr`` (dimension, dimension_bis) when there are several dimensions,
+    and with the regression ``sofs_effect``, ``competence_slope`` (dimension),
+    ``site_effect`` (site, dimension), ``worker_effect`` (worker, dimension), ``sigma_site``,
+    ``sigma_worker`` (dimension). The observed variable is ``y`` (obs).
+    """
+    priors = priors or GRMPriors()
+    regression = data.design is not None if regression is None else regression
+    if regression and data.design is None:
+        raise ValueError("regression=True needs data built with covariates=True")
+    J, K, D, P = data.n_item, data.n_categories, data.n_dim, data.n_person
+    eff_mu = float(getattr(effect_prior, "mean", priors.effect_mean))
+    eff_sd = float(getattr(effect_prior, "sd", priors.effect_sd))
+    with pm.Model(coords=grm_coords(data)) as model:
+        # --- item parameters ---
+        if priors.pooled:
+            mu_a = pm.Normal("log_discrimination_mean", priors.log_discrimination_mean, 0.5)
+            sd_a = pm.HalfNormal("log_discrimination_sd", priors.log_discrimination_sd)
+            z_a = pm.Normal("z_discrimination", 0.0, 1.0, dims="item")
+            log_a = mu_a + sd_a * z_a
+            m1 = pm.Normal("first_threshold_mean", 0.0, priors.first_threshold_sd)
+            tau1 = pm.HalfNormal("first_threshold_spread", priors.first_threshold_spread)
+            z1 = pm.Normal("z_first_threshold", 0.0, 1.0, dims="item")
+            b1 = m1 + tau1 * z1
+            if K > 2:
+                g = pm.Normal("log_gap_mean", 0.0, priors.log_gap_sd, dims="gap")
+                taug = pm.HalfNormal("log_gap_spread", priors.log_gap_spread)
+                zg = pm.Normal("z_log_gap", 0.0, 1.0, dims=("item", "gap"))
+                log_gap = g[None, :] + taug * zg
+        else:
+            log_a = pm.Normal("log_discrimination", priors.log_discrimination_mean, 1.0, dims="item")
+            b1 = pm.Normal("first_threshold", 0.0, priors.first_threshold_sd, dims="item")
+            if K > 2:
+                log_gap = pm.Normal("log_gap", 0.0, priors.log_gap_sd, dims=("item", "gap"))
+        a = pm.Deterministic("discrimination", pt.exp(log_a), dims="item")
+        if K > 2:
+            b = pt.concatenate([b1[:, None], b1[:, None] + pt.cumsum(pt.exp(log_gap), axis=1)], axis=1)
+        else:
+            b = b1[:, None]
+        b = pm.Deterministic("threshold", b, dims=("item", "cut"))
+
+        # --- latent traits ---
+        z = pm.Normal("z_theta", 0.0, 1.0, dims=("person", "dimension"))
+        if D > 1:
+            chol = pm.LKJCorr("trait_chol", n=D, eta=priors.lkj_eta)
+            pm.Deterministic("trait_corr", chol @ chol.T, dims=("dimension", "dimension_bis"))
+            eps = z @ chol.T
+        else:
+            eps = z
+        if regression:
+            des = data.design
+            mu_eff = pm.Data("effect_prior_mean", eff_mu)
+            sd_eff = pm.Data("effect_prior_sd", eff_sd)
+            beta = pm.Normal("sofs_effect", mu_eff, sd_eff, dims="dimension")
+            gamma = pm.Normal("competence_slope", 0.0, priors.slope_sd_per_sd / des.competence_sd, dims="dimension")
+            sig_s = pm.HalfNormal("sigma_site", priors.site_sd, dims="dimension")
+            z_s = pm.Normal("z_site", 0.0, 1.0, dims=("site", "dimension"))
+            site = pm.Deterministic("site_effect", z_s * sig_s, dims=("site", "dimension"))
+            sig_w = pm.HalfNormal("sigma_worker", priors.worker_sd, dims="dimension")
+            z_w = pm.Normal("z_worker", 0.0, 1.0, dims=("worker", "dimension"))
+            worker = pm.Deterministic("worker_effect", z_w * sig_w, dims=("worker", "dimension"))
+            sofs = pm.Data("sofs", des.sofs, dims="person")
+            comp = pm.Data("competence_c", des.competence - des.competence_centre, dims="person")
+            mean = (sofs[:, None] * beta[None, :] + comp[:, None] * gamma[None, :]
+                    + site[des.site_idx] + worker[des.worker_idx])
+            theta = pm.Deterministic("theta", mean + eps, dims=("person", "dimension"))
+        else:
+            theta = pm.Deterministic("theta", eps, dims=("person", "dimension"))
+
+        # --- likelihood ---
+        item_idx = data.item_idx
+        theta_obs = theta[data.person_idx, data.item_dimension[item_idx]]
+        eta = a[item_idx] * theta_obs
+        cut = a[:, None] * b
+        pad = pt.concatenate([pt.full((J, 1), -_PAD), cut, pt.full((J, 1), _PAD)], axis=1)
+        pm.CustomDist("y", eta, item_idx, pad, logp=_grm_logp, random=_grm_random,
+                      signature="(),(),(j,c)->()", observed=data.response, dims="obs")
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# NumPy functions over axes (draws broadcast in front)
+# --------------------------------------------------------------------------------------------
+
+def cumulative_probabilities(theta: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """P(Y >= k), k = 1..K-1: ``theta`` (...), ``a`` (...), ``b`` (..., K-1) -> (..., K-1)."""
+    theta = np.asarray(theta, dtype=float)[..., None]
+    return 1.0 / (1.0 + np.exp(-np.asarray(a, dtype=float)[..., None] * (theta - np.asarray(b, dtype=float))))
+
+
+def category_probabilities(theta: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """P(Y = k), k = 0..K-1, broadcasting ``theta``, ``a`` and ``b`` (last axis K-1)."""
+    pstar = cumulative_probabilities(theta, a, b)
+    ones = np.ones(pstar.shape[:-1] + (1,))
+    upper = np.concatenate([ones, pstar], axis=-1)
+    lower = np.concatenate([pstar, np.zeros_like(ones)], axis=-1)
+    return np.clip(upper - lower, 0.0, 1.0)
+
+
+def item_information(theta: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    r"""Fisher information of a graded item: :math:`I(\theta) = \sum_k P_k'(\theta)^2 / P_k(\theta)`."""
+    pstar = cumulative_probabilities(theta, a, b)
+    d = np.asarray(a, dtype=float)[..., None] * pstar * (1.0 - pstar)
+    zeros = np.zeros(d.shape[:-1] + (1,))
+    dp = np.concatenate([zeros, d], axis=-1) - np.concatenate([d, zeros], axis=-1)
+    p = category_probabilities(theta, a, b)
+    return np.sum(np.where(p > 1e-300, dp**2 / np.maximum(p, 1e-300), 0.0), axis=-1)
+
+
+def expected_score(theta: np.ndarray, a: np.ndarray, b: np.ndarray, values: np.ndarray | None = None) -> np.ndarray:
+    """E[value of the answer]; ``values`` per category (default 0..K-1)."""
+    p = category_probabilities(theta, a, b)
+    v = np.arange(p.shape[-1], dtype=float) if values is None else np.asarray(values, dtype=float)
+    return p @ v
+
+
+def cronbach_alpha(answers: np.ndarray) -> float:
+    """Cronbach's alpha of a person x item array (complete rows only), for comparison with the report."""
+    x = np.asarray(answers, dtype=float)
+    x = x[~np.isnan(x).any(axis=1)]
+    k = x.shape[1]
+    if k < 2 or x.shape[0] < 2:
+        raise ValueError("alpha needs at least two items and two complete rows")
+    item_var = x.var(axis=0, ddof=1).sum()
+    total_var = x.sum(axis=1).var(ddof=1)
+    return float(k / (k - 1) * (1.0 - item_var / total_var))
+
+
+def marginal_reliability(theta: np.ndarray, info: np.ndarray) -> np.ndarray:
+    r"""Posterior marginal reliability per draw.
+
+    .. math:: \rho^{(s)} = 1 - \frac{1}{n}\sum_i \frac{1}{I^{(s)}(\theta^{(s)}_i) + 1/\sigma^{2(s)}}
+                             \Big/ \sigma^{2(s)},
+
+    where :math:`\sigma^{2(s)}` is the variance of the persons' traits in draw :math:`s` and
+    the fraction is the approximate posterior error variance of a person's trait at its
+    test information. ``theta`` is (draw, person) and ``info`` (draw, person) the test
+    information at those traits; returns (draw,).
+    """
+    var = np.var(theta, axis=-1, ddof=1)
+    err = np.mean(1.0 / (info + 1.0 / var[..., None]), axis=-1)
+    return 1.0 - err / var
+
+
+# --------------------------------------------------------------------------------------------
+# Posterior summaries (DataTree in, tables/arrays out)
+# --------------------------------------------------------------------------------------------
+
+def _stack(idata: xr.DataTree, name: str, max_draws: int | None = None, seed: int = 0) -> np.ndarray:
+    da = idata["posterior"][name]
+    da = da.stack(sample=("chain", "draw")).transpose("sample", ...)
+    x = np.asarray(da.values)
+    if max_draws is not None and x.shape[0] > max_draws:
+        keep = np.sort(np.random.default_rng(seed).choice(x.shape[0], max_draws, replace=False))
+        x = x[keep]
+    return x
+
+
+def posterior_arrays(idata: xr.DataTree, *, max_draws: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    """Draws (sample first) of the quantities the summaries need."""
+    names = ["discrimination", "threshold", "theta"]
+    for extra in ("sofs_effect", "competence_slope", "trait_corr", "site_effect", "worker_effect",
+                  "sigma_site", "sigma_worker"):
+        if extra in idata["posterior"]:
+            names.append(extra)
+    return {n: _stack(idata, n, max_draws, seed) for n in names}
+
+
+def _dim_items(data: GRMData) -> list[np.ndarray]:
+    return [np.flatnonzero(data.item_dimension == d) for d in range(data.n_dim)]
+
+
+def mean_expected_score(theta: np.ndarray, a: np.ndarray, b: np.ndarray, data: GRMData) -> np.ndarray:
+    """Average expected answer over each dimension's items, on the report's code scale.
+
+    ``theta`` (draw, person, dimension), ``a`` (draw, item), ``b`` (draw, item, cut) ->
+    (draw, person, dimension).
+    """
+    out = np.empty(theta.shape)
+    for d, items in enumerate(_dim_items(data)):
+        es = expected_score(theta[:, :, d, None], a[:, None, items], b[:, None, items], data.code_values)
+        out[:, :, d] = es.mean(axis=-1)
+    return out
+
+
+def score_scale_effects(idata: xr.DataTree, data: GRMData, *, max_draws: int = 2000, seed: int = 0) -> dict[str, np.ndarray]:
+    """The latent-regression effects translated to the report's average-score scale.
+
+    By g-computation over the sample's families, for each draw and dimension:
+
+    - ``sofs``: mean over families of the expected average score with every family in a
+      SofS site minus with every family in a contrast site (each family keeps its own
+      competence, worker, site and residual);
+    - ``competence``: mean change in the expected average score for one more unit of
+      competence (average marginal effect, as Table 6's slopes);
+    - ``observed_gap``: mean expected score of the SofS-site families minus that of the
+      contrast-site families as they are (the model's version of Table 5's difference).
+
+    Also the latent ``sofs_latent`` and ``competence_latent`` draws. Arrays are (draw, dimension).
+    """
+    if data.design is None:
+        raise ValueError("score-scale effects need a latent regression")
+    post = posterior_arrays(idata, max_draws=max_draws, seed=seed)
+    a, b, theta = post["discrimination"], post["threshold"], post["theta"]
+    beta, gamma = post["sofs_effect"], post["competence_slope"]
+    sofs = data.design.sofs[None, :, None]
+    base = theta - sofs * beta[:, None, :]
+    s1 = mean_expected_score(base + beta[:, None, :], a, b, data)
+    s0 = mean_expected_score(base, a, b, data)
+    now = mean_expected_score(theta, a, b, data)
+    up = mean_expected_score(theta + gamma[:, None, :], a, b, data)
+    arm = data.design.sofs.astype(bool)
+    return {
+        "sofs": (s1 - s0).mean(axis=1),
+        "competence": (up - now).mean(axis=1),
+        "observed_gap": now[:, arm].mean(axis=1) - now[:, ~arm].mean(axis=1),
+        "sofs_latent": beta,
+        "competence_latent": gamma,
+    }
+
+
+def reliability_draws(idata: xr.DataTree, data: GRMData, *, max_draws: int = 1000, seed: int = 0) -> np.ndarray:
+    """Posterior marginal reliability (draw, dimension); see :func:`marginal_reliability`."""
+    post = posterior_arrays(idata, max_draws=max_draws, seed=seed)
+    a, b, theta = post["discrimination"], post["threshold"], post["theta"]
+    out = np.empty((theta.shape[0], data.n_dim))
+    for d, items in enumerate(_dim_items(data)):
+        info = item_information(theta[:, :, d, None], a[:, None, items], b[:, None, items]).sum(axis=-1)
+        out[:, d] = marginal_reliability(theta[:, :, d], info)
+    return out
+
+
+def summarise_draws(draws: np.ndarray, *, prob: float = 0.9) -> dict[str, float]:
+    x = np.asarray(draws, dtype=float).ravel()
+    lo, hi = np.quantile(x, [(1 - prob) / 2, (1 + prob) / 2])
+    return {"mean": float(x.mean()), "sd": float(x.std(ddof=1)), "low": float(lo), "high": float(hi)}
+
+
+def reliability_table(idata: xr.DataTree, data: GRMData, **kw: Any) -> pd.DataFrame:
+    """One row per dimension: posterior mean and 90% interval of the marginal reliability,
+    beside Cronbach's alpha of the same answers (complete cases)."""
+    rel = reliability_draws(idata, data, **kw)
+    wide = data.wide().astype(float)
+    wide[wide < 0] = np.nan
+    rows = []
+    for d, items in enumerate(_dim_items(data)):
+        s = summarise_draws(rel[:, d])
+        try:
+            alpha = cronbach_alpha(wide[:, items]) if len(items) > 1 else np.nan
+        except ValueError:
+            alpha = np.nan
+        rows.append({"instrument": data.instrument, "dimension": data.dimension[d],
+                     "label": data.dimension_label[d], "n_items": len(items),
+                     "reliability_mean": s["mean"], "reliability_low90": s["low"],
+                     "reliability_high90": s["high"], "cronbach_alpha": alpha})
+    return pd.DataFrame(rows)
+
+
+def person_scores(idata: xr.DataTree, data: GRMData, *, max_draws: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Person scores with uncertainty: latent trait and expected average score (report scale)."""
+    post = posterior_arrays(idata, max_draws=max_draws, seed=seed)
+    theta = post["theta"]
+    score = mean_expected_score(theta, post["discrimination"], post["threshold"], data)
+    rows = []
+    for i, pid in enumerate(data.person):
+        for d, dim in enumerate(data.dimension):
+            t = summarise_draws(theta[:, i, d])
+            s = summarise_draws(score[:, i, d])
+            rows.append({"instrument": data.instrument, "person": pid, "dimension": dim,
+                         "theta_mean": t["mean"], "theta_sd": t["sd"], "theta_low90": t["low"],
+                         "theta_high90": t["high"], "score_mean": s["mean"], "score_low90": s["low"],
+                         "score_high90": s["high"]})
+    return pd.DataFrame(rows)
+
+
+def item_parameter_table(idata: xr.DataTree, data: GRMData) -> pd.DataFrame:
+    """Posterior mean, sd and 90% interval of each discrimination and threshold."""
+    post = posterior_arrays(idata)
+    rows = []
+    for j, item in enumerate(data.item):
+        dim = data.dimension[data.item_dimension[j]]
+        rows.append({"instrument": data.instrument, "item": item, "dimension": dim, "parameter": "a",
+                     **summarise_draws(post["discrimination"][:, j])})
+        for k in range(data.n_categories - 1):
+            rows.append({"instrument": data.instrument, "item": item, "dimension": dim,
+                         "parameter": f"b{k + 1}", **summarise_draws(post["threshold"][:, j, k])})
+    return pd.DataFrame(rows)
+
+
+def information_curves(idata: xr.DataTree, data: GRMData, grid: np.ndarray | None = None,
+                       *, max_draws: int = 500, seed: int = 0) -> dict[str, Any]:
+    """Item and test information and category curves on a trait grid (for the figures).
+
+    Returns ``grid``, ``items`` (item labels), ``item_dimension``, ``a`` and ``b``
+    (posterior means), ``category_probs`` (item, grid, K) at the posterior means,
+    ``test_info`` (dimension -> (3, grid): 5%, 50%, 95% over draws) and ``dimension_label``.
+    """
+    grid = np.linspace(-4, 4, 161) if grid is None else np.asarray(grid, dtype=float)
+    post = posterior_arrays(idata, max_draws=max_draws, seed=seed)
+    a, b = post["discrimination"], post["threshold"]
+    a_mean, b_mean = a.mean(axis=0), b.mean(axis=0)
+    probs = category_probabilities(grid[None, :], a_mean[:, None], b_mean[:, None, :])
+    test = {}
+    for d, items in enumerate(_dim_items(data)):
+        info = item_information(grid[None, :, None], a[:, None, items], b[:, None, items]).sum(axis=-1)
+        test[data.dimension[d]] = np.quantile(info, [0.05, 0.5, 0.95], axis=0)
+    return {"grid": grid, "items": list(data.item), "item_dimension": [data.dimension[d] for d in data.item_dimension],
+            "a": a_mean, "b": b_mean, "category_probs": probs, "test_info": test,
+            "dimension_label": dict(zip(data.dimension, data.dimension_label)),
+            "code_values": data.code_values, "instrument": data.instrument}
+
+
+def ppc_item_distributions(idata: xr.DataTree, data: GRMData, *, n_draws: int = 400, seed: int = 0) -> pd.DataFrame:
+    """Posterior predictive check of each item's answer distribution.
+
+    For ``n_draws`` posterior draws, new answers are drawn for every observed (person, item)
+    cell; the table gives, per item and category, the observed count and the predictive mean
+    and 90% interval of the count, and whether the observed count lies inside it.
+    """
+    post = posterior_arrays(idata, max_draws=n_draws, seed=seed)
+    rng = np.random.default_rng(seed)
+    a, b, theta = post["discrimination"], post["threshold"], post["theta"]
+    j, p = data.item_idx, data.person_idx
+    th = theta[:, p, data.item_dimension[j]]
+    probs = category_probabilities(th, a[:, j], b[:, j, :])  # (S, obs, K)
+    cum = probs.cumsum(axis=-1)
+    u = rng.uniform(size=probs.shape[:-1])[..., None]
+    y_rep = np.minimum((u > cum).sum(axis=-1), data.n_categories - 1)
+    K = data.n_categories
+    rows = []
+    for item in range(data.n_item):
+        sel = j == item
+        obs_counts = np.bincount(data.response[sel], minlength=K)
+        rep_counts = np.stack([np.bincount(r, minlength=K) for r in y_rep[:, sel]])
+        lo, hi = np.quantile(rep_counts, [0.05, 0.95], axis=0)
+        for k in range(K):
+            rows.append({"instrument": data.instrument, "item": data.item[item],
+                         "category": int(data.code_values[k]) if float(data.code_values[k]).is_integer() else data.code_values[k],
+                         "model_category": k, "observed": int(obs_counts[k]),
+                         "predicted_mean": float(rep_counts[:, k].mean()), "predicted_low90": float(lo[k]),
+                         "predicted_high90": float(hi[k]),
+                         "inside90": bool(lo[k] <= obs_counts[k] <= hi[k])})
+    return pd.DataFrame(rows)
+
+
+def trait_correlations(idata: xr.DataTree, data: GRMData) -> pd.DataFrame:
+    """Posterior of each pairwise (residual) trait correlation."""
+    if "trait_corr" not in idata["posterior"]:
+        return pd.DataFrame(columns=["dimension_1", "dimension_2", "mean", "sd", "low", "high"])
+    r = _stack(idata, "trait_corr")
+    rows = []
+    for i in range(data.n_dim):
+        for k in range(i + 1, data.n_dim):
+            rows.append({"instrument": data.instrument, "dimension_1": data.dimension[i],
+                         "dimension_2": data.dimension[k], **summarise_draws(r[:, i, k])})
+    return pd.DataFrame(rows)
+
+
+def rater_agreement(idata: xr.DataTree, data: GRMData, *, max_draws: int = 2000, seed: int = 0) -> dict[str, np.ndarray]:
+    """Agreement between two rater dimensions (WAI: family vs social worker), as posteriors.
+
+    - ``latent_corr``: correlation of the two raters' traits after the covariates (the
+      model's ``trait_corr``), replacing item-wise kappa;
+    - ``sample_corr``: correlation across the sample's families of the two traits (draw-wise);
+    - ``score_difference``: mean over families of (first rater's expected average score minus
+      the second's), on the report's scale, replacing the paired t-test;
+    - ``slope_difference``: difference of the competence effects on the average-score scale
+      (first minus second), when there is a latent regression.
+    """
+    if data.n_dim != 2:
+        raise ValueError("rater agreement needs exactly two rater dimensions")
+    post = posterior_arrays(idata, max_draws=max_draws, seed=seed)
+    theta = post["theta"]
+    score = mean_expected_score(theta, post["discrimination"], post["threshold"], data)
+    tc = theta - theta.mean(axis=1, keepdims=True)
+    sample_corr = (tc[:, :, 0] * tc[:, :, 1]).sum(1) / np.sqrt((tc[:, :, 0] ** 2).sum(1) * (tc[:, :, 1] ** 2).sum(1))
+    out = {"latent_corr": post["trait_corr"][:, 0, 1], "sample_corr": sample_corr,
+           "score_difference": (score[:, :, 0] - score[:, :, 1]).mean(axis=1)}
+    if "competence_slope" in post:
+        up = mean_expected_score(theta + post["competence_slope"][:, None, :], post["discrimination"],
+                                 post["threshold"], data)
+        eff = (up - score).mean(axis=1)
+        out["slope_difference"] = eff[:, 0] - eff[:, 1]
+    return out
+
+
+def add_log_likelihood(idata: xr.DataTree, model: pm.Model) -> xr.DataTree:
+    """Pointwise log-likelihood (one term per answer) for LOO, added to ``idata``."""
+    return pm.compute_log_likelihood(idata, model=model, var_names=["y"], progressbar=False)
+
+
+def compare_loo(fits: dict[str, xr.DataTree]) -> pd.DataFrame:
+    """PSIS-LOO comparison (``az.compare``) of fits that carry a ``log_likelihood`` group.
+
+    The unit left out is one answer (person x item), conditional on the person's trait.
+    """
+    import arviz as az
+
+    table = az.compare(fits, round_to="none")
+    table = table.reset_index().rename(columns={"index": "model"})
+    if "model" not in table.columns:
+        table = table.rename(columns={table.columns[0]: "model"})
+    return table
+
+
+def marginal_log_likelihood(wide: np.ndarray, a: np.ndarray, b: np.ndarray, *, n_nodes: int = 41) -> float:
+    """Marginal log-likelihood of a unidimensional GRM with theta ~ N(0, 1) (Gauss-Hermite).
+
+    ``wide`` is person x item with -1 for missing; used to compare a posterior-mean fit with
+    a published maximum-likelihood value.
+    """
+    x, w = np.polynomial.hermite_e.hermegauss(n_nodes)
+    w = w / w.sum()
+    probs = category_probabilities(x[:, None], a[None, :], b[None, :, :])  # (node, item, K)
+    logp = np.log(np.maximum(probs, 1e-300))
+    total = 0.0
+    for row in wide:
+        ok = row >= 0
+        lp = logp[:, np.flatnonzero(ok), row[ok]].sum(axis=1)
+        m = lp.max()
+        total += m + np.log(np.sum(w * np.exp(lp - m)))
+    return float(total)
+
+
+@dataclass
+class GRMFit:
+    """A fitted GRM: the data, the model, the posterior and what was asked for."""
+
+    data: GRMData
+    model: pm.Model
+    idata: xr.DataTree
+    label: str = ""
+    prior_name: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
