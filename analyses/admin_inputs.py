@@ -4,6 +4,7 @@ Wiring into an analysis parser and loader (``analyses/did_runner.py``)::
 
     add_admin_args(parser)                                          # in build_parser
     cells, truth = admin_cells(args, spec.column) or load_cells(spec, args.data)   # in run
+    # (pass the same keyword arguments as the runner gives cells_from_frame: kind=, covariates=, ...)
 
 :func:`load_admin_frame` is the lower-level step (child-level frame, label, hash, what was
 dropped), for analyses that aggregate differently. :func:`sdc_guard` gives the disclosure
@@ -123,18 +124,25 @@ def load_admin_frame(args: argparse.Namespace, outcome: str) -> tuple[pd.DataFra
     return frame, label, digest, safe
 
 
-def admin_cells(args: argparse.Namespace, outcome: str):
+def admin_cells(args: argparse.Namespace, outcome: str, **cells_kwargs):
     """``(DidCells, None)`` built from administrative files, or ``None`` when none were given.
 
-    The second element matches :func:`analyses.did_runner.load_cells` (no known truth for real data).
+    The second element matches :func:`analyses.did_runner.load_cells` (no known truth for real
+    data). ``cells_kwargs`` go to :func:`data.did_input.cells_from_frame` (e.g. ``kind``,
+    ``covariates``, ``variants``); a duration outcome gets ``kind="duration"`` unless told otherwise.
     """
+    import inspect
+
     from data.did_input import cells_from_frame
 
     got = load_admin_frame(args, outcome)
     if got is None:
         return None
     frame, label, digest, _ = got
-    return cells_from_frame(frame, outcome, source=label, data_hash=digest, synthetic=False), None
+    if (resolve_outcome(outcome)[1] == "assessment_days" and "kind" not in cells_kwargs
+            and "kind" in inspect.signature(cells_from_frame).parameters):
+        cells_kwargs["kind"] = "duration"
+    return cells_from_frame(frame, outcome, source=label, data_hash=digest, synthetic=False, **cells_kwargs), None
 
 
 def sdc_guard(args: argparse.Namespace) -> sdc.SdcGuard:

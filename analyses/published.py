@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from analyses.common import EXIT_DIAGNOSTICS, EXIT_OK, OutputDir, analysis_parser, hash_file, log, provenance, run_cli
 from data.errors import DataError
@@ -175,7 +176,8 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
                       timings=timings)
     results_meta = [{
         "result_id": s.result_id, "group": s.group, "label": s.label, "unit": s.unit, "printed": s.printed,
-        "source": s.source, "report_verdict": s.report_verdict, "benefit_direction": s.benefit_direction,
+        "source": s.source, "quote": s.quote, "report_verdict": s.report_verdict,
+        "benefit_direction": s.benefit_direction,
         "reference_20pct": s.reference, "target_applies": s.target_applies, "mid": s.mid,
         "baseline": s.baseline, "baseline_source": s.baseline_source, "notes": s.notes,
         "priors": {k: v.describe() for k, v in s.priors().items()},
@@ -192,7 +194,8 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
         out.write_table("pilots", pilots_tbl)
         out.save_figure("pilots.png", figp)
         out.write_table("p_values_only", p_only.drop(columns=["bf_min_hi", "p_null_min_hi"]))
-        idata.to_netcdf(out / "pilots_posterior.nc")
+        slim = xr.DataTree.from_dict({"posterior": idata["posterior"].to_dataset()[["mu", "sigma", "p"]]})
+        slim.to_netcdf(out / "pilots_posterior.nc")
         out.write_json("diagnostics.json", {"pilots_model": diag.to_dict(), "predictive_checks": ppc,
                                             "provenance": prov})
         out.write_json("statements.json", {
@@ -213,7 +216,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
                                    "note": "no comparator authorities printed: describes the pilots, not SofS"},
             "consistency": checks.to_dict(orient="records"),
         })
-        out.write_text("summary.md", _summary_md(t8, checks, pilots, diag, args))
+        out.write_text("summary.md", _summary_md(t8, checks, pilots, diag, args, ofsted))
         out.commit()
     log(f"wrote {args.out}", quiet=quiet)
     if args.strict and not diag.ok:
@@ -222,7 +225,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
 
 
 def _summary_md(t8: pd.DataFrame, checks: pd.DataFrame, pilots: pd.DataFrame, diag: Any,
-                args: argparse.Namespace) -> str:
+                args: argparse.Namespace, ofsted: dict[str, Any]) -> str:
     lines = ["# Published results re-analysed", "",
              f"Headline priors: {args.headline_strength} strength. Full grid: grid.md.", "",
              "## Table 8 re-analysed", ""]
@@ -238,6 +241,12 @@ def _summary_md(t8: pd.DataFrame, checks: pd.DataFrame, pilots: pd.DataFrame, di
     for _, r in pilots.iterrows():
         lines.append(f"- T{r['table']} {r['item']}: {r['statement']}; range between pilots "
                      f"{r['range pp (mean)']:.1f} pp ({r['range pp low95']:.1f} to {r['range pp high95']:.1f})")
+    o = ofsted["summary"]
+    lines += ["", "## Table 3 (Ofsted)", "",
+              f"- Transitions listed in the text: {ofsted['counts']}; net share improving "
+              f"{o.mean:+.0f} pp (95% interval {o.eti95_low:+.0f} to {o.eti95_high:+.0f}); P(more improved than "
+              f"worsened) = {ofsted['p_net_improvement']:.2f}. No comparator authorities were printed, so this "
+              "describes the pilots, not an effect of SofS."]
     lines += ["", "## Diagnostics", "", diag.banner(), ""]
     return "\n".join(lines)
 

@@ -87,7 +87,8 @@ class Outcome:
     column: str             # numerator or value column
     denominator: str | None  # counts only
     kind: str               # "count" (y out of n) or "continuous" (a rate in % or a level)
-    label: str
+    label: str              # axis label
+    short: str              # in sentences
     unit: str               # reporting unit of effects: "pp" or "cases"
     rope: float             # half-width of the region of practical equivalence, in `unit`
     mid: float              # minimal important difference, in `unit`
@@ -100,17 +101,17 @@ class Outcome:
 
 OUTCOMES: dict[str, Outcome] = {
     "rereferral": Outcome("rereferral", "referrals", "re_referrals", "referrals", "count",
-                          "re-referrals within 12 months (% of referrals)", "pp", 1.0, 2.0),
+                          "re-referrals within 12 months (% of referrals)", "re-referrals", "pp", 1.0, 2.0),
     "turnover": Outcome("turnover", "workforce", "turnover_rate_fte", None, "continuous",
-                        "social worker turnover rate (FTE, %)", "pp", 1.0, 3.0),
+                        "social worker turnover rate (FTE, %)", "turnover", "pp", 1.0, 3.0),
     "agency": Outcome("agency", "workforce", "agency_rate_fte", None, "continuous",
-                      "agency worker rate (FTE, %)", "pp", 1.0, 3.0),
+                      "agency worker rate (FTE, %)", "the agency worker rate", "pp", 1.0, 3.0),
     "absence": Outcome("absence", "workforce", "absence_rate_fte", None, "continuous",
-                       "sickness absence rate (FTE, %)", "pp", 0.25, 0.5),
+                       "sickness absence rate (FTE, %)", "sickness absence", "pp", 0.25, 0.5),
     "vacancy": Outcome("vacancy", "workforce", "vacancy_rate_fte", None, "continuous",
-                       "vacancy rate (FTE, %)", "pp", 1.0, 3.0),
+                       "vacancy rate (FTE, %)", "the vacancy rate", "pp", 1.0, 3.0),
     "caseload": Outcome("caseload", "workforce", "caseload_fte", None, "continuous",
-                        "average caseload per FTE social worker", "cases", 0.5, 1.5),
+                        "average caseload per FTE social worker", "caseloads", "cases", 0.5, 1.5),
 }
 
 

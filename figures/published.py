@@ -92,9 +92,9 @@ def pilots_figure(summary: pd.DataFrame, *, pilots: list[str], mid_pp: float) ->
     for k, pilot in enumerate(pilots):
         vals = summary[f"P(best) {pilot}"].to_numpy()
         ax1.barh(y, vals, left=left, color=PILOT_COLOURS[k % len(PILOT_COLOURS)], label=pilot, edgecolor="white")
-        for yi, l, v in zip(y, left, vals):
+        for yi, start, v in zip(y, left, vals):
             if v >= 0.12:
-                ax1.text(l + v / 2, yi, f"{v:.2f}", ha="center", va="center", fontsize=7)
+                ax1.text(start + v / 2, yi, f"{v:.2f}", ha="center", va="center", fontsize=7)
         left += vals
     ax1.set_yticks(y, items, fontsize=8)
     ax1.set_xlim(0, 1)

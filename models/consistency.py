@@ -48,9 +48,6 @@ NOT_CHECKABLE = "not checkable"
 # printed numbers as intervals
 
 
-_NUMBER = re.compile(r"(?P<lt>[<>]\s*)?(?P<num>[-+]?(?:\d[\d,]*)?(?:\.\d+)?)")
-
-
 def decimals_of(text: str) -> int:
     """Number of decimals printed in ``text`` (``'.041'`` -> 3, ``'12.63'`` -> 2, ``'88%'`` -> 0)."""
     m = re.search(r"\.(\d+)", str(text))
@@ -663,7 +660,8 @@ def run_checks(published: Any) -> pd.DataFrame:
         f"'Five pilots were judged to have improved' followed by transitions totalling {improved_listed}",
         f"listed improvements: {improved_listed}; all listed transitions: {sum(t['count'] for t in trans)} pilots",
         _status(improved_listed == claimed),
-        "" if improved_listed == claimed else f"'{improved_listed} pilots' (the listed transitions also match Table 3's margins)",
+        "" if improved_listed == claimed else
+        f"'{improved_listed} pilots' (the listed transitions also match Table 3's margins)",
     ))
     # margins of the listed transitions against Table 3 (overall)
     start = ofsted[(ofsted["timing"] == "start") & (ofsted["aspect"] == "overall")].set_index("judgement")["count"]
@@ -696,13 +694,14 @@ def _cost_checks(costs: pd.DataFrame) -> list[Check]:
     src = "Cost benefit"
     out = []
     parts = v["trained_5day"] + v["trained_family_finding"] + v["trained_1day"]
-    out.append(Check("costs:trained-total", "costs", src, f"866 staff = 176 + 245 + 445",
+    out.append(Check("costs:trained-total", "costs", src, "866 staff = 176 + 245 + 445",
                      f"sum {parts:.0f}", _status(parts == v["trained_staff"])))
     days_known = 5 * v["trained_5day"] + 1 * v["trained_1day"]
     ff_days = (v["staff_days"] - days_known) / v["trained_family_finding"]
     out.append(Check(
         "costs:staff-days", "costs", src, "2,550 staff days from 176 x 5-day, 245 Family Finding, 445 x 1-day",
-        f"5-day and 1-day courses give {days_known:.0f} days; the rest implies {ff_days:.2f} days per Family Finding trainee",
+        f"5-day and 1-day courses give {days_known:.0f} days; the rest implies {ff_days:.2f} days "
+        "per Family Finding trainee",
         CONSISTENT if abs(ff_days - round(ff_days)) < 1e-9 else INCONSISTENT,
         f"reproducible only if Family Finding training lasted {ff_days:g} days (its length is not printed)",
     ))

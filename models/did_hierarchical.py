@@ -1,9 +1,10 @@
-r"""Hierarchical Bayesian difference-in-differences for child-level binary outcomes.
+r"""Hierarchical Bayesian difference-in-differences for child-level outcomes.
 
-Data are binomial cells ``c`` (LA x financial year x covariate stratum) with ``n_c`` children
-and ``y_c`` outcomes (see :mod:`data.did_input`); settling-in years of pilots are left out.
+Data are cells ``c`` (LA x financial year x covariate stratum) with ``n_c`` children and
+sufficient statistics of their outcomes (see :mod:`data.did_input`); settling-in years of
+pilots are left out.
 
-Model (``build_did_model``)::
+Model (``build_did_model``, binary outcomes, ``likelihood="binomial"``)::
 
     y_c ~ Binomial(n_c, p_c)
     logit p_c = alpha + u[la_c] + g[la_c] * t_c + v[period_c] + x_c' beta + D_c * tau[la_c]
@@ -31,18 +32,51 @@ Quantities reported on the percentage-point scale, by g-computation over treated
 ``att_pp`` is the effect in *these* pilot LAs (sample ATT); ``att_typical_pp`` carries the
 between-LA uncertainty through ``mu_tau`` and is the effect to expect in LAs like them.
 
+Durations (``likelihood="hurdle_lognormal"``, e.g. assessment duration in working days)::
+
+    same day:  y_c ~ Binomial(n_c, pi_c),   logit pi_c = [the linear predictor above]_zero
+    positive:  log d_i ~ N(m_c, sigma_log^2) for the n_pos_c records with d_i > 0,
+               m_c = [the linear predictor above] (its own alpha, u, g, v, beta, tau)
+    sigma_log ~ HalfNormal(1);  alpha ~ N(mean log d, 2^2)
+
+Both parts carry the full hierarchy (the same-day part's variables end in ``_zero``). The
+lognormal part enters through its exact sufficient statistics (``n_pos``, the sum of log d and
+of its squares per cell), so the cost grows with cells, not records. The mean duration of a
+cell is ``(1 - pi_c) exp(m_c + sigma_log^2 / 2)``; ``att_days`` is its g-computation contrast
+over treated post cells (working days), ``att_sameday_pp`` that of ``100 pi_c``. Each part has
+its own named prior (``prior`` on the log mean ratio of positive durations, ``zero_prior`` on
+the log-odds ratio of a same-day assessment).
+
 Event-study form (``event_study=True``): ``D_c * tau`` is replaced by ``sum_k E_ck * delta_k``
 for pilot cells with years relative to adoption ``k`` in a window (end bins pooled, ``k = -1``
 the reference, settling-in years included), ``delta_k ~ N(0, 1)``; LA trends are left out,
 because they would absorb the pre-trends the event study is there to show. The pre-period
 ``event_pp`` (pp, g-computation per bin) test parallel trends: P(|event_pp[k]| > 2 pp), k < -1.
+``event_att_pp`` is the g-computation effect over the post-settling-in cells, the event-study
+counterpart of ``att_pp`` used by the relative-magnitudes sensitivity analysis
+(:mod:`models.did_sensitivity`).
+
+Extensions (keyword arguments of :func:`build_did_model`, each off by default):
+
+- ``moderator``: a 0/1 LA-level moderator ``M_l`` of the pilots (e.g. Ofsted good or better)
+  shifts the effect, ``tau[l] = mu_tau + gamma (M_l - mean M) + sigma_tau z_l``,
+  ``gamma ~ N(0, 1)``; reported as the typical-LA effect in each group and their difference.
+- ``misclassification``: a share ``m_c`` of each cell's records does not belong to the
+  population (e.g. referrals coded NFA that were not NFA), with its own outcome probability
+  ``q``: ``y_c ~ Binomial(n_c, (1 - m_c) p_c + m_c q)``, ``logit q ~ N(logit(ybar), 1)``; the
+  effects are computed for the true population (``p_c``). ``m_c`` is a sensitivity parameter.
+- ``repeated``: a child random effect ``b_i ~ N(0, sigma_child^2)`` added to ``logit p``.
+  Children seen once stay aggregated (their marginal probability is integrated by
+  Gauss-Hermite quadrature); children seen more than once contribute the exact marginal
+  likelihood of their records. Effects are population-averaged (marginal over ``b``).
 
 Assumptions: parallel trends after LA-specific linear trends (main form); no anticipation
 before adoption; effects constant after settling-in within an LA; children independent given
-the cell (see ``analyses.rereferral`` for repeated children); treatment status is correct.
+the cell (unless ``repeated`` is used); treatment status is correct.
 
-The prior on ``mu_tau`` lives in ``pm.Data`` (``prior_mean``, ``prior_sd``), so a compiled
-model is re-used across the named priors and across datasets with new cells.
+The priors on ``mu_tau`` live in ``pm.Data`` (``prior_mean``, ``prior_sd``; ``..._zero`` for
+the hurdle's same-day part), so a compiled model is re-used across the named priors and across
+datasets with new cells.
 """
 
 from __future__ import annotations
@@ -59,6 +93,9 @@ from models.priors import NamedPrior, spiegelhalter_priors
 
 EVENT_WINDOW = (-4, 4)
 REFERENCE_EVENT_TIME = -1
+LIKELIHOODS = ("binomial", "normal", "hurdle_lognormal")
+HURDLE_STATS = ("n_pos", "log_sum", "log_sq", "dur_sum")
+QUADRATURE_NODES = 15
 
 
 @dataclass
@@ -88,12 +125,19 @@ def event_label(k: int, window: tuple[int, int] = EVENT_WINDOW) -> str:
     return f"<={k}" if k == lo else f">={k}" if k == hi else str(k)
 
 
+def is_pre_period(label: str) -> bool:
+    """Whether an event-time label (``'<=-4'``, ``'-2'``, ``'3'``, ``'>=4'``) is before adoption."""
+    text = str(label)
+    return text.startswith("<=") or (text.lstrip("-").isdigit() and int(text) < 0)
+
+
 def did_design(cells: pd.DataFrame, *, las: list[str], pilots: list[str], years: list[int],
                covariates: tuple[str, ...] | list[str], window: tuple[int, int] = EVENT_WINDOW) -> DidDesign:
     """Index arrays, treatment coding of covariates, treated-post and event-time indicators.
 
     ``cells`` has the columns of :class:`data.did_input.DidCells` (la, year, n, y, treated_post,
-    rel_time, covariates). Covariate levels are coded against the first level (sorted).
+    rel_time, covariates; and ``n_pos``, ``log_sum``, ``log_sq``, ``dur_sum`` for durations).
+    Covariate levels are coded against the first level (sorted).
     """
     la_idx = pd.Categorical(cells["la"], categories=las).codes
     if (la_idx < 0).any():
@@ -127,6 +171,10 @@ def did_design(cells: pd.DataFrame, *, las: list[str], pilots: list[str], years:
         "n": cells["n"].to_numpy(int),
         "y": cells["y"].to_numpy(int),
     }
+    if all(c in cells.columns for c in HURDLE_STATS):
+        data["n_pos"] = cells["n_pos"].to_numpy(int)
+        for c in ("log_sum", "log_sq", "dur_sum"):
+            data[c] = cells[c].to_numpy(float)
     return DidDesign(list(las), list(pilots), list(years), names,
                      [event_label(k, window) for k in bins], data)
 
@@ -140,7 +188,9 @@ def effect_priors(pre_level: float, *, relative_target: float = 0.2, direction: 
     ``relative_target`` (relative) in ``direction`` (+1: the programme expects a rise); the
     neutral prior is N(0, 1) on the log-odds scale. Normal: the target is
     ``direction * relative_target * pre_level`` in the outcome's units and the neutral prior's
-    SD is ``2 * outcome_sd`` (the outcome's SD across cells).
+    SD is ``2 * outcome_sd`` (the outcome's SD across cells). Hurdle-lognormal (the positive
+    durations): the target is the log mean ratio ``log(1 + direction * relative_target)``
+    (``pre_level``, the pre-period mean, must be > 0); the neutral prior is N(0, 1).
     """
     label = f"the programme's {relative_target:.0%} {'rise' if direction > 0 else 'fall'} in {outcome_label}"
     if likelihood == "normal":
@@ -148,6 +198,12 @@ def effect_priors(pre_level: float, *, relative_target: float = 0.2, direction: 
             raise ValueError("the normal likelihood's priors need the outcome's SD (> 0)")
         target = direction * relative_target * abs(pre_level)
         return spiegelhalter_priors(target, neutral_sd=2.0 * outcome_sd, scale="outcome units",
+                                    target_label=label)
+    if likelihood == "hurdle_lognormal":
+        if not pre_level > 0:
+            raise ValueError(f"pre-period mean duration must be > 0, got {pre_level}")
+        target = float(np.log1p(direction * relative_target))
+        return spiegelhalter_priors(target, neutral_sd=1.0, scale="log mean ratio (positive durations)",
                                     target_label=label)
     if not 0 < pre_level < 1:
         raise ValueError(f"pre-period share must lie in (0, 1), got {pre_level}")
@@ -162,20 +218,77 @@ def _segment_mean(values, weights, segment, n_segments):
     return num / pt.maximum(den, 1e-12)
 
 
-LIKELIHOODS = ("binomial", "normal")
-
-
 def effect_names(likelihood: str = "binomial") -> dict[str, str]:
     """Names of the reported deterministics: '_pp' (percentage points) for binomial outcomes,
-    the outcome's own units for the normal likelihood."""
-    suffix = "_pp" if likelihood == "binomial" else ""
-    return {"att": f"att{suffix}", "att_la": f"att_la{suffix}", "att_typical": f"att_typical{suffix}",
-            "counterfactual": f"counterfactual{suffix}", "att_relative": "att_relative",
-            "event": f"event{suffix}"}
+    the outcome's own units for the normal likelihood, '_days' (mean duration) and
+    '_sameday_pp' (the same-day share; keys ending in '_zero') for the hurdle."""
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+    suffix = {"binomial": "_pp", "normal": "", "hurdle_lognormal": "_days"}[likelihood]
+    names = {"att": f"att{suffix}", "att_la": f"att_la{suffix}", "att_typical": f"att_typical{suffix}",
+             "counterfactual": f"counterfactual{suffix}", "att_relative": "att_relative",
+             "event": f"event{suffix}", "event_att": f"event_att{suffix}",
+             "mod_high": f"att_moderator_high{suffix}", "mod_low": f"att_moderator_low{suffix}",
+             "mod_diff": f"moderator_diff{suffix}"}
+    if likelihood == "hurdle_lognormal":
+        names.update({f"{k}_zero": v.replace("_days", "_sameday_pp") for k, v in names.items() if v.endswith("_days")})
+    return names
+
+
+# ---------------------------------------------------------------- the model
+
+def _gauss_hermite(k: int = QUADRATURE_NODES) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights for E[f(Z)], Z ~ N(0, 1)."""
+    nodes, weights = np.polynomial.hermite_e.hermegauss(k)
+    return nodes, weights / weights.sum()
+
+
+def _block(d: dict, *, suffix: str, scale: float, mean0: float, la_trends: bool, event_study: bool,
+           prior_mean, prior_sd, moderator) -> dict:
+    """One DiD linear predictor with its hierarchy (variables named with ``suffix``)."""
+    alpha = pm.Normal(f"alpha{suffix}", mean0, 2.0 * scale)
+    sigma_la = pm.HalfNormal(f"sigma_la{suffix}", 1.0 * scale)
+    u = pm.ZeroSumNormal(f"la_effect{suffix}", sigma=sigma_la, dims="la")
+    sigma_period = pm.HalfNormal(f"sigma_period{suffix}", 0.5 * scale)
+    v = pm.ZeroSumNormal(f"period_effect{suffix}", sigma=sigma_period, dims="period")
+    beta = pm.Normal(f"beta{suffix}", 0.0, 1.0 * scale, dims="covariate")
+    eta0 = alpha + u[d["la_idx"]] + v[d["period_idx"]] + pt.dot(d["x"], beta)
+    if la_trends and not event_study:
+        sigma_trend = pm.HalfNormal(f"sigma_trend{suffix}", 0.1 * scale)
+        g_raw = pm.ZeroSumNormal(f"trend_raw{suffix}", sigma=1.0, dims="la")
+        trend = pm.Deterministic(f"la_trend{suffix}", sigma_trend * g_raw, dims="la")
+        eta0 = eta0 + trend[d["la_idx"]] * d["year_c"]
+    out = {"eta0": eta0}
+    if event_study:
+        delta = pm.Normal(f"event_effect{suffix}", 0.0, 1.0 * scale, dims="event_time")
+        out["eta"] = eta0 + pt.dot(d["event"], delta)
+        return out
+    mu_tau = pm.Normal(f"mu_tau{suffix}", prior_mean, prior_sd)
+    sigma_tau = pm.HalfNormal(f"sigma_tau{suffix}", 0.5 * scale)
+    z = pm.Normal(f"tau_raw{suffix}", 0.0, 1.0, dims="pilot")
+    shift = 0.0
+    if moderator is not None:
+        gamma = pm.Normal(f"moderator_effect{suffix}", 0.0, 1.0 * scale)
+        centre = pt.mean(moderator)
+        shift = gamma * (moderator - centre)
+        out["typical_high"] = mu_tau + gamma * (1.0 - centre)
+        out["typical_low"] = mu_tau - gamma * centre
+    tau = pm.Deterministic(f"tau{suffix}", mu_tau + shift + sigma_tau * z, dims="pilot")
+    out.update(eta=eta0 + d["treated_post"] * tau[d["pilot_idx"]], mu_tau=mu_tau)
+    return out
+
+
+def _gcomp(mean_fn, eta1, eta0, w):
+    """Weighted mean contrast (and counterfactual) of ``mean_fn`` between two predictors."""
+    m1, m0 = mean_fn(eta1), mean_fn(eta0)
+    return pt.sum(w * (m1 - m0)) / pt.sum(w), pt.sum(w * m0) / pt.sum(w), m1 - m0
 
 
 def build_did_model(design: DidDesign, prior: NamedPrior, *, la_trends: bool = True,
-                    event_study: bool = False, likelihood: str = "binomial") -> pm.Model:
+                    event_study: bool = False, likelihood: str = "binomial",
+                    zero_prior: NamedPrior | None = None, moderator: np.ndarray | None = None,
+                    misclassification: np.ndarray | None = None,
+                    repeated: dict[str, np.ndarray] | None = None) -> pm.Model:
     """The hierarchical DiD (or its event-study form) as a ``pm.Model``; see module docstring.
 
     ``likelihood="normal"`` models cell means ``y_c`` with weights ``n_c`` on the identity link,
@@ -183,64 +296,118 @@ def build_did_model(design: DidDesign, prior: NamedPrior, *, la_trends: bool = T
     LA-level indicators (rates in %, caseloads); ``alpha ~ N(mean(y), (2 sd(y))^2)``; effects are
     then in the outcome's units and the hierarchy scales (LA, period, trend, effect SDs) are
     multiplied by sd(y).
+
+    ``likelihood="hurdle_lognormal"`` needs the duration statistics in ``design`` and takes
+    ``zero_prior`` (default N(0, 1)) for the same-day part. ``moderator`` (one 0/1 value per
+    pilot), ``misclassification`` (one share per cell) and ``repeated`` (from
+    :func:`repeated_design`) are binomial-main-form extensions; their values are ``pm.Data``
+    (``moderator``, ``misclass``) so that a compiled model can be re-used with new ones.
     """
     if likelihood not in LIKELIHOODS:
         raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
     d = design.data
     names = effect_names(likelihood)
     binomial = likelihood == "binomial"
-    scale = 1.0 if binomial else float(max(np.std(d["y"]), 1e-6))
+    hurdle = likelihood == "hurdle_lognormal"
+    if hurdle and "n_pos" not in d:
+        raise ValueError("the hurdle likelihood needs duration cells (n_pos, log_sum, log_sq)")
+    extras = {"moderator": moderator, "misclassification": misclassification, "repeated": repeated}
+    used = [k for k, val in extras.items() if val is not None]
+    if used and event_study:
+        raise ValueError(f"{used} apply to the main form, not the event study")
+    if (misclassification is not None or repeated is not None) and not binomial:
+        raise ValueError("misclassification and repeated-children extensions need the binomial likelihood")
+    if misclassification is not None and repeated is not None:
+        raise ValueError("use misclassification or repeated, not both")
+    scale = 1.0 if binomial or hurdle else float(max(np.std(d["y"]), 1e-6))
     with pm.Model(coords=design.coords) as model:
-        la_idx = pm.Data("la_idx", d["la_idx"])
-        period_idx = pm.Data("period_idx", d["period_idx"])
-        year_c = pm.Data("year_c", d["year_c"])
-        x = pm.Data("x", d["x"])
+        data = {"la_idx": pm.Data("la_idx", d["la_idx"]), "period_idx": pm.Data("period_idx", d["period_idx"]),
+                "year_c": pm.Data("year_c", d["year_c"]), "x": pm.Data("x", d["x"])}
         n = pm.Data("n", d["n"])
         y = pm.Data("y", d["y"])
         prior_mean = pm.Data("prior_mean", prior.mean)
         prior_sd = pm.Data("prior_sd", prior.sd)
-
-        alpha = pm.Normal("alpha", 0.0 if binomial else float(np.mean(d["y"])), 2.0 * scale)
-        sigma_la = pm.HalfNormal("sigma_la", 1.0 * scale)
-        u = pm.ZeroSumNormal("la_effect", sigma=sigma_la, dims="la")
-        sigma_period = pm.HalfNormal("sigma_period", 0.5 * scale)
-        v = pm.ZeroSumNormal("period_effect", sigma=sigma_period, dims="period")
-        beta = pm.Normal("beta", 0.0, 1.0 * scale, dims="covariate")
-        eta0 = alpha + u[la_idx] + v[period_idx] + pt.dot(x, beta)
-        if la_trends and not event_study:
-            sigma_trend = pm.HalfNormal("sigma_trend", 0.1 * scale)
-            g_raw = pm.ZeroSumNormal("trend_raw", sigma=1.0, dims="la")
-            trend = pm.Deterministic("la_trend", sigma_trend * g_raw, dims="la")
-            eta0 = eta0 + trend[la_idx] * year_c
-        to_scale = pm.math.invlogit if binomial else (lambda e: e)
-        unit = 100.0 if binomial else 1.0
-
+        if hurdle:
+            zp = zero_prior or NamedPrior("neutral", 0.0, 1.0, "log-odds ratio", "weakly informative")
+            prior_mean_zero = pm.Data("prior_mean_zero", zp.mean)
+            prior_sd_zero = pm.Data("prior_sd_zero", zp.sd)
+            n_pos = pm.Data("n_pos", d["n_pos"])
+            log_sum = pm.Data("log_sum", d["log_sum"])
+            log_sq = pm.Data("log_sq", d["log_sq"])
         if event_study:
-            event = pm.Data("event", d["event"])
-            delta = pm.Normal("event_effect", 0.0, 1.0 * scale, dims="event_time")
-            eta = eta0 + pt.dot(event, delta)
+            data["event"] = pm.Data("event", d["event"])
+        data["treated_post"] = pm.Data("treated_post", d["treated_post"])
+        mod = None
+        if not event_study:
+            data["pilot_idx"] = pm.Data("pilot_idx", d["pilot_idx"])
+            if moderator is not None:
+                mod = pm.Data("moderator", np.asarray(moderator, float))
+
+        if hurdle:
+            npos = np.maximum(d["n_pos"].sum(), 1)
+            mean_log = float(d["log_sum"].sum() / npos)
+            zero = _block(data, suffix="_zero", scale=1.0, mean0=0.0, la_trends=la_trends, event_study=event_study,
+                          prior_mean=prior_mean_zero, prior_sd=prior_sd_zero, moderator=mod)
+            pos = _block(data, suffix="", scale=1.0, mean0=mean_log, la_trends=la_trends, event_study=event_study,
+                         prior_mean=prior_mean, prior_sd=prior_sd, moderator=mod)
+            sigma_log = pm.HalfNormal("sigma_log", 1.0)
+            half_var = 0.5 * sigma_log ** 2
+
+            def mean_days(ez, ep):
+                return (1.0 - pm.math.invlogit(ez)) * pt.exp(ep + half_var)
+
+            _hurdle_reports(design, names, data, n, zero, pos, mean_days, event_study, moderator is not None)
+            pm.Binomial("y_obs", n=n, logit_p=zero["eta"], observed=y)
+            m = pos["eta"]
+            pm.Potential("log_duration", pt.sum(-n_pos * pt.log(sigma_log)
+                                                - (log_sq - 2.0 * m * log_sum + n_pos * m ** 2) / (2.0 * sigma_log ** 2)))
+            return model
+
+        # binomial / normal: the same random variables, in the same order, as the foundation's model
+        block = _block(data, suffix="", scale=scale, mean0=0.0 if binomial else float(np.mean(d["y"])),
+                       la_trends=la_trends, event_study=event_study, prior_mean=prior_mean, prior_sd=prior_sd,
+                       moderator=mod)
+        eta0, eta = block["eta0"], block["eta"]
+        unit = 100.0 if binomial else 1.0
+        to_scale = pm.math.invlogit if binomial else (lambda e: e)
+        if repeated is not None:
+            sigma_child = pm.HalfNormal("sigma_child", 1.0)
+            nodes, weights = _gauss_hermite()
+
+            def to_scale(e):  # noqa: F811 - population-averaged probability over the child effect
+                return pt.sum(weights * pm.math.invlogit(e[:, None] + sigma_child * nodes[None, :]), axis=1)
+
+        treated_post = data["treated_post"]
+        w = treated_post * n
+        if event_study:
+            event = data["event"]
             p1, p0 = to_scale(eta), to_scale(eta0)
-            w = event * n[:, None]
-            pm.Deterministic(names["event"], unit * pt.sum(w * (p1 - p0)[:, None], axis=0)
-                             / pt.maximum(pt.sum(w, axis=0), 1e-12), dims="event_time")
+            we = event * n[:, None]
+            pm.Deterministic(names["event"], unit * pt.sum(we * (p1 - p0)[:, None], axis=0)
+                             / pt.maximum(pt.sum(we, axis=0), 1e-12), dims="event_time")
+            pm.Deterministic(names["event_att"], unit * pt.sum(w * (p1 - p0)) / pt.maximum(pt.sum(w), 1e-12))
         else:
-            treated_post = pm.Data("treated_post", d["treated_post"])
-            pilot_idx = pm.Data("pilot_idx", d["pilot_idx"])
-            mu_tau = pm.Normal("mu_tau", prior_mean, prior_sd)
-            sigma_tau = pm.HalfNormal("sigma_tau", 0.5 * scale)
-            z = pm.Normal("tau_raw", 0.0, 1.0, dims="pilot")
-            tau = pm.Deterministic("tau", mu_tau + sigma_tau * z, dims="pilot")
-            eta = eta0 + treated_post * tau[pilot_idx]
             p1, p0 = to_scale(eta), to_scale(eta0)
-            w = treated_post * n
             pm.Deterministic(names["att"], unit * pt.sum(w * (p1 - p0)) / pt.sum(w))
             pm.Deterministic("att_relative", pt.sum(w * (p1 - p0)) / pt.sum(w * p0))
             pm.Deterministic(names["counterfactual"], unit * pt.sum(w * p0) / pt.sum(w))
-            p_typical = to_scale(eta0 + mu_tau)
+            p_typical = to_scale(eta0 + block["mu_tau"])
             pm.Deterministic(names["att_typical"], unit * pt.sum(w * (p_typical - p0)) / pt.sum(w))
-            pm.Deterministic(names["att_la"], unit * _segment_mean(p1 - p0, w, pilot_idx, len(design.pilots)),
+            pm.Deterministic(names["att_la"], unit * _segment_mean(p1 - p0, w, data["pilot_idx"], len(design.pilots)),
                              dims="pilot")
-        if binomial:
+            if moderator is not None:
+                hi = pm.Deterministic(names["mod_high"], unit * pt.sum(w * (to_scale(eta0 + block["typical_high"]) - p0)) / pt.sum(w))
+                lo = pm.Deterministic(names["mod_low"], unit * pt.sum(w * (to_scale(eta0 + block["typical_low"]) - p0)) / pt.sum(w))
+                pm.Deterministic(names["mod_diff"], hi - lo)
+        if repeated is not None:
+            _repeated_likelihood(repeated, eta, to_scale, sigma_child, nodes, weights)
+        elif misclassification is not None:
+            misclass = pm.Data("misclass", np.asarray(misclassification, float))
+            share = float(np.clip(d["y"].sum() / max(d["n"].sum(), 1), 0.01, 0.99))
+            q_logit = pm.Normal("miscoded_logit", float(logit(share)), 1.0)
+            pm.Binomial("y_obs", n=n, p=(1.0 - misclass) * pm.math.invlogit(eta) + misclass * pm.math.invlogit(q_logit),
+                        observed=y)
+        elif binomial:
             pm.Binomial("y_obs", n=n, logit_p=eta, observed=y)
         else:
             sigma_obs = pm.HalfNormal("sigma_obs", 2.0 * scale)
@@ -248,14 +415,90 @@ def build_did_model(design: DidDesign, prior: NamedPrior, *, la_trends: bool = T
     return model
 
 
-def model_data(design: DidDesign, prior: NamedPrior | None = None, *, event_study: bool = False) -> dict:
+def _hurdle_reports(design, names, data, n, zero, pos, mean_days, event_study, moderated) -> None:
+    """Deterministics of the hurdle model: effects on the mean duration and on P(same day)."""
+    invlogit = pm.math.invlogit
+    w = data["treated_post"] * n
+    ez0, ez1, ep0, ep1 = zero["eta0"], zero["eta"], pos["eta0"], pos["eta"]
+    d1, d0 = mean_days(ez1, ep1), mean_days(ez0, ep0)
+    s1, s0 = 100 * invlogit(ez1), 100 * invlogit(ez0)
+    if event_study:
+        we = data["event"] * n[:, None]
+        den = pt.maximum(pt.sum(we, axis=0), 1e-12)
+        pm.Deterministic(names["event"], pt.sum(we * (d1 - d0)[:, None], axis=0) / den, dims="event_time")
+        pm.Deterministic(names["event_zero"], pt.sum(we * (s1 - s0)[:, None], axis=0) / den, dims="event_time")
+        sw = pt.maximum(pt.sum(w), 1e-12)
+        pm.Deterministic(names["event_att"], pt.sum(w * (d1 - d0)) / sw)
+        pm.Deterministic(names["event_att_zero"], pt.sum(w * (s1 - s0)) / sw)
+        return
+    sw = pt.sum(w)
+    pm.Deterministic(names["att"], pt.sum(w * (d1 - d0)) / sw)
+    pm.Deterministic("att_relative", pt.sum(w * (d1 - d0)) / pt.sum(w * d0))
+    pm.Deterministic(names["counterfactual"], pt.sum(w * d0) / sw)
+    dt = mean_days(ez0 + zero["mu_tau"], ep0 + pos["mu_tau"])
+    pm.Deterministic(names["att_typical"], pt.sum(w * (dt - d0)) / sw)
+    pm.Deterministic(names["att_la"], _segment_mean(d1 - d0, w, data["pilot_idx"], len(design.pilots)), dims="pilot")
+    pm.Deterministic(names["att_zero"], pt.sum(w * (s1 - s0)) / sw)
+    pm.Deterministic(names["counterfactual_zero"], pt.sum(w * s0) / sw)
+    pm.Deterministic(names["att_typical_zero"], pt.sum(w * (100 * invlogit(ez0 + zero["mu_tau"]) - s0)) / sw)
+    pm.Deterministic(names["att_la_zero"], _segment_mean(s1 - s0, w, data["pilot_idx"], len(design.pilots)),
+                     dims="pilot")
+    if moderated:
+        hi = pm.Deterministic(names["mod_high"], pt.sum(w * (mean_days(ez0 + zero["typical_high"], ep0 + pos["typical_high"]) - d0)) / sw)
+        lo = pm.Deterministic(names["mod_low"], pt.sum(w * (mean_days(ez0 + zero["typical_low"], ep0 + pos["typical_low"]) - d0)) / sw)
+        pm.Deterministic(names["mod_diff"], hi - lo)
+        hz = pm.Deterministic(names["mod_high_zero"], pt.sum(w * (100 * invlogit(ez0 + zero["typical_high"]) - s0)) / sw)
+        lz = pm.Deterministic(names["mod_low_zero"], pt.sum(w * (100 * invlogit(ez0 + zero["typical_low"]) - s0)) / sw)
+        pm.Deterministic(names["mod_diff_zero"], hz - lz)
+
+
+def _repeated_likelihood(rep: dict, eta, to_scale, sigma_child, nodes, weights) -> None:
+    """Children seen once: aggregated binomial on the marginal probability; children seen more
+    than once: the exact marginal likelihood of their records (quadrature over ``b_i``)."""
+    n_once = pm.Data("n_once", rep["n_once"])
+    y_once = pm.Data("y_once", rep["y_once"])
+    rep_cell = pm.Data("rep_cell", rep["rep_cell"])
+    rep_child = pm.Data("rep_child", rep["rep_child"])
+    rep_y = pm.Data("rep_y", rep["rep_y"])
+    p_once = pt.clip(to_scale(eta), 1e-12, 1 - 1e-12)
+    pm.Binomial("y_obs", n=n_once, p=p_once, observed=y_once)
+    logits = eta[rep_cell][:, None] + sigma_child * nodes[None, :]
+    ll = rep_y[:, None] * pt.log(pm.math.invlogit(logits)) + (1 - rep_y[:, None]) * pt.log(pm.math.invlogit(-logits))
+    per_child = pt.inc_subtensor(pt.zeros((int(rep["n_children"]), nodes.size))[rep_child], ll)
+    pm.Potential("repeated_children", pt.sum(pm.math.logsumexp(per_child + np.log(weights)[None, :], axis=1)))
+
+
+def repeated_design(cells: pd.DataFrame, repeated: pd.DataFrame, covariates: tuple[str, ...] | list[str]) -> dict:
+    """Arrays for ``build_did_model(..., repeated=...)``: the once-seen counts per cell of
+    ``cells`` (the analysis cells) and the records of repeated children mapped to cell rows.
+
+    Records in cells that are not analysed (settling-in years) are dropped.
+    """
+    keys = ["la", "year", *covariates]
+    index = cells[keys].reset_index(drop=True).reset_index().rename(columns={"index": "_cell"})
+    rec = repeated.merge(index, on=keys, how="inner")
+    n_rep = np.bincount(rec["_cell"], minlength=len(cells))
+    y_rep = np.bincount(rec["_cell"], weights=rec["y"], minlength=len(cells)).astype(int)
+    child = pd.factorize(rec["child_id"])[0]
+    return {"n_once": cells["n"].to_numpy(int) - n_rep, "y_once": cells["y"].to_numpy(int) - y_rep,
+            "rep_cell": rec["_cell"].to_numpy(int), "rep_child": child.astype(int), "rep_y": rec["y"].to_numpy(int),
+            "n_children": int(child.max() + 1) if len(child) else 0}
+
+
+def model_data(design: DidDesign, prior: NamedPrior | None = None, *, event_study: bool = False,
+               likelihood: str = "binomial", zero_prior: NamedPrior | None = None) -> dict:
     """Values for the model's ``pm.Data`` containers (for re-use of a compiled model)."""
     keys = ["la_idx", "period_idx", "year_c", "x", "n", "y"]
-    keys += ["event"] if event_study else ["treated_post", "pilot_idx"]
+    if likelihood == "hurdle_lognormal":
+        keys += ["n_pos", "log_sum", "log_sq"]
+    keys += ["event", "treated_post"] if event_study else ["treated_post", "pilot_idx"]
     out = {k: design.data[k] for k in keys}
     if prior is not None:
         out["prior_mean"] = np.asarray(prior.mean, dtype=float)
         out["prior_sd"] = np.asarray(prior.sd, dtype=float)
+    if zero_prior is not None:
+        out["prior_mean_zero"] = np.asarray(zero_prior.mean, dtype=float)
+        out["prior_sd_zero"] = np.asarray(zero_prior.sd, dtype=float)
     return out
 
 

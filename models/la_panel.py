@@ -20,7 +20,8 @@ structure, variable names and design (:func:`models.did_hierarchical.did_design`
     sigma_obs ~ HalfNormal(2 sd(y))
 
 with, as in the foundation, ``eta_c = alpha + u[la] + v[year] (+ g[la] t) + D_c tau[pilot]``,
-``u``, ``v`` zero-sum normal with half-normal scales, ``tau[l] = mu_tau + sigma_tau z_l``,
+``u ~ ZeroSumNormal(sigma_la)``, ``sigma_la ~ HalfNormal(1)``, year effects
+``v ~ ZeroSumNormal(0.5)`` (a fixed scale; see ``year_effects``), ``tau[l] = mu_tau + sigma_tau z_l``,
 ``mu_tau ~ N(m, s^2)`` the named prior (log-odds ratio for counts, outcome units otherwise),
 and the event-study form replacing ``D_c tau`` by ``sum_k E_ck delta_k``. Hierarchy scales for
 continuous outcomes are multiplied by sd(y). ``binomial`` and ``normal`` delegate to
@@ -66,8 +67,15 @@ def is_count(likelihood: str) -> bool:
 
 
 def names_for(likelihood: str) -> dict[str, str]:
-    """Reported variable names: '_pp' for count likelihoods, outcome units otherwise."""
-    return effect_names("binomial" if is_count(likelihood) else "normal")
+    """Reported variable names: '_pp' for count likelihoods, outcome units otherwise.
+
+    (The foundation names the continuous event-study effect 'event', which clashes with its
+    ``event`` data container; here it is 'event_att'.)
+    """
+    names = effect_names("binomial" if is_count(likelihood) else "normal")
+    if not is_count(likelihood):
+        names["event"] = "event_att"
+    return names
 
 
 def panel_design(cells: pd.DataFrame, *, las: list[str], pilots: list[str], years: list[int],
@@ -84,19 +92,39 @@ def panel_design(cells: pd.DataFrame, *, las: list[str], pilots: list[str], year
     return design
 
 
+FORMS = ("main", "event")
+YEAR_SD = 0.5
+YEAR_EFFECTS = ("fixed", "hierarchical")
+
+
 def build_panel_model(design: DidDesign, prior: NamedPrior, *, likelihood: str = "betabinomial",
-                      la_trends: bool = False, event_study: bool = False) -> pm.Model:
-    """The LA-panel DiD as a ``pm.Model`` (see the module docstring)."""
+                      la_trends: bool = False, event_study: bool = False, switchable: bool = False,
+                      year_effects: str = "fixed") -> pm.Model:
+    """The LA-panel DiD as a ``pm.Model`` (see the module docstring).
+
+    ``year_effects="fixed"`` (default) gives the year effects a fixed N(0, 0.5^2) scale (times
+    sd(y) for continuous outcomes); ``"hierarchical"`` learns their scale as the foundation model
+    does. With eight to thirteen years there is little to pool, and on the real referrals panel
+    the learned scale is small (about 0.04 on the log-odds scale) and about as uncertain as the
+    effects themselves: a funnel that caused divergent transitions in the event study.
+
+    ``switchable=True`` builds one graph holding both the main form (``tau``) and the
+    event-study form (``delta``), each switched on by its data (``treated_post``/``event``):
+    :func:`form_data` zeroes the other block, whose parameters are then drawn from their priors
+    and dropped afterwards (:func:`drop_inactive`). One compilation then serves every prior and
+    both forms, which matters because compilation, not sampling, dominates these small models.
+    """
     count = is_count(likelihood)
-    if likelihood in ("binomial", "normal"):
-        return build_did_model(design, prior, la_trends=la_trends, event_study=event_study, likelihood=likelihood)
+    if year_effects not in YEAR_EFFECTS:
+        raise ValueError(f"year_effects must be one of {YEAR_EFFECTS}, got {year_effects!r}")
     d = design.data
     names = names_for(likelihood)
     scale = 1.0 if count else float(max(np.std(d["y"]), 1e-6))
+    main = switchable or not event_study
+    events = switchable or event_study
     with pm.Model(coords=design.coords) as model:
         la_idx = pm.Data("la_idx", d["la_idx"])
         period_idx = pm.Data("period_idx", d["period_idx"])
-        year_c = pm.Data("year_c", d["year_c"])
         x = pm.Data("x", d["x"])
         n = pm.Data("n", d["n"])
         y = pm.Data("y", d["y"])
@@ -106,58 +134,102 @@ def build_panel_model(design: DidDesign, prior: NamedPrior, *, likelihood: str =
         alpha = pm.Normal("alpha", 0.0 if count else float(np.mean(d["y"])), 2.0 * scale)
         sigma_la = pm.HalfNormal("sigma_la", 1.0 * scale)
         u = pm.ZeroSumNormal("la_effect", sigma=sigma_la, dims="la")
-        sigma_period = pm.HalfNormal("sigma_period", 0.5 * scale)
-        v = pm.ZeroSumNormal("period_effect", sigma=sigma_period, dims="period")
+        if year_effects == "hierarchical":
+            sigma_period = pm.HalfNormal("sigma_period", 0.5 * scale)
+            v = pm.ZeroSumNormal("period_effect", sigma=sigma_period, dims="period")
+        else:
+            v = pm.ZeroSumNormal("period_effect", sigma=YEAR_SD * scale, dims="period")
         beta = pm.Normal("beta", 0.0, 1.0 * scale, dims="covariate")
         eta0 = alpha + u[la_idx] + v[period_idx] + pt.dot(x, beta)
-        if la_trends and not event_study:
+        if la_trends and main:
+            year_c = pm.Data("year_c", d["year_c"])
             sigma_trend = pm.HalfNormal("sigma_trend", 0.1 * scale)
             g_raw = pm.ZeroSumNormal("trend_raw", sigma=1.0, dims="la")
             trend = pm.Deterministic("la_trend", sigma_trend * g_raw, dims="la")
             eta0 = eta0 + trend[la_idx] * year_c
         to_scale = pm.math.invlogit if count else (lambda e: e)
         unit = 100.0 if count else 1.0
-        if event_study:
+        eta = eta0
+        if events:
             event = pm.Data("event", d["event"])
             delta = pm.Normal("event_effect", 0.0, 1.0 * scale, dims="event_time")
-            eta = eta0 + pt.dot(event, delta)
-            p1, p0 = to_scale(eta), to_scale(eta0)
+            eta_ev = eta0 + pt.dot(event, delta)
             w = event * n[:, None]
-            pm.Deterministic(names["event"], unit * pt.sum(w * (p1 - p0)[:, None], axis=0)
+            pm.Deterministic(names["event"], unit * pt.sum(w * (to_scale(eta_ev) - to_scale(eta0))[:, None], axis=0)
                              / pt.maximum(pt.sum(w, axis=0), 1e-12), dims="event_time")
-        else:
+            eta = eta_ev
+        if main:
             treated_post = pm.Data("treated_post", d["treated_post"])
             pilot_idx = pm.Data("pilot_idx", d["pilot_idx"])
             mu_tau = pm.Normal("mu_tau", prior_mean, prior_sd)
             sigma_tau = pm.HalfNormal("sigma_tau", 0.5 * scale)
             z = pm.Normal("tau_raw", 0.0, 1.0, dims="pilot")
             tau = pm.Deterministic("tau", mu_tau + sigma_tau * z, dims="pilot")
-            eta = eta0 + treated_post * tau[pilot_idx]
-            p1, p0 = to_scale(eta), to_scale(eta0)
+            eta_main = eta0 + treated_post * tau[pilot_idx]
+            p1, p0 = to_scale(eta_main), to_scale(eta0)
             w = treated_post * n
-            pm.Deterministic(names["att"], unit * pt.sum(w * (p1 - p0)) / pt.sum(w))
-            pm.Deterministic("att_relative", pt.sum(w * (p1 - p0)) / pt.sum(w * p0))
-            pm.Deterministic(names["counterfactual"], unit * pt.sum(w * p0) / pt.sum(w))
+            sw = pt.maximum(pt.sum(w), 1e-12)
+            pm.Deterministic(names["att"], unit * pt.sum(w * (p1 - p0)) / sw)
+            pm.Deterministic("att_relative", pt.sum(w * (p1 - p0)) / pt.maximum(pt.sum(w * p0), 1e-12))
+            pm.Deterministic(names["counterfactual"], unit * pt.sum(w * p0) / sw)
             p_typical = to_scale(eta0 + mu_tau)
-            pm.Deterministic(names["att_typical"], unit * pt.sum(w * (p_typical - p0)) / pt.sum(w))
+            pm.Deterministic(names["att_typical"], unit * pt.sum(w * (p_typical - p0)) / sw)
             pm.Deterministic(names["att_la"], unit * _segment_mean(p1 - p0, w, pilot_idx, len(design.pilots)),
                              dims="pilot")
-        if count:
+            eta = eta + treated_post * tau[pilot_idx]
+        if likelihood == "betabinomial":
             inv_sqrt_phi = pm.HalfNormal("inv_sqrt_phi", 0.5)
             phi = pm.Deterministic("phi", 1.0 / pt.square(inv_sqrt_phi))
             mu = pm.math.invlogit(eta)
             pm.BetaBinomial("y_obs", alpha=mu * phi, beta=(1.0 - mu) * phi, n=n, observed=y)
+        elif likelihood == "binomial":
+            pm.Binomial("y_obs", n=n, logit_p=eta, observed=y)
         else:
             sigma_obs = pm.HalfNormal("sigma_obs", 2.0 * scale)
-            nu = pm.Gamma("nu", alpha=2.0, beta=0.1)
-            pm.StudentT("y_obs", nu=nu, mu=eta, sigma=sigma_obs / pt.sqrt(n), observed=y)
+            if likelihood == "student":
+                nu = pm.Gamma("nu", alpha=2.0, beta=0.1)
+                pm.StudentT("y_obs", nu=nu, mu=eta, sigma=sigma_obs / pt.sqrt(n), observed=y)
+            else:
+                pm.Normal("y_obs", mu=eta, sigma=sigma_obs / pt.sqrt(n), observed=y)
     return model
+
+
+def form_data(design: DidDesign, prior: NamedPrior, form: str, *, la_trends: bool = False) -> dict:
+    """Data for a switchable model's ``form`` ('main' or 'event'); the other block is zeroed."""
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+    d = design.data
+    out = {k: d[k] for k in ("la_idx", "period_idx", "x", "n", "y", "pilot_idx")}
+    out["treated_post"] = d["treated_post"] if form == "main" else np.zeros_like(d["treated_post"])
+    out["event"] = d["event"] if form == "event" else np.zeros_like(d["event"])
+    if la_trends:
+        out["year_c"] = d["year_c"] if form == "main" else np.zeros_like(d["year_c"])
+    out["prior_mean"] = np.asarray(prior.mean, dtype=float)
+    out["prior_sd"] = np.asarray(prior.sd, dtype=float)
+    return out
+
+
+def inactive_vars(form: str, likelihood: str) -> list[str]:
+    """Variables of a switchable model that only carry their prior in ``form``."""
+    nm = names_for(likelihood)
+    if form == "main":
+        return ["event_effect", nm["event"]]
+    return ["mu_tau", "sigma_tau", "tau_raw", "tau", nm["att"], "att_relative", nm["counterfactual"],
+            nm["att_typical"], nm["att_la"], "sigma_trend", "trend_raw", "la_trend"]
+
+
+def drop_inactive(idata, form: str, likelihood: str):
+    """The fit without the switched-off block's prior-only variables."""
+    post = idata["posterior"].to_dataset()
+    drop = [v for v in inactive_vars(form, likelihood) if v in post]
+    idata["posterior"] = post.drop_vars(drop)
+    return idata
 
 
 def main_vars(likelihood: str, *, la_trends: bool = False) -> list[str]:
     """Variables whose sampling diagnostics are checked for the main form."""
     nm = names_for(likelihood)
-    out = ["alpha", "sigma_la", "la_effect", "sigma_period", "period_effect", "mu_tau", "sigma_tau", "tau",
+    out = ["alpha", "sigma_la", "la_effect", "period_effect", "mu_tau", "sigma_tau", "tau",
            nm["att"], "att_relative", nm["att_typical"]]
     out += {"betabinomial": ["inv_sqrt_phi"], "student": ["sigma_obs", "nu"], "normal": ["sigma_obs"]}.get(likelihood, [])
     return out + (["sigma_trend", "la_trend"] if la_trends else [])
@@ -167,6 +239,62 @@ def event_vars(likelihood: str) -> list[str]:
     nm = names_for(likelihood)
     out = ["alpha", "sigma_la", "la_effect", "period_effect", "event_effect", nm["event"]]
     return out + {"betabinomial": ["inv_sqrt_phi"], "student": ["sigma_obs", "nu"], "normal": ["sigma_obs"]}.get(likelihood, [])
+
+
+# ---------------------------------------------------------------------------- other priors by reweighting
+
+PARETO_K_MAX = 0.7
+
+
+@dataclass(frozen=True)
+class Reweighting:
+    """How a posterior under one prior was obtained from a fit under another (PSIS)."""
+
+    reference: str
+    pareto_k: float
+    importance_ess: float
+    n_draws: int
+
+    @property
+    def ok(self) -> bool:
+        return self.pareto_k <= PARETO_K_MAX and self.importance_ess >= 0.1 * self.n_draws
+
+    def to_dict(self) -> dict:
+        return {"reference_prior": self.reference, "pareto_k": self.pareto_k, "importance_ess": self.importance_ess,
+                "n_draws": self.n_draws, "ok": self.ok, "threshold_pareto_k": PARETO_K_MAX}
+
+
+def reweight_prior(idata, reference: NamedPrior, target: NamedPrior, *, seed: int):
+    """The posterior under ``target`` from a fit under ``reference`` (they differ only in the
+    prior on ``mu_tau``), by Pareto-smoothed importance resampling.
+
+    The weights are the prior ratio ``N(mu_tau; target) / N(mu_tau; reference)``, smoothed by
+    PSIS (arviz-stats); the returned DataTree holds ``posterior`` resampled (systematic
+    resampling, so draws repeat) to equal weights, in the reference's (chain, draw) shape.
+    Use it only when :attr:`Reweighting.ok` (Pareto k <= 0.7); otherwise refit.
+    """
+    import xarray as xr
+    from arviz_stats.base.array import array_stats
+    from scipy.stats import norm
+
+    post = idata["posterior"].to_dataset()
+    mu = post["mu_tau"].values
+    log_ratio = norm.logpdf(mu, target.mean, target.sd) - norm.logpdf(mu, reference.mean, reference.sd)
+    log_w, khat = array_stats.psislw(-log_ratio.ravel())  # psislw weights by exp(-input)
+    w = np.exp(log_w - log_w.max())
+    w /= w.sum()
+    n = w.size
+    positions = (np.random.default_rng(seed).random() + np.arange(n)) / n
+    idx = np.minimum(np.searchsorted(np.cumsum(w), positions), n - 1)
+    shape = mu.shape
+    new = {}
+    for name, da in post.data_vars.items():
+        flat = da.values.reshape(n, *da.shape[2:])[idx]
+        new[name] = (da.dims, flat.reshape(*shape, *da.shape[2:]))
+    ds = xr.Dataset(new, coords=post.coords, attrs={**post.attrs, "reweighted_from_prior": reference.name,
+                                                    "pareto_k": float(khat)})
+    info = Reweighting(reference.name, float(khat), float(1.0 / np.sum(w ** 2)), n)
+    return xr.DataTree.from_dict({"posterior": ds}), info
 
 
 # ---------------------------------------------------------------------------- posterior functions (NumPy)
@@ -385,4 +513,108 @@ def two_factor_anova(cells: pd.DataFrame, *, years: tuple[int, int] = (2015, 201
                 "p_interaction": float(p["C(arm):C(year)"]),
                 "mean_pilot": float(sub.loc[sub.arm == "pilot", "value"].mean()),
                 "mean_comparator": float(sub.loc[sub.arm == "comparator", "value"].mean())})
+    return out
+
+
+# ---------------------------------------------------------------------------- fitting
+
+#: NUTS target acceptance by form (``fit_panel(target_accept=...)`` overrides).
+TARGET_ACCEPT = {"main": 0.9, "event": 0.9}
+
+
+@dataclass
+class PanelFits:
+    """Main-form posteriors under each named prior, the event study, and how each was got."""
+
+    fits: dict
+    diagnostics: dict
+    reweighting: dict
+    event: object
+    event_diagnostics: object
+    reference: str
+    compile_seconds: float
+    sample_seconds: dict
+
+
+def fit_panel(design: DidDesign, priors: list[NamedPrior], *, likelihood: str, la_trends: bool = False,
+              draws: int = 1000, tune: int = 500, chains: int = 4, seed: int = 0, reweight: bool = True,
+              progress: bool = False, log=lambda message: None,
+              target_accept: dict[str, float] | None = None) -> PanelFits:
+    """Compile one switchable model, fit the broadest prior and the event study with NUTS
+    (nutpie), and get the other priors by PSIS reweighting of the broadest prior's fit, refitting
+    any prior whose Pareto k exceeds 0.7 (or every prior, with ``reweight=False``)."""
+    import time
+
+    from models.diagnostics import Diagnostics, check_sampling
+    from models.sampling import CompiledSampler
+
+    target_accept = {**TARGET_ACCEPT, **(target_accept or {})}
+    reference = max(priors, key=lambda p: p.sd)
+    t0 = time.perf_counter()
+    model = build_panel_model(design, reference, likelihood=likelihood, la_trends=la_trends, switchable=True)
+    sampler = CompiledSampler(model)
+    known = {v.name for v in sampler.compiled.shared_var_keys}
+    compile_s = time.perf_counter() - t0
+    timings: dict[str, float] = {}
+
+    def run(prior: NamedPrior, form: str, offset: int):
+        t = time.perf_counter()
+        data = {k: v for k, v in form_data(design, prior, form, la_trends=la_trends).items() if k in known}
+        idata = sampler.sample(data, draws=draws, tune=tune, chains=chains, seed=seed + offset, progress=progress,
+                               target_accept=target_accept[form])
+        timings[f"{form}:{prior.name}"] = round(time.perf_counter() - t, 2)
+        return drop_inactive(idata, form, likelihood)
+
+    fits, diags, rw = {}, {}, {}
+    log(f"sampling under the {reference.name} prior (the broadest; other priors reweight it)...")
+    fits[reference.name] = run(reference, "main", 0)
+    diags[reference.name] = check_sampling(fits[reference.name], main_vars(likelihood, la_trends=la_trends))
+    rw[reference.name] = None
+    for i, prior in enumerate(priors):
+        if prior.name == reference.name:
+            continue
+        if reweight:
+            tree, info = reweight_prior(fits[reference.name], reference, prior, seed=seed + 10 + i)
+            if info.ok:
+                fits[prior.name], rw[prior.name] = tree, info.to_dict()
+                ref = diags[reference.name]
+                diags[prior.name] = Diagnostics(ref.table, ref.divergences, ref.n_draws, ref.ebfmi, list(ref.problems))
+                continue
+            log(f"the {prior.name} prior is too far from the {reference.name} fit (Pareto k {info.pareto_k:.2f}); refitting")
+        log(f"sampling under the {prior.name} prior...")
+        fits[prior.name] = run(prior, "main", 1 + i)
+        diags[prior.name] = check_sampling(fits[prior.name], main_vars(likelihood, la_trends=la_trends))
+        rw[prior.name] = None
+    log("event study (years relative to adoption)...")
+    event = run(reference, "event", 100)
+    event_diag = check_sampling(event, event_vars(likelihood))
+    ordered = [p.name for p in priors]
+    return PanelFits({k: fits[k] for k in ordered}, {k: diags[k] for k in ordered}, {k: rw[k] for k in ordered},
+                     event, event_diag, reference.name, round(compile_s, 2), timings)
+
+
+def prior_predictive(design: DidDesign, priors: list[NamedPrior], *, likelihood: str, la_trends: bool = False,
+                     draws: int = 500, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    """Prior draws of the ATT and of the overall value (share in % or mean) under each prior."""
+    nm = names_for(likelihood)
+    model = build_panel_model(design, priors[0], likelihood=likelihood, la_trends=la_trends)
+    d = design.data
+    out = {}
+    import logging
+    import warnings
+
+    pymc_log = logging.getLogger("pymc")
+    level = pymc_log.level
+    for i, prior in enumerate(priors):
+        with model, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Numba will use object mode")  # beta-binomial draws
+            pymc_log.setLevel(logging.WARNING)
+            try:
+                pm.set_data({"prior_mean": prior.mean, "prior_sd": prior.sd})
+                pp = pm.sample_prior_predictive(draws=draws, random_seed=seed + i, var_names=[nm["att"], "y_obs"])
+            finally:
+                pymc_log.setLevel(level)
+        y = pp["prior_predictive"]["y_obs"].values.reshape(-1, len(d["y"]))
+        overall = 100 * y.sum(1) / d["n"].sum() if is_count(likelihood) else y.mean(1)
+        out[prior.name] = {"att": pp["prior"][nm["att"]].values.ravel(), "overall": overall}
     return out

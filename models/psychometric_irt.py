@@ -44,7 +44,9 @@ the scale). With the explanatory latent regression (``LatentDesign``):
 
 with site effects :math:`s_{\cdot d} = \sigma^{s}_d z` (:math:`\sigma^s_d \sim
 \text{HalfNormal}(0.3)`) and social-worker effects :math:`u_{\cdot d} = \sigma^{w}_d z`
-(:math:`\sigma^w_d \sim \text{HalfNormal}(0.5)`), both non-centred. The unit of the latent
+(:math:`\sigma^w_d \sim \text{HalfNormal}(0.5)`), both non-centred and zero-sum
+(``ZeroSumNormal`` over the sites and over the workers, so that neither can shift the whole
+latent scale against the thresholds: with four sites a free site effect mixed badly). The unit of the latent
 scale is the residual SD within social worker. :math:`\beta_d` (SofS arm vs contrast arm)
 gets a *named* prior (sceptical / neutral / enthusiastic, stored as ``pm.Data`` so one
 compiled model serves all three); :math:`\gamma_d \sim N(0, (1 / \text{sd}(c))^2)`, one
@@ -361,8 +363,8 @@ def build_grm(
     Variables: ``discrimination`` (item), ``threshold`` (item, cut), ``theta`` (person,
     dimension), ``trait_corr`` (dimension, dimension_bis) when there are several dimensions,
     and with the regression ``sofs_effect``, ``competence_slope`` (dimension),
-    ``site_effect`` (site, dimension), ``worker_effect`` (worker, dimension), ``sigma_site``,
-    ``sigma_worker`` (dimension). The observed variable is ``y`` (obs).
+    ``z_site`` (dimension, site), ``z_worker`` (dimension, worker), ``sigma_site``,
+    ``sigma_worker`` (dimension); site effect = ``z_site * sigma_site``. The observed variable is ``y`` (obs).
     """
     priors = priors or GRMPriors()
     regression = data.design is not None if regression is None else regression
@@ -400,7 +402,9 @@ def build_grm(
         b = pm.Deterministic("threshold", b, dims=("item", "cut"))
 
         # --- latent traits ---
-        z = pm.Normal("z_theta", 0.0, 1.0, dims=("person", "dimension"))
+        # Residuals sum to zero over persons: this pins the latent location exactly (a free
+        # location traded off against all thresholds and mixed slowly).
+        z = pm.ZeroSumNormal("z_theta", 1.0, dims=("dimension", "person")).T
         if D > 1:
             chol = pm.LKJCorr("trait_chol", n=D, eta=priors.lkj_eta)
             pm.Deterministic("trait_corr", chol @ chol.T, dims=("dimension", "dimension_bis"))
@@ -414,11 +418,11 @@ def build_grm(
             beta = pm.Normal("sofs_effect", mu_eff, sd_eff, dims="dimension")
             gamma = pm.Normal("competence_slope", 0.0, priors.slope_sd_per_sd / des.competence_sd, dims="dimension")
             sig_s = pm.HalfNormal("sigma_site", priors.site_sd, dims="dimension")
-            z_s = pm.Normal("z_site", 0.0, 1.0, dims=("site", "dimension"))
-            site = pm.Deterministic("site_effect", z_s * sig_s, dims=("site", "dimension"))
+            z_s = pm.ZeroSumNormal("z_site", 1.0, dims=("dimension", "site"))
+            site = (z_s * sig_s[:, None]).T
             sig_w = pm.HalfNormal("sigma_worker", priors.worker_sd, dims="dimension")
-            z_w = pm.Normal("z_worker", 0.0, 1.0, dims=("worker", "dimension"))
-            worker = pm.Deterministic("worker_effect", z_w * sig_w, dims=("worker", "dimension"))
+            z_w = pm.ZeroSumNormal("z_worker", 1.0, dims=("dimension", "worker"))
+            worker = (z_w * sig_w[:, None]).T
             sofs = pm.Data("sofs", des.sofs, dims="person")
             comp = pm.Data("competence_c", des.competence - des.competence_centre, dims="person")
             mean = (sofs[:, None] * beta[None, :] + comp[:, None] * gamma[None, :]
@@ -519,7 +523,7 @@ def _stack(idata: xr.DataTree, name: str, max_draws: int | None = None, seed: in
 def posterior_arrays(idata: xr.DataTree, *, max_draws: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
     """Draws (sample first) of the quantities the summaries need."""
     names = ["discrimination", "threshold", "theta"]
-    for extra in ("sofs_effect", "competence_slope", "trait_corr", "site_effect", "worker_effect",
+    for extra in ("sofs_effect", "competence_slope", "trait_corr",
                   "sigma_site", "sigma_worker"):
         if extra in idata["posterior"]:
             names.append(extra)
@@ -744,9 +748,38 @@ def rater_agreement(idata: xr.DataTree, data: GRMData, *, max_draws: int = 2000,
     return out
 
 
-def add_log_likelihood(idata: xr.DataTree, model: pm.Model) -> xr.DataTree:
-    """Pointwise log-likelihood (one term per answer) for LOO, added to ``idata``."""
-    return pm.compute_log_likelihood(idata, model=model, var_names=["y"], progressbar=False)
+def pointwise_log_likelihood(theta: np.ndarray, a: np.ndarray, b: np.ndarray, data: GRMData) -> np.ndarray:
+    """log p(y_obs | theta, a, b) per answer: ``theta`` (..., person, dimension), ``a`` (..., item),
+    ``b`` (..., item, cut) -> (..., obs). The same density as the model's ``y``."""
+    j, p = data.item_idx, data.person_idx
+    th = theta[..., p, data.item_dimension[j]]
+    aa = a[..., j]
+    cut = aa[..., None] * b[..., j, :]
+    pad = np.concatenate([np.full(cut.shape[:-1] + (1,), -_PAD), cut, np.full(cut.shape[:-1] + (1,), _PAD)], axis=-1)
+    y = np.broadcast_to(data.response, th.shape)[..., None]
+    lo = np.take_along_axis(pad, y, axis=-1)[..., 0]
+    hi = np.take_along_axis(pad, y + 1, axis=-1)[..., 0]
+    eta = aa * th
+    prob = 1.0 / (1.0 + np.exp(-(eta - lo))) - 1.0 / (1.0 + np.exp(-(eta - hi)))
+    return np.log(np.maximum(prob, 1e-300))
+
+
+def add_log_likelihood(idata: xr.DataTree, data: GRMData) -> xr.DataTree:
+    """Add the pointwise log-likelihood (one term per answer, group ``log_likelihood``, var ``y``).
+
+    Computed in NumPy from the posterior draws (no second compilation of the model); the
+    test suite checks it against PyMC's own ``logp`` of ``y``.
+    """
+    post = idata["posterior"]
+    theta = post["theta"].transpose("chain", "draw", "person", "dimension").values
+    a = post["discrimination"].transpose("chain", "draw", "item").values
+    b = post["threshold"].transpose("chain", "draw", "item", "cut").values
+    ll = pointwise_log_likelihood(theta, a, b, data)
+    ds = xr.Dataset({"y": (("chain", "draw", "obs"), ll)},
+                    coords={"chain": post["chain"].values, "draw": post["draw"].values,
+                            "obs": np.arange(ll.shape[-1])})
+    idata["log_likelihood"] = xr.DataTree(ds)
+    return idata
 
 
 def compare_loo(fits: dict[str, xr.DataTree]) -> pd.DataFrame:

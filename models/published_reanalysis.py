@@ -346,6 +346,7 @@ class ResultSpec:
     notes: list[str] = field(default_factory=list)
     benefit_claim: str = ""
     harm_claim: str = ""
+    quote: str = ""
     _likelihood: Any = field(default=None, repr=False, compare=False)
 
     def claims(self) -> tuple[str, str]:
@@ -466,6 +467,9 @@ def did_spec(row: pd.Series, *, share: float, baseline: float | None = None) -> 
     d = int(row["benefit_direction"])
     notes = [f"estimate in {est_int[0]:g}..{est_int[1]:g}, p in {p_int[0]:g}..{p_int[1]:g}: "
              f"SE {recon['se'].min():.3g}..{recon['se'].max():.3g} {row['unit']}"]
+    notes.append("conditional on the printed p value: the report's design concerns (parallel trends, serial "
+                 "correlation, data quality, few LAs) are not in this likelihood, so the interval is a lower bound "
+                 "on the uncertainty")
     if row.get("baseline_source") == "assumed" or baseline is not None:
         notes.append(f"baseline {base:g} {row['unit']} is an assumption (not printed)")
     return ResultSpec(row["id"], row["group"], row["outcome"], row["unit"], "normal", recon, d,
@@ -525,6 +529,11 @@ def proportion_spec(row: pd.Series, recon: pd.DataFrame, *, share: float, p_repr
                       f"fewer SofS than contrast families: {row['outcome'][0].lower() + row['outcome'][1:]}")
 
 
+def _with_quote(spec: ResultSpec, row: pd.Series) -> ResultSpec:
+    spec.quote = _text(row.get("quote"))
+    return spec
+
+
 def build_specs(published: Any, *, baselines: dict[str, float] | None = None,
                 sd_range: tuple[float, float] = (0.3, 1.2)) -> list[ResultSpec]:
     """Every published result that carries an effect size, ready for :func:`reanalyse`.
@@ -537,19 +546,19 @@ def build_specs(published: Any, *, baselines: dict[str, float] | None = None,
     est = published.estimates
     specs: list[ResultSpec] = []
     for _, row in est[(est["group"] == "did") & est["estimate"].notna()].iterrows():
-        specs.append(did_spec(row, share=share, baseline=baselines.pop(row["id"], None)))
+        specs.append(_with_quote(did_spec(row, share=share, baseline=baselines.pop(row["id"], None)), row))
     for _, row in est[est["group"] == "table6"].iterrows():
-        specs.append(regression_spec(row, share=share))
+        specs.append(_with_quote(regression_spec(row, share=share), row))
     samples = published.samples.set_index("id")["value"]
     n1 = int(samples["pilot4_families"] + samples["pilot9_families"])
     n2 = int(samples["families_total"]) - n1
     for _, row in published.means.iterrows():
         if row["subscale"] == "Overall score":
             continue
-        specs.append(difference_spec(row, n1=n1, n2=n2, sd_range=sd_range, share=share))
+        specs.append(_with_quote(difference_spec(row, n1=n1, n2=n2, sd_range=sd_range, share=share), row))
     for _, row in published.proportions.iterrows():
         recon, reproduced = proportion_reconstructions(row)
-        specs.append(proportion_spec(row, recon, share=share, p_reproduced=reproduced))
+        specs.append(_with_quote(proportion_spec(row, recon, share=share, p_reproduced=reproduced), row))
     if baselines:
         raise ValueError(f"--baseline given for unknown result(s) {sorted(baselines)}; "
                          f"choose from {list(est.loc[est['group'] == 'did', 'id'])}")
@@ -730,8 +739,8 @@ def pilot_summaries(idata: xr.DataTree, data: PilotData, *, best_pilot: str = "P
             row[f"printed {pilot}"] = data.printed[i, j]
         for j, pilot in enumerate(data.pilots):
             row[f"P(best) {pilot}"] = float(np.mean(best[i] == j))
-        j8 = data.pilots.index(best_pilot)
-        row["P(best pilot is printed best)"] = float(np.mean(best[i] == int(np.argmax(data.printed[i] * data.better[i]))))
+        printed_best = int(np.argmax(data.printed[i] * data.better[i]))
+        row["P(best pilot is printed best)"] = float(np.mean(best[i] == printed_best))
         row["spread SD pp (mean)"] = float(sd_pp.mean())
         row["spread SD pp low95"], row["spread SD pp high95"] = (float(v) for v in np.quantile(sd_pp, [0.025, 0.975]))
         row["range pp (mean)"] = float(rng_pp.mean())
@@ -739,7 +748,6 @@ def pilot_summaries(idata: xr.DataTree, data: PilotData, *, best_pilot: str = "P
         row[f"P(range > {mid_pp:g} pp)"] = float(np.mean(rng_pp > mid_pp))
         row["sigma logit (mean)"] = float(sigma[i].mean())
         row["statement"] = state(row[f"P(best) {best_pilot}"], f"{best_pilot} is the best of the four on this item")
-        del j8
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -14,7 +14,7 @@ import numpy as np
 import nutpie
 import pymc as pm
 import xarray as xr
-from pytensor.graph.basic import graph_inputs
+from pytensor.graph.traversal import graph_inputs
 
 
 def default_cores(chains: int) -> int:

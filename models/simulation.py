@@ -47,7 +47,9 @@ import itertools
 import json
 import os
 import socket
+import threading
 import time
+import warnings
 import zlib
 
 from collections.abc import Callable, Iterable, Sequence
@@ -130,9 +132,10 @@ class StudySettings:
     prior: str = "neutral"
     covariates: bool = False
     la_trends: bool = True
-    sbc_draws: int = 99          # L: thinned posterior draws each SBC rank is taken among
+    sbc_draws: int = 49          # L: thinned posterior draws each SBC rank is taken among
     n_boot: int = 999            # wild cluster bootstrap draws (all sign patterns when fewer)
     target_accept: float = 0.9
+    bayes: bool = True           # few-LAs study: False runs the frequentist methods only
 
     def __post_init__(self) -> None:
         if self.study not in STUDIES:
@@ -144,6 +147,8 @@ class StudySettings:
                 raise ValueError(f"{name} must be >= 1")
         if self.study == "sbc" and self.sbc_draws > self.draws * self.chains:
             raise ValueError("sbc_draws must not exceed draws x chains")
+        if not self.bayes and self.study != "few-las":
+            raise ValueError("only the few-LAs study can leave out the Bayesian model")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -211,28 +216,30 @@ def study_prior(cells: DidCells, name: str):
 # ------------------------------------------------------------------------------ compiled models (per worker)
 
 _COMPILED: dict[tuple, dict] = {}
+_COMPILE_LOCK = threading.Lock()   # in-process (threaded) workers share one cache
 
 
 def _design_key(design: DidDesign, la_trends: bool) -> tuple:
     return (tuple(design.las), tuple(design.pilots), tuple(design.years), tuple(design.covariate_names), la_trends)
 
 
-def compiled_model(design: DidDesign, prior, la_trends: bool) -> tuple[dict, float]:
+def compiled_model(design: DidDesign, prior, la_trends: bool) -> tuple[dict, float, bool]:
     """This process's compiled model for ``design``'s shape: compiled on first use only.
 
-    Returns the cache entry (``sampler``, ``model``) and the seconds spent compiling now (0 when
-    it was already compiled).
+    Returns the cache entry (``sampler``, ``model``), the seconds spent getting it (compiling,
+    or waiting for another thread's compilation) and whether it was compiled by this call.
     """
-    from models.sampling import CompiledSampler
+    t0 = time.perf_counter()
+    from models.sampling import CompiledSampler   # imports nutpie: counted with the compilation
 
     key = _design_key(design, la_trends)
-    if key in _COMPILED:
-        return _COMPILED[key], 0.0
-    t0 = time.perf_counter()
-    model = build_did_model(design, prior, la_trends=la_trends)
-    entry = {"model": model, "sampler": CompiledSampler(model), "forward": None}
-    _COMPILED[key] = entry
-    return entry, time.perf_counter() - t0
+    with _COMPILE_LOCK:
+        if key in _COMPILED:
+            return _COMPILED[key], time.perf_counter() - t0, False
+        model = build_did_model(design, prior, la_trends=la_trends)
+        entry = {"model": model, "sampler": CompiledSampler(model), "forward": None, "lock": threading.Lock()}
+        _COMPILED[key] = entry
+        return entry, time.perf_counter() - t0, True
 
 
 def _forward_sampler(entry: dict) -> tuple[Callable, list[str], list]:
@@ -288,7 +295,12 @@ def run_replicate(settings: StudySettings, scenario: Scenario, k: int, cores: in
                               "worker": f"{socket.gethostname()}:{os.getpid()}"}
     try:
         runner = {"recovery": _recovery, "sbc": _sbc, "few-las": _few_las}[settings.study]
-        record.update(runner(settings, scenario, record["seeds"], cores))
+        with warnings.catch_warnings(record=True) as caught:   # kept in the record, not printed
+            warnings.simplefilter("always")
+            record.update(runner(settings, scenario, record["seeds"], cores))
+        messages = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
+        if messages:
+            record["warnings"] = messages[:5]
     except Exception as err:  # noqa: BLE001 - a replicate's failure is data for the study
         record["error"] = f"{type(err).__name__}: {err}"
     record.setdefault("timing", {})["total_s"] = time.perf_counter() - t0
@@ -302,7 +314,7 @@ def _recovery(settings: StudySettings, scenario: Scenario, seeds: dict, cores: i
     design = replicate_design(cells)
     prior = study_prior(cells, settings.prior)
     t_sim = time.perf_counter() - t0
-    entry, t_compile = compiled_model(design, prior, settings.la_trends)
+    entry, t_compile, compiled = compiled_model(design, prior, settings.la_trends)
     t1 = time.perf_counter()
     idata = _fit(entry, design, prior, settings, seeds["sampler"], cores)
     t_sample = time.perf_counter() - t1
@@ -316,7 +328,7 @@ def _recovery(settings: StudySettings, scenario: Scenario, seeds: dict, cores: i
         "prior": {"name": prior.name, "mean": prior.mean, "sd": prior.sd},
         "diagnostics": _diagnostics(idata),
     }
-    out["timing"] = {"simulate_s": t_sim, "compile_s": t_compile, "sample_s": t_sample,
+    out["timing"] = {"simulate_s": t_sim, "compile_s": t_compile, "compiled_here": compiled, "sample_s": t_sample,
                      "summarise_s": time.perf_counter() - t2}
     return out
 
@@ -338,19 +350,25 @@ def _sbc(settings: StudySettings, scenario: Scenario, seeds: dict, cores: int | 
         _SBC_TEMPLATES[tkey] = sbc_template(settings)
     cells, design = _SBC_TEMPLATES[tkey]
     prior = study_prior(cells, settings.prior)
-    entry, t_compile = compiled_model(design, prior, settings.la_trends)
-    fn, names, rngs = _forward_sampler(entry)
+    entry, t_compile, compiled = compiled_model(design, prior, settings.la_trends)
     from pymc.pytensorf import reseed_rngs
 
-    # prior and prior predictive draw, with the model's data (and the named prior) set first
-    data = model_data(design, prior)
-    model = entry["model"]
-    for name, value in data.items():
-        model[name].set_value(np.asarray(value, dtype=model[name].dtype))
-    reseed_rngs(rngs, seeds["data"])
-    draw = dict(zip(names, fn()))
-    truth = {v: float(np.ravel(draw[v.split("[")[0]])[int(v.split("[")[1][:-1])]) if "[" in v else float(draw[v])
-             for v in SBC_VARS if v.split("[")[0] in draw}
+    with entry["lock"]:   # the prior draw: the model's data (and named prior) set, rngs reseeded
+        t_fw = time.perf_counter()
+        fresh = entry["forward"] is None
+        fn, names, rngs = _forward_sampler(entry)
+        t_compile += time.perf_counter() - t_fw if fresh else 0.0
+        compiled = compiled or fresh
+        model = entry["model"]
+        for name, value in model_data(design, prior).items():
+            model[name].set_value(np.asarray(value, dtype=model[name].dtype))
+        reseed_rngs(rngs, seeds["data"])
+        draw = dict(zip(names, fn()))
+    truth = {}
+    for v in SBC_VARS:
+        base, _, index = v.partition("[")
+        if base in draw:
+            truth[v] = float(np.ravel(draw[base])[int(index[:-1])] if index else draw[base])
     y = np.asarray(draw["y_obs"]).astype(int)
     rep_design = DidDesign(design.las, design.pilots, design.years, design.covariate_names, design.event_labels,
                            {**design.data, "y": y})
@@ -372,7 +390,7 @@ def _sbc(settings: StudySettings, scenario: Scenario, seeds: dict, cores: int | 
             "observed_share": float(y.sum() / design.data["n"].sum()),
             "prior": {"name": prior.name, "mean": prior.mean, "sd": prior.sd},
             "diagnostics": _diagnostics(idata),
-            "timing": {"simulate_s": t_sim, "compile_s": t_compile, "sample_s": t_sample,
+            "timing": {"simulate_s": t_sim, "compile_s": t_compile, "compiled_here": compiled, "sample_s": t_sample,
                        "summarise_s": time.perf_counter() - t2}}
 
 
@@ -402,24 +420,27 @@ def _few_las(settings: StudySettings, scenario: Scenario, seeds: dict, cores: in
     boot = {w: wild_cluster_bootstrap(analysis, cells.covariates, n_boot=settings.n_boot, weights=w,
                                       seed=seeds["bootstrap"]) for w in ("webb", "rademacher")}
     t_freq = time.perf_counter() - t1
-    entry, t_compile = compiled_model(design, prior, settings.la_trends)
-    t2 = time.perf_counter()
-    idata = _fit(entry, design, prior, settings, seeds["sampler"], cores)
-    t_sample = time.perf_counter() - t2
-    post = idata["posterior"]
-    t3 = time.perf_counter()
     out = {
         "design": {"n_pilot": scenario.n_pilot, "n_comparator": scenario.n_comparator, "sd_tau": scenario.sd_tau,
                    "mu_tau": scenario.mu_tau, "effect": scenario.effect, "n_cells": int(len(analysis))},
         "truth": {"att_pp": truth["att_pp"], "mu_tau": config.mu_tau, "sigma_tau": config.sd_tau},
         "frequentist": {**freq.to_dict(), "p_t": float(2 * stats.t.sf(abs(z), max(g - 1, 1)))},
         "bootstrap": {w: b.to_dict() for w, b in boot.items()},
-        "posterior": {v: _posterior_summary(post[v].values) for v in ("att_pp", "mu_tau", "att_typical_pp", "sigma_tau")},
-        "prior": {"name": prior.name, "mean": prior.mean, "sd": prior.sd},
-        "diagnostics": _diagnostics(idata),
     }
-    out["timing"] = {"simulate_s": t_sim, "frequentist_s": t_freq, "compile_s": t_compile, "sample_s": t_sample,
-                     "summarise_s": time.perf_counter() - t3}
+    timing = {"simulate_s": t_sim, "frequentist_s": t_freq}
+    if settings.bayes:
+        entry, t_compile, compiled = compiled_model(design, prior, settings.la_trends)
+        t2 = time.perf_counter()
+        idata = _fit(entry, design, prior, settings, seeds["sampler"], cores)
+        timing.update(compile_s=t_compile, compiled_here=compiled, sample_s=time.perf_counter() - t2)
+        t3 = time.perf_counter()
+        post = idata["posterior"]
+        out["posterior"] = {v: _posterior_summary(post[v].values)
+                            for v in ("att_pp", "mu_tau", "att_typical_pp", "sigma_tau")}
+        out["prior"] = {"name": prior.name, "mean": prior.mean, "sd": prior.sd}
+        out["diagnostics"] = _diagnostics(idata)
+        timing["summarise_s"] = time.perf_counter() - t3
+    out["timing"] = timing
     return out
 
 
@@ -549,8 +570,11 @@ def study_scenarios(study: str, *, treated: Iterable[int] = (2, 4, 9), comparato
     """
     if study == "recovery":
         base = Scenario("kinship")
-        return [replace(base, mu_tau=base.mu_tau if mu_tau is None else float(mu_tau),
-                        sd_tau=base.sd_tau if sd_tau is None else float(sd_tau))]
+        mu = base.mu_tau if mu_tau is None else float(mu_tau)
+        sd = base.sd_tau if sd_tau is None else float(sd_tau)
+        if sd < 0:
+            raise ValueError("sd_tau must be >= 0")
+        return [replace(base, id=f"kinship_mu{mu:g}_sd{sd:g}", mu_tau=mu, sd_tau=sd)]
     if study == "sbc":
         return [Scenario("prior", effect="prior")]
     if study != "few-las":
@@ -785,21 +809,24 @@ def few_las_frame(records: Sequence[dict], alpha: float = 0.05) -> pd.DataFrame:
     for r in records:
         if "frequentist" not in r:
             continue
-        post, freq, boot = r["posterior"], r["frequentist"], r["bootstrap"]
-        excl = lambda s: bool(s["q"][lo] > 0 or s["q"][hi] < 0)  # noqa: E731
+        freq, boot = r["frequentist"], r["bootstrap"]
+        post = r.get("posterior")
+        excl = lambda s: bool(s["q"][lo] > 0 or s["q"][hi] < 0) if lo in s["q"] else np.nan  # noqa: E731
+        bayes = {"bayes_mu_tau": np.nan, "bayes_att": np.nan, "bayes_att_mean_pp": np.nan,
+                 "bayes_att_covers": np.nan, "diagnostics_ok": np.nan}
+        if post is not None:
+            att = post["att_pp"]
+            bayes = {"bayes_mu_tau": excl(post["mu_tau"]), "bayes_att": excl(att), "bayes_att_mean_pp": att["mean"],
+                     "bayes_att_covers": (att["q"].get(lo, np.nan) <= r["truth"]["att_pp"] <= att["q"].get(hi, np.nan)),
+                     "diagnostics_ok": r["diagnostics"]["ok"]}
         rows.append({
             "scenario": r["scenario"], "replicate": r["replicate"], **r["design"],
             "true_att_pp": r["truth"]["att_pp"],
             "lpm_estimate_pp": freq["estimate_pp"], "lpm_se_pp": freq["se_pp"],
             "lpm_cluster_z": freq["p_value"] < alpha, "lpm_cluster_t": freq["p_t"] < alpha,
             "wcb_webb": boot["webb"]["p_value"] < alpha, "wcb_rademacher": boot["rademacher"]["p_value"] < alpha,
-            "bayes_mu_tau": excl(post["mu_tau"]) if lo in post["mu_tau"]["q"] else np.nan,
-            "bayes_att": excl(post["att_pp"]) if lo in post["att_pp"]["q"] else np.nan,
-            "bayes_att_mean_pp": post["att_pp"]["mean"],
-            "bayes_att_covers": (post["att_pp"]["q"].get(lo, np.nan) <= r["truth"]["att_pp"]
-                                 <= post["att_pp"]["q"].get(hi, np.nan)),
+            **bayes,
             "lpm_ci_covers": freq["ci95_low_pp"] <= r["truth"]["att_pp"] <= freq["ci95_high_pp"],
-            "diagnostics_ok": r["diagnostics"]["ok"],
         })
     return pd.DataFrame(rows)
 
@@ -813,6 +840,8 @@ def rejection_table(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for key, grp in frame.groupby(keys, sort=True):
         for m, label in METHODS.items():
+            if grp[m].isna().all():
+                continue
             rate = float(grp[m].astype(float).mean())
             rows.append({**dict(zip(keys, key)), "method": m, "method_label": label, "replicates": len(grp),
                          "rejection_rate": rate, "mc_se": _mc_se(rate, len(grp)),
@@ -827,12 +856,53 @@ def diagnostics_summary(records: Sequence[dict]) -> dict:
         return {"replicates": 0}
     d = [r["diagnostics"] for r in ok]
     t = pd.DataFrame([r.get("timing", {}) for r in ok])
-    timing = {f"mean_{c}": float(t[c].mean()) for c in t.columns}
+    timing = {f"mean_{c}": float(t[c].mean()) for c in t.columns if c != "compiled_here"}
     overhead = t["total_s"] - t.get("sample_s", 0) - t.get("compile_s", 0)
     timing["mean_overhead_s"] = float(overhead.mean())
-    timing["compilations"] = int((t.get("compile_s", pd.Series(dtype=float)) > 0).sum())
+    timing["compilations"] = int(t["compiled_here"].sum()) if "compiled_here" in t else 0
     return {"replicates": len(ok), "share_failed": float(np.mean([not x["ok"] for x in d])),
             "share_with_divergences": float(np.mean([x["divergences"] > 0 for x in d])),
             "share_rhat_gt_1.01": float(np.mean([x["max_rhat"] > 1.01 for x in d])),
             "median_min_ess_bulk": float(np.median([x["min_ess_bulk"] for x in d])),
             "max_rhat": float(np.max([x["max_rhat"] for x in d])), "timing": timing}
+
+
+def recovery_frame(records: Sequence[dict], var: str = "att_pp") -> pd.DataFrame:
+    """Per replicate: the truth, the posterior mean and the 90% interval of ``var``."""
+    rows = [{"replicate": r["replicate"], "truth": r["truth"][var], "mean": r["posterior"][var]["mean"],
+             "q05": r["posterior"][var]["q"]["0.05"], "q95": r["posterior"][var]["q"]["0.95"]}
+            for r in records if "posterior" in r and var in r["posterior"] and r["truth"].get(var) is not None]
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame["covered"] = (frame["q05"] <= frame["truth"]) & (frame["truth"] <= frame["q95"])
+    return frame
+
+
+def rejection_wide(table: pd.DataFrame) -> pd.DataFrame:
+    """The rejection table with one column per method (rows: effect, treated, comparators, sd_tau)."""
+    keys = ["effect", "n_pilot", "n_comparator", "sd_tau", "replicates"]
+    wide = table.pivot_table(index=keys, columns="method", values="rejection_rate").reset_index()
+    wide.columns.name = None
+    return wide[[*keys, *[m for m in METHODS if m in wide.columns]]]
+
+
+def few_las_coverage(frame: pd.DataFrame) -> pd.DataFrame:
+    """95% interval coverage and RMSE for the realised ATT in the pilots: Bayes vs the LPM."""
+    keys = ["effect", "n_pilot", "n_comparator", "sd_tau"]
+    rows = []
+    for key, g in frame.groupby(keys, sort=True):
+        rows.append({**dict(zip(keys, key)), "replicates": len(g),
+                     "bayes_att_coverage": float(g["bayes_att_covers"].astype(float).mean()),
+                     "lpm_ci_coverage": float(g["lpm_ci_covers"].mean()),
+                     "bayes_att_rmse_pp": float(np.sqrt(np.mean((g["bayes_att_mean_pp"] - g["true_att_pp"]) ** 2))),
+                     "lpm_rmse_pp": float(np.sqrt(np.mean((g["lpm_estimate_pp"] - g["true_att_pp"]) ** 2)))})
+    return pd.DataFrame(rows)
+
+
+def replicate_brief(record: dict) -> dict:
+    """The numbers that identify a replicate's result (to compare a re-run with the stored one)."""
+    result = {k: record[k] for k in ("posterior", "ranks", "frequentist", "bootstrap", "truth") if k in record}
+    if "error" in record:
+        result["error"] = record["error"]
+    return {"study": record["study"], "scenario": record["scenario"], "replicate": record["replicate"],
+            "seeds": record["seeds"], "result": _jsonable(result), "timing": record.get("timing")}

@@ -42,7 +42,8 @@ Outcomes (RR1054, 'Likelihood of a re-referral within 6 months' and the text bef
 
 Covariates: age band on the index (or assessment start) date from ``PersonBirthDate`` (unborn
 children: 0-4; unknown: 'unknown'), sex from ``GenderCurrent``, ethnic group, and disability
-('yes' when ``Disabilities`` holds any code other than NONE).
+('yes' when ``Disabilities`` holds any code other than NONE). ``child_id`` is an integer
+pseudonym (not the LA's child ID) shared by one child's records, for models of repeated children.
 
 Dropped (counted, not errors): index referrals whose follow-up window (6 months for
 re-referral, 12 for escalation) is not complete by the end of the data; assessments not yet
@@ -52,6 +53,7 @@ authorised; LAs not in the role table.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,8 +112,8 @@ def read_cin_file(path: Path, root: Path) -> pd.DataFrame:
     if "Disabilities" in f.columns:
         _check_disabilities(f, path)
     val.check_codes(f, CODES, file=path, table=TABLE)
-    val.check_duplicates(f, file=path, table=TABLE)
-    out = pd.DataFrame({"la_code": la.to_numpy(), "CHILD": f["LAchildID"].to_numpy(), "Type": f["Type"].to_numpy(),
+    val.check_duplicates(f, file=path, table=TABLE, within=["LAchildID", "Type", "CINreferralDate"])
+    out = pd.DataFrame({"la_code": la.array, "CHILD": f["LAchildID"].array, "Type": f["Type"].array,
                         "_year": year, "_row": np.arange(1, len(f) + 1)})
     for col in DATE_COLUMNS:
         if col in f.columns:
@@ -119,9 +121,9 @@ def read_cin_file(path: Path, root: Path) -> pd.DataFrame:
         else:
             out[col] = pd.Series(pd.NaT, index=f.index, dtype="datetime64[s]").to_numpy()
     out["ReferralNFA"] = f["ReferralNFA"].isin(codes.TRUE_VALUES).to_numpy()
-    out["ReasonForClosure"] = f["ReasonForClosure"].to_numpy()
+    out["ReasonForClosure"] = f["ReasonForClosure"].astype("str").array
     for col in ("GenderCurrent", "Ethnicity", "Disabilities"):
-        out[col] = f[col].to_numpy() if col in f.columns else None
+        out[col] = f[col].astype("str").array if col in f.columns else pd.array([None] * len(f), dtype="str")
     kind = out["Type"].to_numpy()
     for typ, col in (("AssessmentActualStartDate", "AssessmentActualStartDate"), ("CPPstartDate", "CPPstartDate")):
         missing = (kind == typ) & out[col].isna().to_numpy()
@@ -141,15 +143,9 @@ def read_cin_file(path: Path, root: Path) -> pd.DataFrame:
     val.check_order(out, "CINreferralDate", "CPPstartDate", file=path, table=TABLE,
                     what="the child protection plan starts before the referral")
     if not np.isnan(year).all():
-        end = pd.to_datetime([f"{int(y)}-03-31" if np.isfinite(y) else None for y in year]).to_numpy()
-        for col in ("CINreferralDate", "CINclosureDate", "AssessmentActualStartDate", "AssessmentAuthorisationDate",
-                    "CPPstartDate"):
-            late = out[col].to_numpy() > end
-            if late.any():
-                row = val.first_row(late)
-                raise DataError(f"{TABLE}: {col} {out[col].iloc[row - 1]:%d/%m/%Y} is after the end of the census year "
-                                f"({pd.Timestamp(end[row - 1]):%d/%m/%Y}) this file belongs to (census years are named "
-                                "by the 31 March they end: 2019 = 2018-19)", file=path, row=row, column=col)
+        val.check_collection_year(out, ("CINreferralDate", "CINclosureDate", "AssessmentActualStartDate",
+                                        "AssessmentAuthorisationDate", "CPPstartDate"), year, file=path, table=TABLE,
+                                  what="census")
     keyed = out.assign(_y=np.nan_to_num(year, nan=-1))
     for typ, keys, what in _EVENT_KEYS:
         sub = keyed[kind == typ]
@@ -173,8 +169,9 @@ def _check_disabilities(f: pd.DataFrame, path: Path) -> None:
     present = raw.notna().to_numpy()
     if not present.any():
         return
-    tokens = raw[present].str.upper().str.split(r"[\s,;]+", regex=True)
-    ok = tokens.map(lambda ts: all(t in codes.DISABILITY_CODES for t in ts if t)).to_numpy(dtype=bool)
+    idx, uniq = pd.factorize(raw[present])
+    good = np.array([all(t in codes.DISABILITY_CODES for t in re.split(r"[\s,;]+", str(u).upper()) if t) for u in uniq])
+    ok = good[idx]
     if not ok.all():
         row = int(np.flatnonzero(present)[np.flatnonzero(~ok)[0]]) + 1
         raise DataError(f"{TABLE}: invalid disability code in {raw.iloc[row - 1]!r}; valid codes: "
@@ -238,8 +235,8 @@ def _combine_events(frames: list[pd.DataFrame], key: list[str], files: list[str]
                                                        "(in two files for the same census year)")
         n = len(allf)
         allf = allf.drop_duplicates(subset=key, keep="last").reset_index(drop=True)
-        dropped.add(f"{TABLE} {what}s", "earlier census years' copies of records repeated in a later census "
-                                        "(the latest version is kept)", n - len(allf))
+        dropped.add(f"{TABLE} {what}s", "copies of a record repeated in a later census year "
+                                        "(each record is kept once, in its latest version)", n - len(allf))
     return allf.drop(columns="_y")
 
 
@@ -255,7 +252,7 @@ def _check_overlaps(refs: pd.DataFrame, files: list[str]) -> None:
     """A child's CIN episodes may not overlap: a referral starts on or after the previous closure."""
     child = refs["_child"].to_numpy()
     same = np.r_[False, child[1:] == child[:-1]]
-    prev_close = np.r_[np.datetime64("NaT"), refs["CINclosureDate"].to_numpy()[:-1]]
+    prev_close = np.r_[np.datetime64("NaT", "s"), refs["CINclosureDate"].to_numpy()[:-1]]
     start = refs["CINreferralDate"].to_numpy()
     bad = same & (np.isnat(prev_close) | (prev_close > start))
     if bad.any():
@@ -277,13 +274,14 @@ def _covariates(frame: pd.DataFrame, on: pd.Series) -> dict[str, np.ndarray]:
     unborn = dob.isna() & frame["ExpectedPersonBirthDate"].notna()
     band = codes.age_band(dob, on)
     band = np.where(unborn.to_numpy(), "0-4", band)
-    dis = frame["Disabilities"].astype("str").str.upper()
-    disabled = frame["Disabilities"].notna() & ~dis.str.fullmatch(r"\s*NONE\s*").fillna(False).astype(bool)
+    idx, uniq = pd.factorize(frame["Disabilities"])
+    coded = np.array([str(u).strip().upper() != "NONE" for u in uniq] + [False])
+    disabled = coded[idx]
     return {
         "age_band": band,
-        "sex": frame["GenderCurrent"].map(codes.GENDER_CODES).fillna("unknown").to_numpy(),
-        "ethnicity": frame["Ethnicity"].map(codes.ETHNIC_GROUP).fillna("Unknown").to_numpy(),
-        "disability": np.where(disabled.to_numpy(dtype=bool), "yes", "no"),
+        "sex": codes.map_values(frame["GenderCurrent"], codes.GENDER_CODES, "unknown"),
+        "ethnicity": codes.map_values(frame["Ethnicity"], codes.ETHNIC_GROUP, "Unknown"),
+        "disability": np.where(disabled, "yes", "no"),
     }
 
 
@@ -299,14 +297,14 @@ def looked_after_starts(ssda903_data) -> pd.DataFrame:
 def _first_event_after(base: pd.DataFrame, date_col: str, events: pd.DataFrame) -> np.ndarray:
     """For each row of ``base``: the first event date on or after ``base[date_col]`` for the same child."""
     if events.empty:
-        return np.full(len(base), np.datetime64("NaT"), dtype="datetime64[s]")
+        return np.full(len(base), np.datetime64("NaT", "s"), dtype="datetime64[s]")
     left = base[["la_code", "CHILD", date_col]].reset_index().rename(columns={date_col: "when"})
     left["_k"] = left["la_code"].astype(str) + "\x1f" + left["CHILD"].astype(str)
     right = events[["la_code", "CHILD", "event"]].copy()
     right["_k"] = right["la_code"].astype(str) + "\x1f" + right["CHILD"].astype(str)
     right["when"] = right["event"]
     ok = left["when"].notna().to_numpy()
-    out = np.full(len(base), np.datetime64("NaT"), dtype="datetime64[s]")
+    out = np.full(len(base), np.datetime64("NaT", "s"), dtype="datetime64[s]")
     if not ok.any():
         return out
     l = left[ok].sort_values("when")
@@ -335,8 +333,9 @@ def cin_frame(data: CinData, roles: LaRoles, outcome: str, *, looked_after: pd.D
         dropped.add(f"{TABLE} assessments", f"not authorised by the end of the data ({data.data_end:%d/%m/%Y})",
                     int(open_.sum()), "assessments")
         base = a[~open_].reset_index(drop=True)
+        base["_child"] = pd.factorize(base["la_code"].astype(str) + "\x1f" + base["CHILD"].astype(str))[0]
         on = base["AssessmentActualStartDate"]
-        days = codes.working_days(on, base["AssessmentAuthorisationDate"])
+        days = codes.working_days(on, base["AssessmentAuthorisationDate"]).astype(np.int64)
         value = days if outcome == "assessment_days" else (days == 0).astype(np.int8)
         unit, table = "assessments", f"{TABLE} assessments"
     else:
@@ -345,9 +344,9 @@ def cin_frame(data: CinData, roles: LaRoles, outcome: str, *, looked_after: pd.D
                  | r["ReasonForClosure"].isin(codes.NFA_CLOSURE_CODES).to_numpy())
         when = r["CINclosureDate"].where(r["CINclosureDate"].notna(), r["CINreferralDate"])
         child = r["_child"].to_numpy()
-        nxt = np.r_[r["CINreferralDate"].to_numpy()[1:], np.datetime64("NaT")]
+        nxt = np.r_[r["CINreferralDate"].to_numpy()[1:], np.datetime64("NaT", "s")]
         same_next = np.r_[child[1:] == child[:-1], False]
-        nxt = np.where(same_next, nxt, np.datetime64("NaT"))
+        nxt = np.where(same_next, nxt, np.datetime64("NaT", "s"))
         base = r[index].assign(_index=when[index].to_numpy(), _next=nxt[index]).reset_index(drop=True)
         unit, table = "NFA referrals", f"{TABLE} referrals closed NFA"
         follow = pd.DateOffset(months=FOLLOW_UP_MONTHS[outcome])
@@ -364,8 +363,7 @@ def cin_frame(data: CinData, roles: LaRoles, outcome: str, *, looked_after: pd.D
         else:
             plans = data.plans[["la_code", "CHILD", "CPPstartDate"]].rename(columns={"CPPstartDate": "event"})
             events = plans if looked_after is None else pd.concat([plans, looked_after], ignore_index=True)
-            b2 = base.assign(_next=base["_next"])
-            first = _first_event_after(b2, "_next", events)
+            first = _first_event_after(base, "_next", events)
             esc_limit = (pd.DatetimeIndex(base["_next"]) + months).to_numpy()
             value = (rereferred & ~np.isnat(first) & (first <= esc_limit)).astype(np.int8)
     design = roles.design()
@@ -378,8 +376,9 @@ def cin_frame(data: CinData, roles: LaRoles, outcome: str, *, looked_after: pd.D
         "la": m["la"].to_numpy(), "year": codes.financial_year(on).astype(int), "arm": m["arm"].to_numpy(),
         "adoption_year": m["adoption_year"].to_numpy(dtype=float),
         "settling_years": m["settling_years"].to_numpy(dtype=int), **cov, outcome: value,
+        "child_id": base["_child"].to_numpy(dtype=np.int64),   # a pseudonym shared by one child's records
     })
-    absent = sorted(set(design["la_code"]) - set(base["la_code"]))
+    absent = sorted(set(design["la_code"]) - set(base["la_code"].unique()))
     if absent:
         dropped.add("LA role table", "LAs with no records for this outcome in the CIN data: " + ", ".join(absent),
                     len(absent), "LAs")

@@ -146,14 +146,21 @@ def _la_lookup() -> dict[str, str]:
     return lookup
 
 
+def map_values(values: pd.Series, mapping: dict, default: object = None) -> np.ndarray:
+    """``mapping[value]`` for each value (``default`` for missing or unmapped), via the uniques."""
+    idx, uniq = pd.factorize(values)
+    table = np.array([mapping.get(u, default) for u in uniq] + [default], dtype=object)
+    return table[idx]
+
+
 def normalise_la(values: pd.Series) -> pd.Series:
     """Map LA codes (old 3-digit, new E-code) or names to the old 3-digit code; unknown -> NA."""
     lookup = _la_lookup()
-    keys = values.astype("str").str.strip()
-    uniq = pd.unique(keys)
-    mapped = {k: lookup.get(str(k), lookup.get(str(k).upper(), lookup.get(str(k).casefold())))
-              for k in uniq}
-    return keys.map(mapped)
+    idx, uniq = pd.factorize(values)
+    found = [lookup.get(str(k).strip(), lookup.get(str(k).strip().upper(), lookup.get(str(k).strip().casefold())))
+             for k in uniq]
+    table = np.array(found + [None], dtype=object)
+    return pd.Series(table[idx], index=values.index, dtype="str")
 
 
 def is_known_la(value: str) -> bool:

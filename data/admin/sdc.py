@@ -256,8 +256,9 @@ def strip_idata(idata):
     import xarray as xr
 
     children = {k: v for k, v in idata.children.items() if k not in DATA_GROUPS}
-    return xr.DataTree.from_dict({f"/{k}": v.to_dataset() for k, v in children.items()},
-                                 name=idata.name) if children else xr.DataTree()
+    out = xr.DataTree.from_dict({f"/{k}": v.to_dataset() for k, v in children.items()}, name=idata.name)
+    out.attrs = dict(idata.attrs)
+    return out
 
 
 class SdcGuard:

@@ -28,7 +28,8 @@ beginning a period of care"):
   REC E43-E48 (a special guardianship order; E43/E44 up to 2015-16, E45-E48 from 2016-17);
   otherwise 0 (non-kinship care);
 - ``year``: the financial year in which the period began; covariates: age band at the start,
-  sex, ethnic group (SSDA903 records no disability, so there is no disability covariate).
+  sex, ethnic group (SSDA903 records no disability, so there is no disability covariate);
+  ``child_id``: an integer pseudonym (not the LA's child ID) shared by one child's periods.
 
 Dropped (counted in the summary, not errors): periods that began before the data window, or
 whose first episode in the data is not a start (RNE != S); periods made only of short breaks
@@ -99,9 +100,9 @@ def read_header(path: Path, root: Path) -> pd.DataFrame:
     year = val.year_for_rows(f, path, root, HEADER)
     val.check_codes(f, HEADER_CODES, file=path, table=HEADER)
     dob = val.parse_dates(f, "DOB", file=path, table=HEADER, required=True)
-    out = pd.DataFrame({"la_code": la.to_numpy(), "CHILD": f["CHILD"].to_numpy(), "SEX": f["SEX"].to_numpy(),
-                        "DOB": dob.to_numpy(), "ETHNIC": f["ETHNIC"].to_numpy(), "_year": year})
-    val.check_duplicates(f.assign(_la=out["la_code"].to_numpy()), file=path, table=HEADER)
+    out = pd.DataFrame({"la_code": la.array, "CHILD": f["CHILD"].array, "SEX": f["SEX"].array,
+                        "DOB": dob.to_numpy(), "ETHNIC": f["ETHNIC"].array, "_year": year})
+    val.check_duplicates(f.assign(_la=la.array), file=path, table=HEADER, within=["CHILD"])
     by_year = out.assign(_y=np.nan_to_num(year, nan=-1))
     val.check_duplicates(by_year, keys=["la_code", "_y", "CHILD"], file=path, table=HEADER, what="child")
     return out
@@ -114,9 +115,9 @@ def read_episodes(path: Path, root: Path) -> pd.DataFrame:
     val.check_codes(f, EPISODE_CODES, file=path, table=EPISODES)
     decom = val.parse_dates(f, "DECOM", file=path, table=EPISODES, required=True)
     dec = val.parse_dates(f, "DEC", file=path, table=EPISODES)
-    out = pd.DataFrame({"la_code": la.to_numpy(), "CHILD": f["CHILD"].to_numpy(), "DECOM": decom.to_numpy(),
-                        "RNE": f["RNE"].to_numpy(), "LS": f["LS"].to_numpy(), "PLACE": f["PLACE"].to_numpy(),
-                        "DEC": dec.to_numpy(), "REC": f["REC"].to_numpy(), "_year": year})
+    out = pd.DataFrame({"la_code": la.array, "CHILD": f["CHILD"].array, "DECOM": decom.to_numpy(),
+                        "RNE": f["RNE"].array, "LS": f["LS"].array, "PLACE": f["PLACE"].array,
+                        "DEC": dec.to_numpy(), "REC": f["REC"].astype("str").array, "_year": year})
     val.check_order(out, "DECOM", "DEC", file=path, table=EPISODES, what="the episode ends before it starts")
     no_rec = (out["DEC"].notna() & out["REC"].isna()).to_numpy()
     if no_rec.any():
@@ -127,16 +128,8 @@ def read_episodes(path: Path, root: Path) -> pd.DataFrame:
         raise DataError(f"{EPISODES}: a reason the episode ceased (REC) but no end date (DEC)",
                         file=path, row=val.first_row(no_dec), column="DEC")
     if not np.isnan(year).all():
-        end = pd.to_datetime([f"{int(y)}-03-31" if np.isfinite(y) else None for y in year])
-        for col in ("DECOM", "DEC"):
-            late = (out[col].to_numpy() > end.to_numpy())
-            if late.any():
-                row = val.first_row(late)
-                raise DataError(f"{EPISODES}: {col} {out[col].iloc[row - 1]:%d/%m/%Y} is after the end of the "
-                                f"collection year ({end[row - 1]:%d/%m/%Y}) this file belongs to (folders and "
-                                "YEAR values name the year a collection ends: 2019 = 2018-19)",
-                                file=path, row=row, column=col)
-    val.check_duplicates(f.assign(_la=out["la_code"].to_numpy()), file=path, table=EPISODES)
+        val.check_collection_year(out, ("DECOM", "DEC"), year, file=path, table=EPISODES, what="collection")
+    val.check_duplicates(f.assign(_la=la.array), file=path, table=EPISODES, within=["CHILD", "DECOM"])
     by_year = out.assign(_y=np.nan_to_num(year, nan=-1))
     val.check_duplicates(by_year, keys=["la_code", "_y", "CHILD", "DECOM"], file=path, table=EPISODES,
                          what="episode (same child and start date)")
@@ -205,7 +198,7 @@ def _sorted_by_child(episodes: pd.DataFrame) -> pd.DataFrame:
 def _check_overlaps(ep: pd.DataFrame, files: list[str]) -> None:
     """A child's episodes may not overlap: each starts on or after the previous one ended."""
     same = np.r_[False, ep["_child"].to_numpy()[1:] == ep["_child"].to_numpy()[:-1]]
-    prev_dec = np.r_[np.datetime64("NaT"), ep["DEC"].to_numpy()[:-1]]
+    prev_dec = np.r_[np.datetime64("NaT", "s"), ep["DEC"].to_numpy()[:-1]]
     decom = ep["DECOM"].to_numpy()
     prev_open = np.isnat(prev_dec)
     bad = same & (prev_open | (prev_dec > decom))
@@ -250,7 +243,7 @@ def periods_of_care(data: Ssda903Data, definition: KinshipDefinition = KinshipDe
     decom = ep["DECOM"].to_numpy()
     dec = ep["DEC"].to_numpy()
     same = np.r_[False, child[1:] == child[:-1]]
-    prev_dec = np.r_[np.datetime64("NaT"), dec[:-1]]
+    prev_dec = np.r_[np.datetime64("NaT", "s"), dec[:-1]]
     new = ~same | (ep["RNE"].to_numpy() == "S") | (prev_dec != decom)
     starts = np.flatnonzero(new)
     period = np.cumsum(new) - 1
@@ -310,11 +303,12 @@ def kinship_frame(data: Ssda903Data, roles: LaRoles, definition: KinshipDefiniti
         "adoption_year": m["adoption_year"].to_numpy(dtype=float),
         "settling_years": m["settling_years"].to_numpy(dtype=int),
         "age_band": codes.age_band(m["DOB"], m["start"]),
-        "sex": m["SEX"].map(codes.SEX_CODES).to_numpy(),
-        "ethnicity": m["ETHNIC"].map(codes.ETHNIC_GROUP).to_numpy(),
+        "sex": codes.map_values(m["SEX"], codes.SEX_CODES),
+        "ethnicity": codes.map_values(m["ETHNIC"], codes.ETHNIC_GROUP),
         outcome: m["kinship"].to_numpy(dtype=np.int8),
+        "child_id": m["_child"].to_numpy(dtype=np.int64),   # a pseudonym: the same child's periods share it
     })
-    absent = sorted(set(design["la_code"]) - set(per["la_code"]))
+    absent = sorted(set(design["la_code"]) - set(per["la_code"].unique()))
     if absent:
         dropped.add("LA role table", "LAs with no periods of care in the SSDA903 data: " + ", ".join(absent),
                     len(absent), "LAs")

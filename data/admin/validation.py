@@ -34,7 +34,6 @@ import pandera.pandas as pa
 from data.admin import codes
 from data.errors import DataError
 
-DATE_FORMATS = ("%d/%m/%Y", "%Y-%m-%d", "%d/%m/%Y %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%d-%m-%Y")
 SUPPORTED = (".csv", ".txt", ".parquet", ".pq")
 
 
@@ -52,7 +51,12 @@ def read_raw(path: Path) -> pd.DataFrame:
             frame = pd.read_parquet(path)
             frame = pd.DataFrame({c: _to_text(frame[c]) for c in frame.columns})
         elif suffix in {".csv", ".txt"}:
-            frame = pd.read_csv(path, dtype="str", keep_default_na=False, na_values=[""], engine="pyarrow")
+            try:
+                frame = pd.read_csv(path, dtype="str", keep_default_na=False, na_values=[""], engine="pyarrow")
+            except Exception as err:  # not UTF-8 (a spreadsheet's Windows-1252 export): read it as that
+                if "utf" not in str(err).casefold():
+                    raise
+                frame = pd.read_csv(path, dtype="str", keep_default_na=False, na_values=[""], encoding="cp1252")
         else:
             raise DataError(f"unknown file type '{path.suffix}' (use .csv or .parquet)", file=path)
     except DataError:
@@ -61,7 +65,7 @@ def read_raw(path: Path) -> pd.DataFrame:
         raise DataError(f"cannot be read as a table: {err}", file=path) from None
     if frame.empty:
         raise DataError("the table has no rows", file=path)
-    frame.columns = [str(c).strip() for c in frame.columns]
+    frame.columns = [str(c).removeprefix("\u00ef\u00bb\u00bf").lstrip("\ufeff").strip() for c in frame.columns]
     for c in frame.columns:
         s = frame[c]
         if s.notna().any():
@@ -166,28 +170,54 @@ def check_codes(frame: pd.DataFrame, spec: Mapping[str, tuple[Sequence[str] | No
         raise DataError(message, file=file, row=row, column=col) from None
 
 
+_TIME = r"(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"
+DATE_PATTERNS = (   # (regex with named groups, what the user is told)
+    (r"^(?P<d>\d{1,2})/(?P<m>\d{1,2})/(?P<y>\d{4})" + _TIME + "$", "dd/mm/yyyy"),
+    (r"^(?P<y>\d{4})-(?P<m>\d{1,2})-(?P<d>\d{1,2})" + _TIME + "$", "yyyy-mm-dd"),
+    (r"^(?P<d>\d{1,2})-(?P<m>\d{1,2})-(?P<y>\d{4})" + _TIME + "$", "dd-mm-yyyy"),
+)
+
+
 def parse_dates(frame: pd.DataFrame, column: str, *, file: str | Path, table: str,
                 required: bool = False) -> pd.Series:
-    """Parse a date column (dd/mm/yyyy as the DfE specifies, or ISO yyyy-mm-dd)."""
+    """Parse a date column: dd/mm/yyyy as the DfE specifies, or yyyy-mm-dd (a time is ignored).
+
+    Impossible calendar dates (31/02/2019) and two-digit years are errors, not silently
+    moved; the check is vectorised (pyarrow regex extraction, numpy date arithmetic).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     raw = frame[column]
     present = raw.notna().to_numpy()
     if required and not present.all():
         raise DataError(f"{table}: missing date (required)", file=file, row=first_row(~present), column=column)
-    out = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[s]")
+    out = np.full(len(raw), np.datetime64("NaT", "s"), dtype="datetime64[s]")
     todo = present.copy()
-    for fmt in DATE_FORMATS:
-        if not todo.any():
-            break
-        parsed = pd.to_datetime(raw[todo], format=fmt, errors="coerce")
-        ok = parsed.notna().to_numpy()
-        idx = np.flatnonzero(todo)[ok]
-        out.iloc[idx] = parsed.to_numpy()[ok]
-        todo[idx] = False
+    if todo.any():
+        values = pa.array(raw.astype("str").array)
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        for pattern, _ in DATE_PATTERNS:
+            if not todo.any():
+                break
+            parts = pc.extract_regex(values, pattern)
+            hit = parts.is_valid()
+            ymd = {k: pc.cast(pc.if_else(hit, parts.field(k), "0"), pa.int64()).to_numpy(zero_copy_only=False)
+                   for k in "ymd"}
+            matched = todo & hit.to_numpy(zero_copy_only=False)
+            y, m, d = (np.asarray(ymd[k], dtype=np.int64) for k in "ymd")
+            month = ((y - 1970) * 12 + (m - 1)).astype("datetime64[M]")
+            day = month.astype("datetime64[D]") + (d - 1).astype("timedelta64[D]")
+            valid = (matched & (m >= 1) & (m <= 12) & (d >= 1) & (y >= 1900) & (y <= 2100)
+                     & (day.astype("datetime64[M]") == month))
+            out[valid] = day[valid].astype("datetime64[s]")
+            todo &= ~valid
     if todo.any():
         row = first_row(todo)
         raise DataError(f"{table}: not a date: {raw.iloc[row - 1]!r} (use dd/mm/yyyy or yyyy-mm-dd)",
                         file=file, row=row, column=column)
-    return out
+    return pd.Series(out, index=frame.index)
 
 
 def check_order(frame: pd.DataFrame, early: str, late: str, *, file: str | Path, table: str,
@@ -201,16 +231,51 @@ def check_order(frame: pd.DataFrame, early: str, late: str, *, file: str | Path,
                         f"{early} {e:%d/%m/%Y})", file=file, row=row, column=late)
 
 
+def year_ends(year: np.ndarray) -> np.ndarray:
+    """31 March of each collection year (NaT where the year is unknown), as datetime64[s]."""
+    y = np.asarray(year, dtype=float)
+    ok = np.isfinite(y)
+    months = np.where(ok, (np.nan_to_num(y) - 1970) * 12 + 3, 0).astype("int64")
+    end = (months.astype("datetime64[M]").astype("datetime64[D]") - np.timedelta64(1, "D")).astype("datetime64[s]")
+    return np.where(ok, end, np.datetime64("NaT", "s"))
+
+
+def check_collection_year(frame: pd.DataFrame, columns: Sequence[str], year: np.ndarray, *, file: str | Path,
+                          table: str, what: str) -> None:
+    """No date after 31 March of the collection year a row belongs to (first offending row)."""
+    end = year_ends(year)
+    late = np.column_stack([frame[c].to_numpy() > end for c in columns])
+    rows = late.any(axis=1)
+    if rows.any():
+        row = first_row(rows)
+        col = columns[int(np.flatnonzero(late[row - 1])[0])]
+        raise DataError(f"{table}: {col} {frame[col].iloc[row - 1]:%d/%m/%Y} is after the end of the {what} year "
+                        f"({pd.Timestamp(end[row - 1]):%d/%m/%Y}) this file belongs to ({what} years are named by "
+                        "the 31 March they end: 2019 = 2018-19)", file=file, row=row, column=col)
+
+
 def check_duplicates(frame: pd.DataFrame, *, file: str | Path, table: str, keys: Sequence[str] | None = None,
-                     what: str = "row", columns: Sequence[str] | None = None) -> None:
-    """No repeated rows (``keys=None``: the whole row) within one file."""
+                     what: str = "row", columns: Sequence[str] | None = None, within: Sequence[str] | None = None) -> None:
+    """No repeated rows within one file: whole rows (``keys=None``) or repeated ``keys``.
+
+    ``within`` (optional) is a subset of the columns that any whole-row duplicate must share;
+    rows unique on it are skipped, which makes the whole-row check cheap on large files.
+    """
     cols = list(keys) if keys is not None else list(columns if columns is not None else frame.columns)
-    dup = frame.duplicated(subset=cols, keep="first").to_numpy()
-    if dup.any():
-        row = first_row(dup)
+    candidates = np.ones(len(frame), dtype=bool)
+    if keys is None and within is not None:
+        candidates = frame.duplicated(subset=list(within), keep=False).to_numpy()
+        if not candidates.any():
+            return
+    sub = frame[candidates]
+    dup_sub = sub.duplicated(subset=cols, keep="first").to_numpy()
+    if dup_sub.any():
+        pos = np.flatnonzero(candidates)
+        row = int(pos[np.flatnonzero(dup_sub)[0]]) + 1
         key = tuple(frame[c].iloc[row - 1] for c in cols)
-        same = (frame[cols] == frame[cols].iloc[row - 1]).all(axis=1).to_numpy()
-        earlier = first_row(same)
+        group = sub.groupby(cols, dropna=False, sort=False).ngroup().to_numpy()
+        this = group[np.flatnonzero(dup_sub)[0]]
+        earlier = int(pos[np.flatnonzero(group == this)[0]]) + 1
         if keys is None:
             message = f"{table}: duplicate row (the same as row {earlier})"
         else:
@@ -302,8 +367,8 @@ def combine_files(frames: list[pd.DataFrame], key: list[str], files: list[str], 
                               f"(also in {files[int(twin['_file'])]} row {int(twin['_row'])}, same collection year)")
         n_before = len(allf)
         allf = allf.drop_duplicates(subset=key, keep="last").reset_index(drop=True)
-        dropped.add(table, "earlier collection years' copies of records repeated in a later return "
-                           "(the latest version is kept)", n_before - len(allf))
+        dropped.add(table, "copies of a record repeated in a later collection year's return "
+                           "(each record is kept once, in its latest version)", n_before - len(allf))
     return allf.drop(columns="_y")
 
 
@@ -327,7 +392,7 @@ class DropLog:
         return pd.DataFrame(self.entries, columns=["table", "reason", "unit", "count"])
 
     def lines(self) -> list[str]:
-        return [f"dropped {e['count']} {e['unit']} of {e['table']}: {e['reason']}" for e in self.entries]
+        return [f"{e['table']}: {e['count']} {e['unit']} left out: {e['reason']}" for e in self.entries]
 
     def __bool__(self) -> bool:
         return bool(self.entries)

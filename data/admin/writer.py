@@ -170,7 +170,7 @@ def ssda903_tables(children: pd.DataFrame, *, outcome: str = "kinship", seed: in
     offset = np.floor(rel / total[child] * (length[child] - k[child])).astype(int) + j
     decom = start[child] + offset.astype("timedelta64[D]")
     last = j == k[child] - 1
-    nxt = np.r_[decom[1:], np.datetime64("NaT")]
+    nxt = np.r_[decom[1:], np.datetime64("NaT", "D")]
     dec = np.where(last, start[child] + length[child].astype("timedelta64[D]"), nxt)
     window = _add_months(start, 12)[child]
     in_window = decom < window
@@ -212,7 +212,7 @@ def ssda903_tables(children: pd.DataFrame, *, outcome: str = "kinship", seed: in
         header = pd.concat([header, h2], ignore_index=True)
         episodes = pd.concat([episodes, e2], ignore_index=True)
     open_ = episodes["DEC"].to_numpy() > end_day
-    episodes.loc[open_, "DEC"] = np.datetime64("NaT")
+    episodes.loc[open_, "DEC"] = np.datetime64("NaT", "D")
     episodes.loc[open_, "REC"] = None
     episodes = episodes[episodes["DECOM"].to_numpy() <= end_day].reset_index(drop=True)
     return header, episodes, expected, pd.Timestamp(data_end)
@@ -304,7 +304,7 @@ def write_ssda903(children: pd.DataFrame, root: Path, *, outcome: str = "kinship
         for y, y_end, keep in _year_slices(decom, dec, range(first, last + 1)):
             ep = episodes[keep].copy()
             late = ep["DEC"].to_numpy().astype("datetime64[D]") > y_end
-            ep.loc[late, "DEC"] = np.datetime64("NaT")
+            ep.loc[late, "DEC"] = np.datetime64("NaT", "D")
             ep.loc[late, "REC"] = None
             hd = header[header.set_index(["la_code", "CHILD"]).index.isin(
                 pd.MultiIndex.from_frame(ep[["la_code", "CHILD"]]))]
@@ -417,11 +417,11 @@ def cin_events(children: pd.DataFrame, *, seed: int = 0, data_end: pd.Timestamp 
     last_event = np.maximum(np.where(has_cpp, cpp, r1), a1_auth)
     close1 = last_event + rng.integers(30, 300, n).astype("timedelta64[D]")
     open1 = close1 > end_day
-    close1 = np.where(open1, np.datetime64("NaT"), close1)
+    close1 = np.where(open1, np.datetime64("NaT", "D"), close1)
     add(has_r1, Type="CINreferralDate", CINreferralDate=r1, ReferralNFA="0", CINclosureDate=close1,
         ReasonForClosure=np.where(open1, None, "RC7"))
     add(has_r1 & (a1_start <= end_day), Type="AssessmentActualStartDate", CINreferralDate=r1,
-        AssessmentActualStartDate=a1_start, AssessmentAuthorisationDate=np.where(has_a1, a1_auth, np.datetime64("NaT")))
+        AssessmentActualStartDate=a1_start, AssessmentAuthorisationDate=np.where(has_a1, a1_auth, np.datetime64("NaT", "D")))
     add(has_cpp, Type="S47ActualStartDate", CINreferralDate=r1, S47ActualStartDate=s47)
     add(has_cpp, Type="CPPstartDate", CINreferralDate=r1, CPPstartDate=cpp)
     events = pd.concat(rows, ignore_index=True)
@@ -481,7 +481,7 @@ def write_cin(children: pd.DataFrame, root: Path, *, seed: int = 0, layout: str 
         ep_close = events[["LAchildID", "CINreferralDate"]].merge(
             closes.rename(columns={"CINclosureDate": "_close"}), how="left", on=["LAchildID", "CINreferralDate"])
         ep_close = pd.to_datetime(ep_close["_close"]).to_numpy().astype("datetime64[D]")
-        event_day = np.full(len(events), np.datetime64("NaT"), dtype="datetime64[D]")
+        event_day = np.full(len(events), np.datetime64("NaT", "D"), dtype="datetime64[D]")
         for c in date_cols[:6]:
             d = pd.to_datetime(events[c]).to_numpy().astype("datetime64[D]")
             has = (events["Type"].to_numpy() == c) & ~np.isnat(d)

@@ -1,0 +1,239 @@
+r"""Design robustness for the hierarchical DiD: pure functions on posterior draws and cells.
+
+Parallel trends, in place of "assumption met / not met"
+    :func:`pretrend_table` gives, for each pre-adoption event-study bin ``k``,
+    P(|delta_k| > t) on the reporting scale, and P(max_k |delta_k| > t).
+
+Relative magnitudes (after Rambachan and Roth, 2023)
+    Let ``theta`` be the post-settling-in effect and ``D = max_{k < 0} |delta_k|`` the largest
+    pre-period deviation from parallel trends (both from the event-study posterior, draw by
+    draw). If the post-period violation is at most ``M * D``, the effect lies in
+    ``[theta - M D, theta + M D]``. For a grid of ``M``, :func:`relative_magnitudes` reports
+    P(theta + M D < 0) (robustly a reduction), P(theta - M D < 0) (a reduction cannot be ruled
+    out) and the worst case for the sign of the main estimate; the *breakdown* ``M*``
+    (:func:`breakdown_m`) is the largest ``M`` at which the conclusion "the effect has this
+    sign" still holds with posterior probability >= ``conclusion_prob``:
+    ``M* = max(0, quantile_{1 - c}(s theta / D))`` with ``s`` the sign of the estimate.
+    This bounds the *level* of the post-period violation by the largest pre-period one, the
+    issue's simplification of Rambachan and Roth's bound on period-to-period changes.
+
+Misclassification of the population (NFA coding)
+    :func:`suspect_cells` flags LA-years whose number of records is far below that LA's usual
+    number (the report: "very few children whose cases were designated NFA pre-treatment");
+    the misclassification model (``build_did_model(misclassification=...)``) is then refitted
+    for a grid of shares of wrongly included records in those cells.
+
+Moderators
+    :func:`moderator_groups` codes the report's secondary analyses as 0/1 pilot-level
+    moderators: embeddedness and quality of delivery above the pilots' median, Ofsted rating
+    good or outstanding.
+
+Refits
+    :class:`Refitter` re-uses one compiled model for every refit whose cells keep their shape
+    (LAs left out by zeroing their counts, other data definitions aggregated onto the same
+    cells); :func:`refit_row` summarises a refit against the main fit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from models.diagnostics import check_sampling
+from models.did_hierarchical import is_pre_period
+from models.sampling import CompiledSampler
+
+DEFAULT_M_GRID = tuple(np.round(np.arange(0.0, 2.01, 0.25), 2))
+DEFAULT_MISCLASSIFICATION_GRID = (0.0, 0.05, 0.1, 0.2, 0.3)
+CONCLUSION_PROB = 0.9   # "very likely" on the calibrated verbal ladder
+
+
+def _draws(x) -> np.ndarray:
+    """(samples, ...) array from a DataArray with chain and draw dims, or an array."""
+    if hasattr(x, "stack"):
+        other = [d for d in x.dims if d not in ("chain", "draw")]
+        return x.stack(sample=("chain", "draw")).transpose("sample", *other).values
+    return np.asarray(x)
+
+
+def max_abs_pre(event, labels: list[str] | None = None) -> np.ndarray:
+    """Per draw, the largest |pre-period event effect| (0 when there is no pre-period bin)."""
+    arr = _draws(event)
+    labels = list(event["event_time"].values) if labels is None else labels
+    pre = np.array([is_pre_period(k) for k in labels])
+    if not pre.any():
+        return np.zeros(arr.shape[0])
+    return np.abs(arr[:, pre]).max(axis=1)
+
+
+def pretrend_table(event, threshold: float) -> pd.DataFrame:
+    """P(|delta_k| > threshold) for each pre-period bin and for the largest one."""
+    arr = _draws(event)
+    labels = [str(k) for k in event["event_time"].values]
+    rows = [{"event_time": k, "mean": float(arr[:, j].mean()),
+             "p_abs_gt_threshold": float((np.abs(arr[:, j]) > threshold).mean())}
+            for j, k in enumerate(labels) if is_pre_period(k)]
+    mx = max_abs_pre(event)
+    rows.append({"event_time": "max |pre|", "mean": float(mx.mean()), "p_abs_gt_threshold": float((mx > threshold).mean())})
+    return pd.DataFrame(rows)
+
+
+def breakdown_m(effect: np.ndarray, max_pre: np.ndarray, *, sign: int, conclusion_prob: float = CONCLUSION_PROB) -> float:
+    """Largest M with P(sign * (effect - sign * M * max_pre) > 0) >= conclusion_prob (0 if none)."""
+    effect, max_pre = np.ravel(effect), np.ravel(max_pre)
+    ratio = np.where(max_pre > 0, sign * effect / np.maximum(max_pre, 1e-12), np.where(sign * effect > 0, np.inf, -np.inf))
+    m = float(np.quantile(ratio, 1.0 - conclusion_prob))
+    return max(0.0, m) if np.isfinite(m) else (np.inf if m > 0 else 0.0)
+
+
+def relative_magnitudes(effect: np.ndarray, max_pre: np.ndarray, grid=DEFAULT_M_GRID, *, sign: int | None = None,
+                        conclusion_prob: float = CONCLUSION_PROB) -> tuple[pd.DataFrame, dict]:
+    """The relative-magnitudes table over ``grid`` and a summary with the breakdown M.
+
+    ``sign`` is the direction of the conclusion to test (default: the sign of the posterior
+    median of ``effect``).
+    """
+    effect, max_pre = np.ravel(effect), np.ravel(max_pre)
+    if effect.shape != max_pre.shape:
+        raise ValueError("effect and max_pre need one value per draw")
+    s = int(sign) if sign is not None else (1 if np.median(effect) > 0 else -1)
+    rows = []
+    for m in grid:
+        upper, lower = effect + m * max_pre, effect - m * max_pre
+        worst = effect - s * m * max_pre
+        rows.append({"M": float(m), "bound_low_mean": float(lower.mean()), "bound_high_mean": float(upper.mean()),
+                     "worst_case_eti95_low": float(np.quantile(worst, 0.025)),
+                     "worst_case_eti95_high": float(np.quantile(worst, 0.975)),
+                     "p_negative_robust": float((upper < 0).mean()),
+                     "p_negative_possible": float((lower < 0).mean()),
+                     "p_conclusion_holds": float((s * worst > 0).mean())})
+    m_star = breakdown_m(effect, max_pre, sign=s, conclusion_prob=conclusion_prob)
+    summary = {"sign_tested": s, "conclusion": "reduction" if s < 0 else "increase",
+               "conclusion_prob": conclusion_prob, "breakdown_m": m_star,
+               "p_conclusion_at_m0": float((s * effect > 0).mean()),
+               "max_pre_mean": float(max_pre.mean())}
+    return pd.DataFrame(rows), summary
+
+
+def suspect_cells(cells: pd.DataFrame, *, ratio: float = 0.5, count: str = "n") -> tuple[np.ndarray, list[str]]:
+    """Cells in LA-years with fewer than ``ratio`` x the LA's median yearly records, and those LAs."""
+    per_year = cells.groupby(["la", "year"], sort=False)[count].sum()
+    median = per_year.groupby(level="la").transform("median")
+    low = (per_year < ratio * median)
+    flagged = low[low].index
+    mask = pd.MultiIndex.from_frame(cells[["la", "year"]]).isin(flagged)
+    las = sorted({la for la, _ in flagged})
+    return np.asarray(mask), las
+
+
+def moderator_groups(attributes: pd.DataFrame | None, pilots: list[str]) -> dict[str, tuple[np.ndarray | None, str]]:
+    """0/1 moderators of the pilots' effect from LA attributes (indexed by ``la``).
+
+    Returns ``name -> (values or None, description)``; ``None`` when the attribute is missing for
+    some pilot or does not split them into two groups.
+    """
+    out: dict[str, tuple[np.ndarray | None, str]] = {}
+    specs = [("embeddedness", "embeddedness above the pilots' median (self-reported)"),
+             ("quality_of_delivery", "quality of delivery above the pilots' median (MTM's scoring)")]
+    for col, text in specs:
+        vals = _pilot_values(attributes, col, pilots)
+        if vals is None:
+            out[col] = (None, f"{text}: not available")
+            continue
+        vals = vals.astype(float)
+        group = (vals > np.median(vals)).astype(float)
+        out[col] = (group if 0 < group.sum() < len(group) else None, text)
+    vals = _pilot_values(attributes, "ofsted", pilots)
+    text = "Ofsted overall rating good or outstanding (vs requires improvement or inadequate)"
+    if vals is None:
+        out["ofsted"] = (None, f"{text}: not available")
+    else:
+        group = np.isin(vals.astype(str), ["good", "outstanding"]).astype(float)
+        out["ofsted"] = (group if 0 < group.sum() < len(group) else None, text)
+    return out
+
+
+def _pilot_values(attributes: pd.DataFrame | None, col: str, pilots: list[str]) -> np.ndarray | None:
+    if attributes is None or col not in attributes.columns or not set(pilots) <= set(attributes.index):
+        return None
+    vals = attributes.loc[pilots, col]
+    return None if vals.isna().any() else vals.to_numpy()
+
+
+def similar_practice_comparators(attributes: pd.DataFrame | None, las: list[str]) -> list[str]:
+    """Comparators flagged ``similar_practice_model == 'yes'``."""
+    if attributes is None or "similar_practice_model" not in attributes.columns:
+        return []
+    flag = attributes["similar_practice_model"].astype(str).str.lower() == "yes"
+    return [la for la in las if la in attributes.index and bool(flag.get(la, False))]
+
+
+# ---------------------------------------------------------------- refits with one compiled model
+
+@dataclass
+class RefitResult:
+    name: str
+    family: str
+    description: str
+    draws: dict[str, np.ndarray]
+    diagnostics_ok: bool
+    problems: list[str] = field(default_factory=list)
+    note: str = ""
+
+
+@dataclass
+class Refitter:
+    """Re-fit a compiled model on new cells of the same shape.
+
+    ``make_data`` turns an analysis-cell frame (same rows as the main fit's) into the
+    ``pm.Data`` values; ``effects`` are the reported variables kept from each refit.
+    """
+
+    sampler: CompiledSampler
+    make_data: Callable[[pd.DataFrame], dict]
+    effects: list[str]
+    sample_kwargs: dict
+    diag_vars: list[str]
+
+    def fit(self, frame: pd.DataFrame, *, name: str, family: str, description: str, seed: int,
+            extra: dict | None = None, note: str = "") -> RefitResult:
+        data = self.make_data(frame)
+        data.update(extra or {})
+        idata = self.sampler.sample(data, seed=seed, **self.sample_kwargs)
+        post = idata["posterior"]
+        diag = check_sampling(idata, [v for v in self.diag_vars if v in post])
+        draws = {v: post[v].values.ravel() for v in self.effects if v in post}
+        return RefitResult(name, family, description, draws, diag.ok, diag.problems, note)
+
+
+def refit_row(result: RefitResult, var: str, main: np.ndarray | None) -> dict:
+    """One row of the robustness table: the refit's effect against the main fit's."""
+    x = np.ravel(result.draws[var])
+    lo, hi = np.quantile(x, [0.025, 0.975])
+    row = {"analysis": result.name, "family": result.family, "effect": var, "description": result.description,
+           "mean": float(x.mean()), "eti95_low": float(lo), "eti95_high": float(hi),
+           "p_negative": float((x < 0).mean()), "p_positive": float((x > 0).mean())}
+    if main is not None:
+        mlo, mhi = np.quantile(np.ravel(main), [0.025, 0.975])
+        row["shift_vs_main"] = float(x.mean() - np.mean(main))
+        row["width_ratio_vs_main"] = float((hi - lo) / max(mhi - mlo, 1e-12))
+    row["diagnostics_ok"] = result.diagnostics_ok
+    row["note"] = result.note
+    return row
+
+
+def loo_summary(rows: list[dict], main: np.ndarray) -> dict:
+    """Range of the leave-one-LA-out estimates and the most influential LA."""
+    if not rows:
+        return {}
+    means = np.array([r["mean"] for r in rows])
+    k = int(np.argmax(np.abs(means - np.mean(main))))
+    return {"n_refits": len(rows), "mean_min": float(means.min()), "mean_max": float(means.max()),
+            "most_influential_la": rows[k]["analysis"].removeprefix("without "),
+            "largest_shift": float(means[k] - np.mean(main)),
+            "all_same_sign_as_main": bool(np.all(np.sign(means) == np.sign(np.mean(main)))),
+            "p_negative_min": float(min(r["p_negative"] for r in rows)),
+            "p_negative_max": float(max(r["p_negative"] for r in rows))}

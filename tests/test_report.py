@@ -1,0 +1,412 @@
+"""`python -m analyses.report`: rendering from small fake result folders, caching, and a real browser.
+
+Everything here runs on hand-made output folders and stub analysis modules in a temporary
+"repository" (``--root``), so the tests take seconds and do not depend on which analyses exist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import textwrap
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from analyses import report
+
+PASSING_FIT = {"ok": True, "problems": [], "divergences": 0, "n_draws": 200, "ebfmi": [0.9, 1.0],
+               "thresholds": {"rhat_max": 1.01, "ess_min": 400, "ebfmi_min": 0.3},
+               "variables": [{"variable": "mu", "rhat": 1.001, "ess_bulk": 900.0, "ess_tail": 800.0}]}
+FAILING_FIT = {"ok": False, "problems": ["R-hat 1.054 > 1.01 for 'la_effect'", "bulk ESS 45 < 400 for 'la_effect'"],
+               "divergences": 3, "n_draws": 200, "ebfmi": [0.8, 0.7],
+               "thresholds": {"rhat_max": 1.01, "ess_min": 400, "ebfmi_min": 0.3},
+               "variables": [{"variable": "alpha", "rhat": 1.002, "ess_bulk": 600.0, "ess_tail": 500.0},
+                             {"variable": "la_effect", "rhat": 1.054, "ess_bulk": 45.0, "ess_tail": 90.0}]}
+PROVENANCE = {"created_at": "2026-01-01T00:00:00+00:00", "command": "kinship.py --draws 100", "seed": 7,
+              "data": "SYNTHETIC study twin", "data_hash": "sha256:abc123", "git_commit": "0123456789abcdef",
+              "packages": {"pymc": "6.4.0", "arviz": "1.3.0"}, "draws": 100}
+MODEL_DOC = '"""Hierarchical DiD.\n\nModel::\n\n    logit p_c = alpha + u[la_c] + D_c * tau[la_c]\n"""\n'
+STUB = textwrap.dedent('''\
+    """{doc}"""
+    {imports}
+
+    def main(argv=None):
+        return 0
+
+
+    if __name__ == "__main__":
+        raise SystemExit(main())
+    ''')
+RUNNABLE = textwrap.dedent('''\
+    """A stub analysis that writes its arguments (for the runner tests)."""
+    import argparse, json, pathlib, sys
+    from data import fake_data  # noqa: F401  (makes data/fake.csv an input)
+
+
+    def main(argv=None):
+        p = argparse.ArgumentParser()
+        p.add_argument("--out")
+        p.add_argument("--draws")
+        p.add_argument("--quiet", action="store_true")
+        a = p.parse_args(argv)
+        out = pathlib.Path(a.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "statements.json").write_text(json.dumps({"argv": sys.argv[1:], "provenance": {"seed": 1}}))
+        return 0
+
+
+    if __name__ == "__main__":
+        raise SystemExit(main())
+    ''')
+SUBCOMMAND = textwrap.dedent('''\
+    """A stub with a subcommand whose outputs land in OUT/summary (like analyses.simulation)."""
+    import argparse, json, pathlib
+
+
+    def main(argv=None):
+        p = argparse.ArgumentParser()
+        sub = p.add_subparsers(dest="study", required=True)
+        s = sub.add_parser("recovery")
+        s.add_argument("--out")
+        s.add_argument("--quiet", action="store_true")
+        a = p.parse_args(argv)
+        out = pathlib.Path(a.out) / "summary"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "summary.json").write_text(json.dumps({"study": a.study, "synthetic": True}))
+        return 0
+
+
+    if __name__ == "__main__":
+        raise SystemExit(main())
+    ''')
+BROKEN = RUNNABLE.replace("    return 0\n", "    raise SystemExit(3)\n")
+assert BROKEN != RUNNABLE
+
+
+def _png(path: Path, label: str) -> None:
+    fig, ax = plt.subplots(figsize=(2, 1.5))
+    ax.plot([0, 1], [0, 1])
+    ax.set_title(label)
+    fig.savefig(path, dpi=40)
+    plt.close(fig)
+
+
+def _posterior_file(path: Path) -> None:
+    rng = np.random.default_rng(1)
+    shape = (2, 100)
+    tree = xr.DataTree.from_dict({
+        "posterior": xr.Dataset({"mu": (("chain", "draw"), rng.normal(size=shape)),
+                                 "sigma": (("chain", "draw"), np.abs(rng.normal(size=shape))),
+                                 "tau": (("chain", "draw", "pilot"), rng.normal(size=(*shape, 3)))},
+                                coords={"pilot": ["P1", "P2", "P3"]}),
+        "sample_stats": xr.Dataset({"diverging": (("chain", "draw"), np.zeros(shape, bool))}),
+        "log_prior": xr.Dataset({"mu": (("chain", "draw"), rng.normal(size=shape)),
+                                 "sigma": (("chain", "draw"), rng.normal(size=shape))}),
+        "log_likelihood": xr.Dataset({"y": (("chain", "draw", "obs"), rng.normal(size=(*shape, 4)))}),
+    })
+    tree.to_netcdf(path, engine="h5netcdf")
+
+
+def make_root(root: Path) -> Path:
+    """A stub repository: analyses kinship, published, costs, escalation (no outputs), fake, broken."""
+    for pkg in ("analyses", "models", "data"):
+        (root / pkg).mkdir(parents=True, exist_ok=True)
+        (root / pkg / "__init__.py").write_text("")
+    (root / "models" / "did_hierarchical.py").write_text(MODEL_DOC)
+    (root / "data" / "fake_data.py").write_text('"""Loads fake.csv."""\n')
+    (root / "data" / "fake.csv").write_text("a,b\n1,2\n")
+    stubs = {"kinship": ("Kinship care: stub.", "from models import did_hierarchical  # noqa: F401"),
+             "published": ("Published results: stub.", ""), "costs": ("Costs: stub.", ""),
+             "escalation": ("Escalation: stub.", "")}
+    for name, (doc, imports) in stubs.items():
+        (root / "analyses" / f"{name}.py").write_text(STUB.format(doc=doc, imports=imports))
+    (root / "analyses" / "fake.py").write_text(RUNNABLE)
+    (root / "analyses" / "broken.py").write_text(BROKEN)
+    (root / "analyses" / "helper.py").write_text('"""Not an analysis (no main)."""\nX = 1\n')
+    return root
+
+
+def make_results(res: Path) -> Path:
+    kin = res / "kinship"
+    kin.mkdir(parents=True)
+    (kin / "statements.json").write_text(json.dumps({
+        "outcome": "kinship", "label": "kinship care", "population": "children entering care",
+        "synthetic": True, "data_source": "SYNTHETIC study twin",
+        "report": {"effect_pp": -12.63, "p_value": 0.03, "before_after": "62% -> 49%",
+                   "grade": "moderate strength evidence of decreased kinship care"},
+        "priors": {"sceptical": {"name": "sceptical", "mean": 0.0, "sd": 0.35, "scale": "log-odds ratio"},
+                   "neutral": {"name": "neutral", "mean": 0.0, "sd": 1.0, "scale": "log-odds ratio"}},
+        "results": [{"prior": p, "prior_description": f"{p}: Normal(0, 1)",
+                     "att_pp": {"mean": m, "eti95_low": m - 5, "eti95_high": m + 5},
+                     "statements": [f"very likely (P = 0.99) that SofS reduced kinship care [{p}]",
+                                    "unlikely (P = 0.10) that the change was within ±2 pp"]}
+                    for p, m in (("sceptical", -9.5), ("neutral", -12.0))],
+        "frequentist_cross_check": {"estimate_pp": -13.7, "p_value": 0.02, "method": "LPM DiD"},
+        "leave_one_la_out": [{"left_out": f"Pilot {i}", "att_pp_mean": -12 + i / 10} for i in range(3)],
+        "diagnostics": {"sceptical": PASSING_FIT, "neutral": FAILING_FIT},
+        "diagnostics_ok": False,
+        "provenance": PROVENANCE,
+    }))
+    pd.DataFrame({"prior": ["sceptical", "neutral"], "att_pp_mean": [-9.5, -12.0],
+                  "diagnostics_ok": [True, False]}).to_csv(kin / "summary.csv", index=False)
+    pd.DataFrame({"event_time": [-2, 0, 1], "mean": [0.5, -8.0, -11.0]}).to_csv(kin / "event_study.csv", index=False)
+    pd.DataFrame({"arm": ["pilot"], "observed": [49.0], "pred_mean": [50.0]}).to_csv(kin / "ppc_share.csv", index=False)
+    for name in ("att_posterior", "event_study", "ppc_share"):
+        _png(kin / f"{name}.png", name)
+    _posterior_file(kin / "posterior_neutral.nc")
+    (kin / "report.md").write_text("# Kinship care\n\nThe analysis's own page.\n")
+
+    pub = res / "published"
+    pub.mkdir()
+    pd.DataFrame({
+        "indicator": ["Rate of kinship care", "Rate of kinship care", "Rate of re-referrals"],
+        "outcome": ["Kinship care (pp)", "Kinship care (pp)", "Re-referral within 6 months (pp)"],
+        "report's grade": ["Moderate strength evidence of decreased kinship care rates"] * 2
+        + ["No moderate or high strength evidence of a positive impact"],
+        "printed": ["-12.63 pp (p=0.03)", "-12.63 pp (p=0.03)", "-9.8 pp (p=0.001)"],
+        "prior": ["sceptical (moderate)", "neutral (moderate)", "neutral (moderate)"],
+        "posterior mean (95% CrI)": ["-7.9 (-16.9 to +1.1) pp", "-12.0 (-23.1 to -0.9) pp", "-9.3 (-14.9 to -3.6) pp"],
+        "P(|effect| > MID)": [0.6, 0.8, 0.98],
+        "statement": ["extremely likely (P = 0.96) that SofS reduced the share of kinship care",
+                      "extremely likely (P = 0.98) that SofS reduced the share of kinship care",
+                      "virtually certain (P = 1.00) that SofS reduced re-referrals within 6 months"],
+    }).to_csv(pub / "table8_reanalysed.csv", index=False)
+    _png(pub / "table8_reanalysed.png", "table 8")
+    (pub / "statements.json").write_text(json.dumps({"provenance": {**PROVENANCE, "data": "data/published"},
+                                                     "pilots_diagnostics": PASSING_FIT}))
+
+    costs = res / "costs"
+    costs.mkdir()
+    (costs / "summary.json").write_text(json.dumps({
+        "question": "Net cost of Signs of Safety", "statements": {"saves": "unlikely (P = 0.20) that SofS saves money"},
+        "report_verdict": "the report found no evidence of savings", "provenance": PROVENANCE}))
+    _png(costs / "tornado.png", "tornado")
+    return res
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    base = tmp_path_factory.mktemp("report")
+    root = make_root(base / "root")
+    res = make_results(base / "results")
+    out = base / "out"
+    code = report.main(["--root", str(root), "--results", str(res), "--out", str(out), "--reuse-only",
+                        "--only", "kinship,published,costs,escalation,rereferral", "--quiet"])
+    return code, out, (out / "report.html").read_text(), (out / "report.md").read_text()
+
+
+def test_writes_html_markdown_and_json(rendered):
+    code, out, page, md = rendered
+    assert code == 0
+    assert {"report.html", "report.md", "report.json", "figures"} <= {p.name for p in out.iterdir()}
+    meta = json.loads((out / "report.json").read_text())
+    assert meta["analyses"]["kinship"]["status"] == "reused"
+    assert meta["analyses"]["kinship"]["cache"] == "none"   # no cache record in a hand-made folder
+    for rel in meta["figures"]:
+        assert (out / rel).is_file() and f"]({rel})" in md
+
+
+def test_html_is_self_contained(rendered):
+    _, out, page, _ = rendered
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//|file:)""", page)
+    assert "<script" not in page and "<link" not in page and "@import" not in page
+    sources = re.findall(r'<img src="([^"]*)"', page)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    meta = json.loads((out / "report.json").read_text())
+    assert len(sources) == len(meta["figures"])
+    # the analysis figures and a trace/rank plot drawn from the saved posterior are all there
+    assert any("trace_rank_posterior_neutral" in f for f in meta["figures"])
+    assert any(f.endswith("kinship/att_posterior.png") for f in meta["figures"])
+
+
+def test_failing_diagnostics_flagged_at_the_top(rendered):
+    _, out, page, md = rendered
+    flag = page.index('id="failing-diagnostics"')
+    assert flag < page.index('id="headline-table"')
+    top = page[flag:page.index('id="headline-table"')]
+    assert "FAILING DIAGNOSTICS" in top and "kinship" in top and "la_effect" in top
+    assert "published" not in top.split("Missing analyses")[0]   # its fit passed
+    assert md.index("FAILING DIAGNOSTICS") < md.index("## Table 8 re-analysed")
+    meta = json.loads((out / "report.json").read_text())
+    assert [f["analysis"] for f in meta["failures"]] == ["kinship"]
+    # the appendix highlights the failing cell
+    assert re.search(r'<td class="num bad">1\.054</td>', page)
+
+
+def test_missing_analyses_are_listed(rendered):
+    _, out, page, md = rendered
+    missing = page[page.index('id="missing"'):]
+    missing = missing[:missing.index("</div>")]
+    assert "rereferral: not built yet" in missing
+    assert "escalation: no saved outputs" in missing
+    assert "fake: not selected" in missing and "broken: not selected" in missing
+    assert "helper" not in missing   # a module without main() is not an analysis
+    assert "rereferral: not built yet" in md
+    meta = json.loads((out / "report.json").read_text())
+    assert meta["missing"] == ["rereferral"]
+    assert meta["analyses"]["escalation"]["status"] == "no outputs"
+
+
+def test_headline_table_has_verdicts_and_statements(rendered):
+    _, out, page, md = rendered
+    meta = json.loads((out / "report.json").read_text())
+    rows = {r["Outcome"]: r for r in meta["headline"]}
+    kin = rows["Rate of kinship care"]
+    assert any("Moderate strength evidence" in v for v in kin["The report's verdict (and printed result)"])
+    assert any("sceptical (moderate)" in v for v in kin["Re-analysis of the printed numbers"])
+    ours = kin["Our model of the underlying data"]
+    assert ours[0].startswith("[SYNTHETIC DATA] analyses.kinship")
+    assert any(v.startswith("neutral: -12.0 (-17.0 to -7.0); very likely") for v in ours)
+    assert rows["Rate of re-referrals"]["Our model of the underlying data"] == [
+        "analyses.rereferral: not in this report (see the missing analyses)"]
+    # every Table 8 indicator has a row, analysed or not; costs appears as an extra row
+    assert set(report.TABLE8_INDICATORS) <= set(rows)
+    assert any("Costs" in k for k in rows)
+    assert "| Rate of kinship care |" in md
+
+
+def test_sections_mark_data_model_priors_sensitivity(rendered):
+    _, out, page, md = rendered
+    kin = page[page.index('id="analysis-kinship"'):page.index('id="analysis-costs"')]
+    assert "SYNTHETIC DATA" in kin
+    assert "logit p_c = alpha" in kin                 # model in notation, from the model module's docstring
+    assert "Named priors" in kin and "log-odds ratio" in kin
+    assert "frequentist cross check" in kin
+    sens = kin[kin.index("What would change the conclusion"):]
+    assert "leave one la out" in sens and "event_study.csv" in sens and "Under each named prior" in sens
+    app = page[page.index('id="diagnostics-kinship"'):]
+    assert "Power-scaling sensitivity" in app and "ppc_share.csv" in app
+    repro = page[page.index('id="reproducibility"'):]
+    assert "sha256:abc123" in repro and "python -m analyses.kinship --out" in repro and "6.4.0" in repro
+
+
+def test_bad_only_name_exits_2(tmp_path, capsys):
+    code = report.main(["--root", str(make_root(tmp_path / "root")), "--results", str(tmp_path / "r"),
+                        "--only", "nonsense", "--reuse-only", "--quiet"])
+    assert code == 2
+    assert "valid:" in capsys.readouterr().err
+    assert not (tmp_path / "r" / "report").exists()
+
+
+def test_find_failures_in_any_shape():
+    doc = {"a": {"diagnostics": {"fit1": {"ok": False, "problems": ["x"]}, "fit2": {"ok": True}}},
+           "b": [{"prior": "neutral", "diagnostics_ok": False}],
+           "c": {"ok": False}}   # an 'ok' that is not about diagnostics
+    found = report.find_failures(doc)
+    assert ("a/diagnostics/fit1", ["x"]) in found
+    assert ("b/neutral/diagnostics_ok", []) in found
+    assert all(not w.startswith("c") for w, _ in found)
+
+
+def test_runs_caches_and_reruns_when_inputs_change(tmp_path):
+    root = make_root(tmp_path / "root")
+    res = tmp_path / "results"
+
+    def go(*extra: str) -> dict:
+        assert report.main(["--root", str(root), "--results", str(res), "--only", "fake,broken", "--quiet",
+                            *extra]) == 0
+        return json.loads((res / "report" / "report.json").read_text())["analyses"]
+
+    first = go("--quick")
+    assert first["fake"]["status"] == "ran"
+    argv = json.loads((res / "fake" / "statements.json").read_text())["argv"]
+    assert argv[argv.index("--draws") + 1] == "200" and "--tune" not in argv   # only flags it accepts
+    assert first["broken"]["status"] == "failed" and "exit status 3" in first["broken"]["detail"]
+    assert "Analyses that failed to run" in (res / "report" / "report.html").read_text()
+    assert go("--quick")["fake"]["status"] == "reused"
+    assert go()["fake"]["status"] == "ran"                 # arguments changed (no --quick)
+    (root / "data" / "fake.csv").write_text("a,b\n1,3\n")
+    stale = go("--reuse-only")["fake"]
+    assert stale["status"] == "reused" and stale["cache"] == "stale"
+    assert go()["fake"]["status"] == "ran"                 # data changed
+    (root / "analyses" / "fake.py").write_text(RUNNABLE + "\n# edited\n")
+    assert go()["fake"]["status"] == "ran"                 # source changed
+    assert go()["fake"]["status"] == "reused"
+    assert report.main(["--root", str(root), "--results", str(res), "--only", "fake,broken", "--quiet",
+                        "--strict"]) == 1                  # broken failed to run
+
+
+def test_subcommand_and_outputs_subfolder(tmp_path, monkeypatch):
+    root = make_root(tmp_path / "root")
+    (root / "analyses" / "sub.py").write_text(SUBCOMMAND)
+    monkeypatch.setitem(report.REGISTRY, "sub", report.AnalysisInfo("sub", "Sub study", args=("recovery",),
+                                                                     outputs_in="summary"))
+    res = tmp_path / "results"
+    for expected in ("ran", "reused"):
+        assert report.main(["--root", str(root), "--results", str(res), "--only", "sub", "--quiet"]) == 0
+        meta = json.loads((res / "report" / "report.json").read_text())
+        assert meta["analyses"]["sub"]["status"] == expected
+        assert meta["analyses"]["sub"]["command"].startswith("python -m analyses.sub recovery --out ")
+    assert (res / "sub" / "summary" / "summary.json").exists() and (res / "sub" / report.CACHE_FILE).exists()
+    assert "SYNTHETIC DATA" in (res / "report" / "report.html").read_text()
+
+
+# ---------------------------------------------------------------------- a real browser
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PROBE = """
+<img id="control-broken" src="data:image/png;base64,AAAA" alt="negative control">
+<script>
+window.addEventListener("load", function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var head = document.querySelector("#headline-table");
+  var out = {
+    images: imgs.map(function (i) { return {id: i.id, ok: i.complete && i.naturalWidth > 0, w: i.naturalWidth}; }),
+    headline_rows: head ? head.querySelectorAll("tbody tr").length : -1,
+    headline_caption: head && head.caption ? head.caption.textContent : "",
+    flag: (document.querySelector("#failing-diagnostics") || {}).textContent || ""
+  };
+  var pre = document.createElement("pre");
+  pre.id = "browser-check";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>
+"""
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; CI must install Debian's chromium (.ci/install-chromium.sh)")
+        pytest.skip("chromium is not installed (apt-get install chromium); this test fails instead of skipping in CI")
+    return path
+
+
+def test_report_renders_in_headless_chromium(rendered, tmp_path):
+    chromium = _chromium()
+    _, out, page, _ = rendered
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("</body>", PROBE + "</body>"))
+    with tempfile.TemporaryDirectory() as profile:
+        proc = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=10000",
+                               "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=180)
+    match = re.search(r'<pre id="browser-check">(.*?)</pre>', proc.stdout, re.S)
+    assert match, f"chromium did not render the page (exit {proc.returncode}): {proc.stderr[-2000:]}"
+    import html as _html
+
+    result = json.loads(_html.unescape(match.group(1)))
+    images = result["images"]
+    report_images = [i for i in images if i["id"] != "control-broken"]
+    meta = json.loads((out / "report.json").read_text())
+    assert len(report_images) == len(meta["figures"]) > 0
+    assert all(i["ok"] and i["w"] > 0 for i in report_images), [i for i in report_images if not i["ok"]]
+    assert [i["ok"] for i in images if i["id"] == "control-broken"] == [False]   # the check can fail
+    assert result["headline_rows"] >= len(report.TABLE8_INDICATORS)
+    assert "Table 8 re-analysed" in result["headline_caption"]
+    assert "FAILING DIAGNOSTICS" in result["flag"]
