@@ -17,6 +17,7 @@ impact"), and the same ANOVA re-run on these data.
 from __future__ import annotations
 
 import argparse
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------------------- text
 
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def _fmt(x: float, unit: str) -> str:
     return f"{x:+.1f} {unit}" if unit == "pp" else f"{x:+.2f} {unit}"
 
@@ -122,7 +127,7 @@ def headline(outcome: lp.Outcome, design: lp.PanelDesign, statements: list[dict]
     u = outcome.unit
     main = next((s for s in statements if s["prior"] == "neutral"), statements[0])
     a = main["att"]
-    text = (f"{outcome.label.capitalize()}, {len(design.pilots)} pilot LAs vs {len(design.comparator_las)} statistical "
+    text = (f"{_cap(outcome.label)}, {len(design.pilots)} pilot LA{'s' if len(design.pilots) != 1 else ''} vs {len(design.comparator_las)} statistical "
             f"neighbours, {design.first_year}-{design.last_year} (years ending March): effect of SofS "
             f"{_fmt(a['mean'], u)} (95% interval {_fmt(a['eti95_low'], u)} to {_fmt(a['eti95_high'], u)}) under the "
             f"{main['prior']} prior; {main['statements'][0]}; {main['statements'][2]}.")
@@ -137,7 +142,7 @@ def markdown_page(ctx: dict) -> str:
     o: lp.Outcome = ctx["outcome"]
     d: lp.PanelDesign = ctx["design"]
     v: ReportVerdict = ctx["verdict"]
-    lines = [f"# {o.label.capitalize()}: LA-level Bayesian re-analysis of the SofS pilots", "",
+    lines = [f"# {_cap(o.label)}: LA-level Bayesian re-analysis of the SofS pilots", "",
              "Real data: published DfE official statistics (children in need census, children's social work "
              "workforce), pilots named in RR1054 footnote 2, compared with their DfE statistical neighbours.", ""]
     lines += [f"> {n}" for n in ctx["notes"]] + [""]
@@ -244,9 +249,10 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     summary = pd.DataFrame([lm.summary_row(s, fits.diagnostics[s["prior"]], outcome.unit) for s in statements])
     la_effects = pd.concat([lm.interval_table(fits.fits[p.name]["posterior"], nm["att_la"], "pilot", p.name,
                                               outcome.direction) for p in priors], ignore_index=True)
-    events = lm.event_table(fits.event["posterior"], nm["event"], outcome.mid)
+    events = lm.event_table(fits.event["posterior"], nm["event"], outcome.mid, md)
     pretrend = [state(float(r.p_abs_gt_threshold), f"the pre-adoption effect at year {r.event_time} exceeds "
-                                                   f"±{outcome.mid:g} {outcome.unit} (parallel trends violated)")
+                                                   f"±{outcome.mid:g} {outcome.unit} (parallel trends violated; "
+                                                   f"{r.n_pilots} pilot LA{'s' if r.n_pilots != 1 else ''} in this bin)")
                 for r in events.itertuples() if r.pre_period]
     ref_post = fits.fits[fits.reference]["posterior"]
     mu, mu0 = lm.cell_expectations(md, ref_post, likelihood=likelihood, la_trends=args.la_trends)
@@ -256,7 +262,9 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     trends = lm.trend_table(cells, mu, mu0, design.neighbours_of(), count=lm.is_count(likelihood))
     anova = lm.two_factor_anova(design.cells, years=REPORT_YEARS, count=lm.is_count(likelihood))
     log(f"[{NAME}] prior predictive check...", quiet=quiet)
+    t_pp = time.perf_counter()
     prior_pred = lm.prior_predictive(md, priors, likelihood=likelihood, la_trends=args.la_trends, seed=args.seed + 300)
+    t_pp = time.perf_counter() - t_pp
     verdict = REPORT[outcome.file]
     notes = [NOTES["rereferral"] if outcome.name == "rereferral" else NOTES["workforce"]]
     if lm.is_count(likelihood):
@@ -285,14 +293,14 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
                    "missing_cells": design.missing.to_dict(orient="records"), "n_cells": len(cells),
                    **design.settings, "likelihood": likelihood, "la_trends": args.la_trends},
         "diagnostics": {k: d.to_dict() for k, d in diags.items()}, "diagnostics_ok": ok,
-        "timings_seconds": {"compile": fits.compile_seconds, **fits.sample_seconds},
+        "timings_seconds": {"compile": fits.compile_seconds, **fits.sample_seconds, "prior_predictive": round(t_pp, 2)},
         "provenance": provenance(seed=args.seed, data_hash=";".join(f"{k}={v}" for k, v in panel.hashes.items()),
                                  data_label=", ".join(str(p) for p in panel.paths.values()), argv=argv,
                                  treatment=str(args.treatment), exclusions=str(args.exclude) if args.exclude else None,
                                  draws=args.draws, tune=args.tune, chains=args.chains),
     }
 
-    ylabel = f"{outcome.label}"
+    ylabel = "re-referrals (% of referrals)" if outcome.kind == "count" else outcome.label
     with OutputDir(out_path) as out:
         for name, idata in fits.fits.items():
             idata.to_netcdf(out / f"posterior_{name}.nc")
@@ -312,7 +320,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         adoption["All pilots"] = int(design.treatment["adoption_year"].min())
         out.save_figure("trends.png", fig.plot_trends(
             trends, ylabel=ylabel, adoption=adoption,
-            title=f"{outcome.label.capitalize()}: pilots vs their statistical neighbours",
+            title=f"{_cap(outcome.label)}: pilots vs their statistical neighbours",
             note=notes[0] + " Bands: 95% posterior intervals (" + fits.reference + " prior); dotted line: adoption."))
         out.save_figure("la_effects.png", did_fig.plot_forest(
             la_effects, label_col="pilot", xlabel=f"effect on {outcome.label} ({outcome.unit})",

@@ -114,7 +114,8 @@ REGISTRY: dict[str, AnalysisInfo] = {a.name: a for a in (
                  "Did the named pilot LAs' published statistics change relative to their statistical neighbours?",
                  data_note="REAL published DfE LA-level statistics", extra_inputs=("../shared/data/dfe-la-panel",)),
     AnalysisInfo("costs", "Costs", "How likely is it that Signs of Safety saves money?",
-                 quick=(("--draws", "2000"),)),
+                 data_note="REAL published figures: the report's effect estimates and unit costs (assumptions "
+                           "marked in inputs.csv)", quick=(("--draws", "2000"),)),
     AnalysisInfo("simulation", "Simulation study: recovery",
                  "Does the hierarchical DiD recover known effects, with calibrated intervals, on synthetic LA data?",
                  data_note="SYNTHETIC replicates drawn from the study generator", args=("recovery",),
@@ -194,6 +195,14 @@ def _files_under(path: Path) -> list[Path]:
     return []
 
 
+def _key_path(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` (with ``..`` when outside it), so keys survive moving the checkout."""
+    try:
+        return os.path.relpath(path.resolve(), root.resolve())
+    except ValueError:  # another drive (Windows)
+        return str(path.resolve())
+
+
 def _rel(path: Path, root: Path) -> str:
     """``path`` relative to ``root`` when inside it, else absolute."""
     path, root = path.resolve(), root.resolve()
@@ -218,8 +227,8 @@ def input_files(root: Path, info: AnalysisInfo, sources: dict[str, Path], args: 
 def cache_record(root: Path, info: AnalysisInfo, args: list[str]) -> dict[str, Any]:
     """The cache key of one analysis run: sources + data files + arguments."""
     sources = source_closure(root, f"analyses.{info.name}")
-    src = {_rel(p, root): hash_file(p) for p in sorted(sources.values())}
-    data = {_rel(p, root): hash_file(p) for p in input_files(root, info, sources, args)}
+    src = {_key_path(p, root): hash_file(p) for p in sorted(sources.values())}
+    data = {_key_path(p, root): hash_file(p) for p in input_files(root, info, sources, args)}
     h = hashlib.sha256()
     h.update(json.dumps({"sources": src, "data": data, "args": args}, sort_keys=True).encode())
     return {"key": "sha256:" + h.hexdigest(), "analysis": info.name, "args": args, "sources": src, "data": data}
@@ -276,6 +285,23 @@ def _read_cache(folder: Path) -> dict | None:
         return None
 
 
+def changes(saved: dict | None, record: dict) -> list[str]:
+    """What differs between a saved cache record and the current one (file names, 'arguments')."""
+    if not saved:
+        return []
+    out = []
+    for part in ("sources", "data"):
+        old, new = saved.get(part) or {}, record.get(part) or {}
+        out += sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if saved.get("args") != record.get("args"):
+        out.append(f"arguments ({' '.join(saved.get('args') or []) or 'none'} -> {' '.join(record['args']) or 'none'})")
+    return out
+
+
+def _changed_text(changed: list[str]) -> str:
+    return ", ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
+
+
 def run_or_reuse(root: Path, info: AnalysisInfo, folder: Path, args: list[str], *, reuse_only: bool,
                  log_dir: Path, timeout: float, quiet: bool) -> RunRecord:
     """Reuse the saved outputs when their cache key matches; otherwise run the analysis."""
@@ -294,8 +320,8 @@ def run_or_reuse(root: Path, info: AnalysisInfo, folder: Path, args: list[str], 
         if saved is None:
             return RunRecord(info.name, "reused", "no cache record: cannot tell whether inputs changed",
                              command=shown, cache="none")
-        return RunRecord(info.name, "reused", "STALE: sources, data or arguments changed since these outputs "
-                         "were written (--reuse-only: not re-run)", command=shown, cache="stale")
+        return RunRecord(info.name, "reused", "STALE: changed since these outputs were written: "
+                         f"{_changed_text(changes(saved, record))} (--reuse-only: not re-run)", command=shown, cache="stale")
 
     flags = accepted_flags(root, info.name)
     cmd = [sys.executable, "-m", f"analyses.{info.name}", *lead, "--out", str(folder.resolve()), *rest]
@@ -305,7 +331,7 @@ def run_or_reuse(root: Path, info: AnalysisInfo, folder: Path, args: list[str], 
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{info.name}.log"
     env = {**os.environ, "MPLBACKEND": "Agg"}
-    start = time.perf_counter()
+    start, started_at = time.perf_counter(), time.time()
     try:
         with open(log_path, "w") as fh:
             proc = subprocess.run(cmd, cwd=root, stdout=fh, stderr=subprocess.STDOUT, env=env, timeout=timeout)
@@ -314,11 +340,16 @@ def run_or_reuse(root: Path, info: AnalysisInfo, folder: Path, args: list[str], 
         code = None
     seconds = time.perf_counter() - start
     tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
-    if code == 0:
+    wrote = where.is_dir() and any(p.stat().st_mtime >= started_at - 1 for p in where.glob("*.json"))
+    if code == 0 or (code == EXIT_DIAGNOSTICS and wrote):
+        note = "" if code == 0 else f"; exit status {code} (the analysis flagged failed diagnostics)"
+        if saved is not None:
+            note += f"; re-run because of changes to {_changed_text(changes(saved, record))}"
         record.update(created_at=datetime.now(UTC).isoformat(timespec="seconds"), seconds=round(seconds, 1))
         (folder / CACHE_FILE).write_text(json.dumps(record, indent=2) + "\n")
         log(f"[report] {info.name}: done in {seconds:.0f} s", quiet=quiet)
-        return RunRecord(info.name, "ran", f"ran in {seconds:.0f} s", seconds, 0, shown, "fresh", tail)
+        return RunRecord(info.name, "ran", f"ran in {seconds:.0f} s{note}", seconds, code, shown, "fresh", tail)
+    have = where.is_dir() and any(where.glob("*.json"))
     earlier = " (showing outputs from an earlier run)" if have else ""
     status = "timed out" if code is None else "failed"
     detail = (f"timed out after {timeout:.0f} s" if code is None else f"exit status {code}") + earlier
@@ -405,7 +436,7 @@ class Failure:
 
 def _label(i: int, item: Any) -> str:
     if isinstance(item, dict):
-        for key in ("prior", "name", "fit", "outcome", "label", "result_id"):
+        for key in ("prior", "name", "fit", "outcome", "label", "result_id", "check", "parameter"):
             if isinstance(item.get(key), str):
                 return item[key]
     return str(i)
@@ -419,6 +450,9 @@ def find_failures(obj: Any, path: tuple[str, ...] = ()) -> list[tuple[str, list[
         in_diag = any("diagnos" in p.lower() for p in path)
         if obj.get("ok") is False and (in_diag or "problems" in obj or "variables" in obj):
             found.append(("/".join(path) or "(top level)", [str(p) for p in obj.get("problems") or []]))
+        if obj.get("passed") is False and any("check" in p.lower() for p in path):
+            name = obj.get("check") or obj.get("name") or "check"
+            found.append(("/".join(path), [f"check failed: {name}" + (f" ({obj['value']})" if obj.get("value") else "")]))
         for key, value in obj.items():
             if value is False and re.search(r"diagnostics?_(ok|passed)$", str(key)):
                 found.append(("/".join((*path, str(key))), []))
@@ -458,6 +492,8 @@ def is_synthetic(out: Outputs) -> bool | None:
     for key in ("synthetic", "is_synthetic"):
         if isinstance(main.get(key), bool):
             return main[key]
+    if isinstance(main.get("real_data"), bool):
+        return not main["real_data"]
     labels = [main.get("data_source"), main.get("data"), (main.get("provenance") or {}).get("data")]
     text = " ".join(str(x) for x in labels if x)
     if re.search(r"synthetic|simulated", text, re.I):
@@ -1055,6 +1091,11 @@ def _json_blocks(key: str, value: Any, ctx: Context, csv_stems: set[str]) -> lis
     if key in csv_stems:
         return []
     title = key.replace("_", " ")
+    if key in ("headline", "summary_text", "markdown"):
+        if isinstance(value, str):
+            return [Page(value)]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return [Page("\n".join(value))]
     if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
         frame = pd.DataFrame([{k: (fmt(v) if isinstance(v, (dict, list)) else v) for k, v in r.items()} for r in value])
         return [frame_table(frame, title, ctx.max_rows)]
@@ -1439,6 +1480,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
         own = provenance(seed=None, data_hash="sha256:" + hashlib.sha256(json.dumps(caches, sort_keys=True).encode()).hexdigest(),
                          data_label="cache keys of the analyses shown", argv=argv)
         ctx = Context(out.tmp, max_rows=args.max_rows)
+        own["command"] = " ".join(["python -m analyses.report", *(sys.argv[1:] if argv is None else argv)])
         blocks, failures, headline = build_document(records, outputs, missing, unselected, ctx, own)
         page = Template(TEMPLATE.read_text(encoding="utf-8")).safe_substitute(
             title="Signs of Safety: Bayesian re-analysis report", body=to_html(blocks))

@@ -407,7 +407,7 @@ def simulate_referral_study(config: ReferralStudyConfig = ReferralStudyConfig(),
                           la_attributes=synthetic_la_attributes(base, seed))
 
 
-REFERRAL_TWIN_SEED = 10
+REFERRAL_TWIN_SEED = 11
 
 
 def referral_twin(outcome: str = "rereferral", seed: int = REFERRAL_TWIN_SEED) -> SyntheticStudy:

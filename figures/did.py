@@ -132,3 +132,93 @@ def plot_prior_predictive(observed: float, simulated: dict[str, np.ndarray], *, 
     ax.legend(fontsize=8, frameon=False)
     _caption(fig, synthetic)
     return fig
+
+
+def plot_relative_magnitudes(table: pd.DataFrame, summaries: dict[str, dict], *, synthetic: bool = False) -> plt.Figure:
+    """Relative-magnitudes sensitivity: for each M, the worst-case effect's 95% interval and the
+    probability that the conclusion still holds; the breakdown M marked (one panel per effect)."""
+    effects = list(dict.fromkeys(table["effect"])) if "effect" in table.columns else [None]
+    fig, axes = plt.subplots(2, len(effects), figsize=(6.5 * len(effects), 6), squeeze=False, sharex="col")
+    for j, eff in enumerate(effects):
+        sub = table if eff is None else table[table["effect"] == eff]
+        summ = summaries.get(eff, {}) if eff is not None else next(iter(summaries.values()), {})
+        unit = summ.get("unit", "")
+        ax = axes[0, j]
+        ax.fill_between(sub["M"], sub["worst_case_eti95_low"], sub["worst_case_eti95_high"], color="C0", alpha=0.25,
+                        label="worst-case effect, 95% interval")
+        ax.plot(sub["M"], sub["bound_low_mean"], color="C0", lw=1, ls="--", label="bounds (posterior mean)")
+        ax.plot(sub["M"], sub["bound_high_mean"], color="C0", lw=1, ls="--")
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_ylabel(f"effect ({unit})" if unit else "effect")
+        ax.set_title(f"Relative magnitudes: {summ.get('label', eff)}" if eff else "Relative magnitudes")
+        ax.legend(fontsize=8, frameon=False)
+        ax = axes[1, j]
+        ax.plot(sub["M"], sub["p_conclusion_holds"], "o-", color="C3",
+                label=f"P({summ.get('conclusion', 'conclusion')} holds)")
+        ax.plot(sub["M"], sub["p_negative_robust"], "s:", color="C2", ms=4, label="P(effect < 0) at the upper bound")
+        ax.axhline(summ.get("conclusion_prob", 0.9), color="0.5", ls="--", lw=1)
+        m_star = summ.get("breakdown_m")
+        if m_star is not None and np.isfinite(m_star) and m_star <= sub["M"].max():
+            ax.axvline(m_star, color="firebrick", ls="--", label=f"breakdown M = {m_star:.2f}")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("M: post-period violation / largest pre-period deviation")
+        ax.set_ylabel("posterior probability")
+        ax.legend(fontsize=8, frameon=False)
+    _caption(fig, synthetic)
+    fig.tight_layout()
+    return fig
+
+
+FAMILY_COLOURS = {"main": "k", "exclusion": "C0", "data definition": "C2", "repeated children": "C4",
+                  "misclassification": "C1", "moderator": "C5", "leave one LA out": "0.55"}
+
+
+def plot_robustness(table: pd.DataFrame, *, xlabel: str, title: str, report_value: float | None = None,
+                    synthetic: bool = False) -> plt.Figure:
+    """Forest plot of the effect under each robustness analysis (posterior mean, 95% interval)."""
+    t = table.reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(8, 0.36 * len(t) + 2.0))
+    y = np.arange(len(t))
+    main = t[t["family"] == "main"]
+    if len(main):
+        ax.axvspan(float(main["eti95_low"].iloc[0]), float(main["eti95_high"].iloc[0]), color="0.92", zorder=0)
+    seen = set()
+    for i, row in t.iterrows():
+        colour = FAMILY_COLOURS.get(row["family"], "C7")
+        label = row["family"] if row["family"] not in seen else None
+        seen.add(row["family"])
+        ax.errorbar(row["mean"], i, xerr=[[row["mean"] - row["eti95_low"]], [row["eti95_high"] - row["mean"]]],
+                    fmt="o", color=colour, ms=4, capsize=2, label=label)
+    if report_value is not None:
+        ax.axvline(report_value, color="firebrick", ls="--", lw=1, label=f"report: {report_value:g}")
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(y, t["analysis"], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7, frameon=False, loc="best")
+    fig.tight_layout()
+    _caption(fig, synthetic)
+    return fig
+
+
+def plot_duration_ppc(table: pd.DataFrame, *, synthetic: bool = False) -> plt.Figure:
+    """Observed vs posterior-predicted mean duration and same-day share by arm and year."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for i, (arm, sub) in enumerate(table.groupby("arm", sort=True)):
+        sub = sub.sort_values("year")
+        for ax, (obs, mean, lo, hi) in zip(axes, [
+                ("observed_mean_days", "pred_mean_days", "pred_low_days", "pred_high_days"),
+                ("observed_same_day_pct", "pred_same_day_pct", "pred_same_day_low", "pred_same_day_high")]):
+            ax.fill_between(sub["year"], sub[lo], sub[hi], color=f"C{i}", alpha=0.2)
+            ax.plot(sub["year"], sub[mean], color=f"C{i}", lw=1.5, label=f"{arm}: posterior predictive")
+            ax.plot(sub["year"], sub[obs], "o", color=f"C{i}", label=f"{arm}: observed")
+    axes[0].set_ylabel("mean duration (working days)")
+    axes[1].set_ylabel("assessments completed the same day (%)")
+    for ax in axes:
+        ax.set_xlabel("financial year (start)")
+        ax.legend(fontsize=8, frameon=False)
+    fig.suptitle("Posterior predictive check: the hurdle-lognormal duration model")
+    _caption(fig, synthetic)
+    fig.tight_layout()
+    return fig

@@ -22,6 +22,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+SYNTHETIC_NOTE = "SYNTHETIC DATA: illustration of the method, not the evaluation's families"
+
+
+def _caption(fig: Figure, synthetic: bool) -> Figure:
+    if synthetic:
+        fig.text(0.5, -0.01, SYNTHETIC_NOTE, ha="center", va="top", fontsize=8, color="firebrick")
+    return fig
+
 
 def _grid(n: int, ncols: int = 4, size: tuple[float, float] = (2.6, 2.0)) -> tuple[Figure, np.ndarray]:
     ncols = min(ncols, n)
@@ -33,7 +41,7 @@ def _grid(n: int, ncols: int = 4, size: tuple[float, float] = (2.6, 2.0)) -> tup
     return fig, axes.ravel()
 
 
-def item_curves(curves: dict[str, Any], *, title: str | None = None) -> Figure:
+def item_curves(curves: dict[str, Any], *, title: str | None = None, synthetic: bool = False) -> Figure:
     """Category response curves P(answer = k | trait) per item, from ``information_curves``."""
     grid, probs, items = curves["grid"], curves["category_probs"], curves["items"]
     K = probs.shape[-1]
@@ -52,11 +60,11 @@ def item_curves(curves: dict[str, Any], *, title: str | None = None) -> Figure:
     fig.supylabel("P(answer)", fontsize=9)
     fig.suptitle(title or f"Item characteristic curves: {curves['instrument']}", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
-    return fig
+    return _caption(fig, synthetic)
 
 
 def test_information(curves: dict[str, Any], reliability: pd.DataFrame | None = None,
-                     *, title: str | None = None) -> Figure:
+                     *, title: str | None = None, synthetic: bool = False) -> Figure:
     """Test information by dimension (posterior median and 90% band)."""
     grid = curves["grid"]
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -72,10 +80,10 @@ def test_information(curves: dict[str, Any], reliability: pd.DataFrame | None = 
     ax.legend(fontsize=8)
     ax.set_title(title or f"Test information: {curves['instrument']} (band: 90% posterior)", fontsize=10)
     fig.tight_layout()
-    return fig
+    return _caption(fig, synthetic)
 
 
-def ppc_items(ppc: pd.DataFrame, *, title: str | None = None) -> Figure:
+def ppc_items(ppc: pd.DataFrame, *, title: str | None = None, synthetic: bool = False) -> Figure:
     """Observed answer counts (dots) against the posterior predictive 90% interval (bars)."""
     items = list(dict.fromkeys(ppc["item"]))
     fig, axes = _grid(len(items))
@@ -97,11 +105,11 @@ def ppc_items(ppc: pd.DataFrame, *, title: str | None = None) -> Figure:
     fig.suptitle(title or f"Posterior predictive check of item answers: {ppc['instrument'].iloc[0]} "
                  f"({share:.0%} of counts inside the 90% interval; red = outside)", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
-    return fig
+    return _caption(fig, synthetic)
 
 
 def effects_forest(effects: pd.DataFrame, *, quantity: str, xlabel: str, title: str,
-                   report_col: str | None = None) -> Figure:
+                   report_col: str | None = None, synthetic: bool = False) -> Figure:
     """Posterior means and 95% intervals by dimension and prior; report's estimate as a cross.
 
     ``effects`` has columns ``label``, ``prior``, ``mean``, ``eti95_low``, ``eti95_high``,
@@ -128,10 +136,10 @@ def effects_forest(effects: pd.DataFrame, *, quantity: str, xlabel: str, title: 
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    return fig
+    return _caption(fig, synthetic)
 
 
-def person_score_plot(scores: pd.DataFrame, *, dimension: str, title: str, xlabel: str) -> Figure:
+def person_score_plot(scores: pd.DataFrame, *, dimension: str, title: str, xlabel: str, synthetic: bool = False) -> Figure:
     """Each person's expected average score with its 90% interval, sorted."""
     d = scores[scores["dimension"] == dimension].sort_values("score_mean")
     fig, ax = plt.subplots(figsize=(6, max(3, 0.09 * len(d) + 1)))
@@ -143,4 +151,4 @@ def person_score_plot(scores: pd.DataFrame, *, dimension: str, title: str, xlabe
     ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    return fig
+    return _caption(fig, synthetic)

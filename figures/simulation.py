@@ -71,7 +71,7 @@ def plot_interval_recovery(frame: pd.DataFrame, *, xlabel: str, ylabel: str) -> 
     ax.plot([lo, hi], [lo, hi], color="0.4", lw=1, ls=":", label="y = truth")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(f"{f['covered'].mean():.0%} of {len(f)} intervals cover the truth (red: missed)")
+    ax.set_title(f"{f['covered'].mean():.1%} of {len(f)} intervals cover the truth (red: missed)")
     ax.legend(fontsize=8, frameon=False)
     _caption(fig)
     return fig

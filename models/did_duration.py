@@ -53,10 +53,12 @@ def mean_did(cells: pd.DataFrame, covariates: tuple[str, ...] | list[str] = (), 
 
 
 def cell_linear_predictor(design: DidDesign, posterior, *, suffix: str = "", la_trends: bool = True,
-                          treated: bool = True, max_draws: int | None = None, seed: int = 0) -> np.ndarray:
-    """Posterior draws (samples, cells) of one part's linear predictor (main form)."""
+                          treated: bool = True, max_draws: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior draws (samples, cells) of one part's linear predictor (main form), and the
+    indices of the draws used (a random subset of at most ``max_draws``)."""
     d = design.data
-    post = posterior.stack(sample=("chain", "draw"))
+    ds = posterior.to_dataset() if hasattr(posterior, "to_dataset") else posterior
+    post = ds.stack(sample=("chain", "draw"))
     idx = np.arange(post.sizes["sample"])
     if max_draws is not None and idx.size > max_draws:
         idx = np.sort(np.random.default_rng(seed).choice(idx, max_draws, replace=False))
@@ -76,8 +78,8 @@ def duration_ppc(design: DidDesign, idata, cells: pd.DataFrame, *, la_trends: bo
     rng = np.random.default_rng(seed)
     post = idata["posterior"]
     m, idx = cell_linear_predictor(design, post, la_trends=la_trends, max_draws=max_draws, seed=seed)
-    s = post["sigma_log"].stack(sample=("chain", "draw")).values[idx][:, None]
-    y_pred = idata["posterior_predictive"]["y_obs"].stack(sample=("chain", "draw")).transpose("sample", ...).values[idx]
+    s = post["sigma_log"].values.reshape(-1)[idx][:, None]
+    y_pred = idata["posterior_predictive"]["y_obs"].values.reshape(-1, len(cells))[idx]
     n = cells["n"].to_numpy()
     n_pos = n[None, :] - y_pred
     mu = np.exp(m + s ** 2 / 2)

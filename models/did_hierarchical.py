@@ -95,7 +95,7 @@ EVENT_WINDOW = (-4, 4)
 REFERENCE_EVENT_TIME = -1
 LIKELIHOODS = ("binomial", "normal", "hurdle_lognormal")
 HURDLE_STATS = ("n_pos", "log_sum", "log_sq", "dur_sum")
-QUADRATURE_NODES = 15
+QUADRATURE_NODES = 9
 
 
 @dataclass
@@ -463,7 +463,7 @@ def _repeated_likelihood(rep: dict, eta, to_scale, sigma_child, nodes, weights) 
     p_once = pt.clip(to_scale(eta), 1e-12, 1 - 1e-12)
     pm.Binomial("y_obs", n=n_once, p=p_once, observed=y_once)
     logits = eta[rep_cell][:, None] + sigma_child * nodes[None, :]
-    ll = rep_y[:, None] * pt.log(pm.math.invlogit(logits)) + (1 - rep_y[:, None]) * pt.log(pm.math.invlogit(-logits))
+    ll = rep_y[:, None] * logits - pt.softplus(logits)          # log Bernoulli(y | expit(logits))
     per_child = pt.inc_subtensor(pt.zeros((int(rep["n_children"]), nodes.size))[rep_child], ll)
     pm.Potential("repeated_children", pt.sum(pm.math.logsumexp(per_child + np.log(weights)[None, :], axis=1)))
 

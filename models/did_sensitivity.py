@@ -94,12 +94,18 @@ def relative_magnitudes(effect: np.ndarray, max_pre: np.ndarray, grid=DEFAULT_M_
     """The relative-magnitudes table over ``grid`` and a summary with the breakdown M.
 
     ``sign`` is the direction of the conclusion to test (default: the sign of the posterior
-    median of ``effect``).
+    median of ``effect``). The grid is extended (same step, up to M = 20) when the breakdown
+    M lies beyond it.
     """
     effect, max_pre = np.ravel(effect), np.ravel(max_pre)
     if effect.shape != max_pre.shape:
         raise ValueError("effect and max_pre need one value per draw")
     s = int(sign) if sign is not None else (1 if np.median(effect) > 0 else -1)
+    m_star = breakdown_m(effect, max_pre, sign=s, conclusion_prob=conclusion_prob)
+    grid = sorted({float(m) for m in grid})
+    if np.isfinite(m_star) and len(grid) > 1 and m_star > grid[-1]:   # extend the grid past the breakdown
+        step = grid[-1] - grid[-2]
+        grid += list(np.round(np.arange(grid[-1] + step, min(m_star, 20.0) + 1.5 * step, step), 6))
     rows = []
     for m in grid:
         upper, lower = effect + m * max_pre, effect - m * max_pre
@@ -110,7 +116,6 @@ def relative_magnitudes(effect: np.ndarray, max_pre: np.ndarray, grid=DEFAULT_M_
                      "p_negative_robust": float((upper < 0).mean()),
                      "p_negative_possible": float((lower < 0).mean()),
                      "p_conclusion_holds": float((s * worst > 0).mean())})
-    m_star = breakdown_m(effect, max_pre, sign=s, conclusion_prob=conclusion_prob)
     summary = {"sign_tested": s, "conclusion": "reduction" if s < 0 else "increase",
                "conclusion_prob": conclusion_prob, "breakdown_m": m_star,
                "p_conclusion_at_m0": float((s * effect > 0).mean()),

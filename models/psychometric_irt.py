@@ -39,20 +39,25 @@ the scale). With the explanatory latent regression (``LatentDesign``):
 
 .. math::
 
-   \theta_{id} = \beta_d\,\text{sofs}_i + \gamma_d\,(c_i - \bar c) + s_{\text{site}(i),d}
-                 + u_{\text{worker}(i),d} + \varepsilon_{id}, \qquad \varepsilon_i \sim N(0, R),
+   \theta_{id} = \beta_d\,\text{sofs}_i + \gamma_d\,(c_i - \bar c)
+                 + \sqrt{\pi_{d,\text{site}}}\, z^{s}_{\text{site}(i),d}
+                 + \sqrt{\pi_{d,\text{worker}}}\, z^{w}_{\text{worker}(i),d}
+                 + \sqrt{\pi_{d,\text{family}}}\, \varepsilon_{id},
+   \qquad \varepsilon_i \sim N(0, R),\quad z^s, z^w \sim N(0, 1),
 
-with site effects :math:`s_{\cdot d} = \sigma^{s}_d z` (:math:`\sigma^s_d \sim
-\text{HalfNormal}(0.3)`) and social-worker effects :math:`u_{\cdot d} = \sigma^{w}_d z`
-(:math:`\sigma^w_d \sim \text{HalfNormal}(0.5)`), both non-centred and zero-sum
-(``ZeroSumNormal`` over the sites and over the workers, so that neither can shift the whole
-latent scale against the thresholds: with four sites a free site effect mixed badly). The unit of the latent
-scale is the residual SD within social worker. :math:`\beta_d` (SofS arm vs contrast arm)
-gets a *named* prior (sceptical / neutral / enthusiastic, stored as ``pm.Data`` so one
-compiled model serves all three); :math:`\gamma_d \sim N(0, (1 / \text{sd}(c))^2)`, one
-residual SD per SD of competence. Because each arm has only two sites, the site effects are
-what keeps the arm effect from absorbing site-to-site differences: the arm effect is judged
-against between-site variation, and with two sites per arm its posterior stays wide.
+so the latent variance at fixed arm and competence is 1, shared between sites, social
+workers and families by :math:`\pi_d \sim \text{Dirichlet}(1, 2, 7)` (prior mean shares 0.1,
+0.2, 0.7; reported as ``sd_site`` and ``sd_worker``). A free worker SD traded off against the
+discriminations (the trait's scale) and the thresholds mixed slowly; this variance-share form
+fixes the scale. Site, worker and family terms are non-centred and zero-sum
+(``ZeroSumNormal`` over sites, over workers, over families), which pins the latent location
+exactly. The unit of the latent scale is therefore one SD of the trait among families of the
+same arm and competence. :math:`\beta_d` (SofS arm vs contrast arm) gets a *named* prior
+(sceptical / neutral / enthusiastic, stored as ``pm.Data`` so one compiled model serves all
+three); :math:`\gamma_d \sim N(0, (1 / \text{sd}(c))^2)`, one latent SD per SD of
+competence. Because each arm has only two sites, the site terms are what keeps the arm
+effect from absorbing site-to-site differences: the arm effect is judged against
+between-site variation, and with two sites per arm its posterior stays wide.
 
 Assumptions: local independence given :math:`\theta`; simple structure (each item loads on
 one dimension); the same item parameters in both arms (no differential item functioning);
@@ -73,6 +78,7 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
+from scipy.special import expit
 
 from data.instruments import ARMS, Instrument
 
@@ -275,6 +281,7 @@ def grm_coords(data: GRMData) -> dict[str, list]:
         "dimension": list(data.dimension),
         "dimension_bis": list(data.dimension),
         "obs": list(range(len(data.response))),
+        "component": ["site", "worker", "family"],
     }
     if data.design is not None:
         coords["worker"] = list(data.design.worker)
@@ -306,8 +313,7 @@ class GRMPriors:
     effect_mean: float = 0.0               # SofS arm effect beta_d ~ N(mean, sd) (named prior)
     effect_sd: float = 1.0
     slope_sd_per_sd: float = 1.0           # gamma_d ~ N(0, (this / sd(competence))^2)
-    site_sd: float = 0.3                   # sigma_site ~ HalfNormal(this)
-    worker_sd: float = 0.5                 # sigma_worker ~ HalfNormal(this)
+    variance_share_prior: tuple[float, float, float] = (1.0, 2.0, 7.0)  # Dirichlet: site, worker, family
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -363,8 +369,9 @@ def build_grm(
     Variables: ``discrimination`` (item), ``threshold`` (item, cut), ``theta`` (person,
     dimension), ``trait_corr`` (dimension, dimension_bis) when there are several dimensions,
     and with the regression ``sofs_effect``, ``competence_slope`` (dimension),
-    ``z_site`` (dimension, site), ``z_worker`` (dimension, worker), ``sigma_site``,
-    ``sigma_worker`` (dimension); site effect = ``z_site * sigma_site``. The observed variable is ``y`` (obs).
+    ``variance_share`` (dimension, component), ``sd_site``, ``sd_worker`` (dimension),
+    ``z_site`` (dimension, site), ``z_worker`` (dimension, worker). The observed variable is
+    ``y`` (obs).
     """
     priors = priors or GRMPriors()
     regression = data.design is not None if regression is None else regression
@@ -417,12 +424,18 @@ def build_grm(
             sd_eff = pm.Data("effect_prior_sd", eff_sd)
             beta = pm.Normal("sofs_effect", mu_eff, sd_eff, dims="dimension")
             gamma = pm.Normal("competence_slope", 0.0, priors.slope_sd_per_sd / des.competence_sd, dims="dimension")
-            sig_s = pm.HalfNormal("sigma_site", priors.site_sd, dims="dimension")
+            # Latent variance at fixed arm and competence = 1, shared between site, worker and
+            # family (residual) by a Dirichlet: the scale of the trait cannot trade against the
+            # discriminations (a free worker SD did, and the thresholds mixed slowly).
+            share = pm.Dirichlet("variance_share", a=np.asarray(priors.variance_share_prior, dtype=float),
+                                 dims=("dimension", "component"))
+            pm.Deterministic("sd_site", pt.sqrt(share[:, 0]), dims="dimension")
+            pm.Deterministic("sd_worker", pt.sqrt(share[:, 1]), dims="dimension")
             z_s = pm.ZeroSumNormal("z_site", 1.0, dims=("dimension", "site"))
-            site = (z_s * sig_s[:, None]).T
-            sig_w = pm.HalfNormal("sigma_worker", priors.worker_sd, dims="dimension")
             z_w = pm.ZeroSumNormal("z_worker", 1.0, dims=("dimension", "worker"))
-            worker = (z_w * sig_w[:, None]).T
+            site = (z_s * pt.sqrt(share[:, 0])[:, None]).T
+            worker = (z_w * pt.sqrt(share[:, 1])[:, None]).T
+            eps = eps * pt.sqrt(share[:, 2])[None, :]
             sofs = pm.Data("sofs", des.sofs, dims="person")
             comp = pm.Data("competence_c", des.competence - des.competence_centre, dims="person")
             mean = (sofs[:, None] * beta[None, :] + comp[:, None] * gamma[None, :]
@@ -449,7 +462,7 @@ def build_grm(
 def cumulative_probabilities(theta: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """P(Y >= k), k = 1..K-1: ``theta`` (...), ``a`` (...), ``b`` (..., K-1) -> (..., K-1)."""
     theta = np.asarray(theta, dtype=float)[..., None]
-    return 1.0 / (1.0 + np.exp(-np.asarray(a, dtype=float)[..., None] * (theta - np.asarray(b, dtype=float))))
+    return expit(np.asarray(a, dtype=float)[..., None] * (theta - np.asarray(b, dtype=float)))
 
 
 def category_probabilities(theta: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -524,7 +537,7 @@ def posterior_arrays(idata: xr.DataTree, *, max_draws: int | None = None, seed: 
     """Draws (sample first) of the quantities the summaries need."""
     names = ["discrimination", "threshold", "theta"]
     for extra in ("sofs_effect", "competence_slope", "trait_corr",
-                  "sigma_site", "sigma_worker"):
+                  "sd_site", "sd_worker"):
         if extra in idata["posterior"]:
             names.append(extra)
     return {n: _stack(idata, n, max_draws, seed) for n in names}
@@ -760,7 +773,7 @@ def pointwise_log_likelihood(theta: np.ndarray, a: np.ndarray, b: np.ndarray, da
     lo = np.take_along_axis(pad, y, axis=-1)[..., 0]
     hi = np.take_along_axis(pad, y + 1, axis=-1)[..., 0]
     eta = aa * th
-    prob = 1.0 / (1.0 + np.exp(-(eta - lo))) - 1.0 / (1.0 + np.exp(-(eta - hi)))
+    prob = expit(eta - lo) - expit(eta - hi)
     return np.log(np.maximum(prob, 1e-300))
 
 
@@ -825,3 +838,82 @@ class GRMFit:
     label: str = ""
     prior_name: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# Named priors, effect tables, slim posteriors
+# --------------------------------------------------------------------------------------------
+
+#: The SofS effect the named priors are anchored to, in latent SDs. The report gives no
+#: target for engagement; SofS's theory of change expects more collaborative relationships,
+#: and 0.5 SD (a "medium" standardised difference) is the size such a claim would need.
+ENGAGEMENT_TARGET_SD = 0.5
+
+#: Main variables checked by the diagnostics of a latent-regression fit.
+DIAGNOSTIC_VARS = ["discrimination", "threshold", "theta", "sofs_effect", "competence_slope",
+                   "variance_share", "trait_corr"]
+
+
+def engagement_priors(trait: str = "engagement") -> dict[str, Any]:
+    """Sceptical / neutral / enthusiastic priors for the SofS arm effect (latent SD units)."""
+    from models.priors import spiegelhalter_priors
+
+    return spiegelhalter_priors(
+        ENGAGEMENT_TARGET_SD, neutral_sd=1.0,
+        scale=f"latent {trait} (SD among families of the same arm and competence)",
+        target_label=f"a {ENGAGEMENT_TARGET_SD} SD gain in {trait}")
+
+
+def diagnostic_vars(idata: xr.DataTree) -> list[str]:
+    """The main variables present in a fit (for ``models.diagnostics.check_sampling``)."""
+    return [v for v in DIAGNOSTIC_VARS if v in idata["posterior"]]
+
+
+def effect_table(effects: dict[str, np.ndarray], data: GRMData, *, prior: str, rope: float, mid: float) -> pd.DataFrame:
+    """One row per dimension and effect: score-scale summary and the probability of 'better'.
+
+    ``effects`` comes from :func:`score_scale_effects`. "Better" is a lower average score on
+    a ``lower_is_better`` instrument (Yatchmenoff) and a higher one otherwise (WAI), i.e. a
+    positive latent effect; ``p_better`` equals P(latent effect > 0).
+    """
+    from models.statements import summarise_effect
+
+    better_sign = -1.0 if data.score_direction == "lower_is_better" else 1.0
+    latent = {"sofs": effects["sofs_latent"], "competence": effects["competence_latent"], "observed_gap": None}
+    rows = []
+    for q in ("sofs", "competence", "observed_gap"):
+        for d, dim in enumerate(data.dimension):
+            x = effects[q][:, d]
+            s = summarise_effect(x, rope=rope, mid=mid)
+            row = {"instrument": data.instrument, "dimension": dim, "label": data.dimension_label[d],
+                   "prior": prior, "quantity": q, **s.to_dict(),
+                   "p_better": float(np.mean(better_sign * x > 0))}
+            if latent[q] is not None:
+                lat = summarise_draws(latent[q][:, d], prob=0.95)
+                row.update(latent_mean=lat["mean"], latent_low95=lat["low"], latent_high95=lat["high"],
+                           p_latent_positive=float(np.mean(latent[q][:, d] > 0)))
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def slim_posterior(idata: xr.DataTree, var_names: list[str] | None = None) -> xr.DataTree:
+    """The posterior of the main variables plus ``sample_stats`` (for saving next to results)."""
+    names = var_names or [v for v in ("sofs_effect", "competence_slope", "sd_site", "sd_worker", "discrimination",
+                                      "trait_corr") if v in idata["posterior"]]
+    post = idata["posterior"].to_dataset()[names]
+    stats = idata["sample_stats"].to_dataset()
+    stats = stats[[v for v in stats.data_vars if stats[v].dtype != object]]
+    return xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
+
+
+def prior_predictive_categories(model: pm.Model, data: GRMData, *, draws: int = 200, seed: int = 0) -> pd.DataFrame:
+    """Prior predictive check: share of answers in each category, prior predictive vs observed."""
+    with model:
+        prior = pm.sample_prior_predictive(draws=draws, random_seed=seed, var_names=["y"])
+    y = np.asarray(prior["prior_predictive"]["y"].values).reshape(-1, len(data.response))
+    K = data.n_categories
+    shares = np.stack([np.bincount(r, minlength=K) / len(r) for r in y])
+    obs = np.bincount(data.response, minlength=K) / len(data.response)
+    lo, mid, hi = np.quantile(shares, [0.05, 0.5, 0.95], axis=0)
+    return pd.DataFrame({"instrument": data.instrument, "category": data.code_values, "model_category": np.arange(K),
+                         "observed_share": obs, "prior_median": mid, "prior_low90": lo, "prior_high90": hi})

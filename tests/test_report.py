@@ -327,10 +327,12 @@ def test_runs_caches_and_reruns_when_inputs_change(tmp_path):
     assert first["broken"]["status"] == "failed" and "exit status 3" in first["broken"]["detail"]
     assert "Analyses that failed to run" in (res / "report" / "report.html").read_text()
     assert go("--quick")["fake"]["status"] == "reused"
-    assert go()["fake"]["status"] == "ran"                 # arguments changed (no --quick)
+    rerun = go()["fake"]                                   # arguments changed (no --quick)
+    assert rerun["status"] == "ran" and "arguments (--draws 200 -> none)" in rerun["detail"]
     (root / "data" / "fake.csv").write_text("a,b\n1,3\n")
     stale = go("--reuse-only")["fake"]
     assert stale["status"] == "reused" and stale["cache"] == "stale"
+    assert "data/fake.csv" in stale["detail"]
     assert go()["fake"]["status"] == "ran"                 # data changed
     (root / "analyses" / "fake.py").write_text(RUNNABLE + "\n# edited\n")
     assert go()["fake"]["status"] == "ran"                 # source changed

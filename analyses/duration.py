@@ -1,0 +1,52 @@
+"""Assessment duration: did SofS change how long assessments take, and the share done the same day?
+
+Population: completed assessments; outcome the duration in working days from start to
+authorisation (England's bank holidays excluded; 0 = the same day). A hurdle likelihood
+(``models.did_hierarchical``, ``likelihood="hurdle_lognormal"``): a point mass for same-day
+assessments and a lognormal for the rest, each with the hierarchical DiD structure; effects on
+the mean duration (working days) and on P(same day) (pp). Sensitivity re-fits: maximum
+durations (``--cutoffs``; the report's result moved with it) and Pilots 1 and 2 left out
+(their assessment practice changed with external consultants, unrelated to SofS)::
+
+    uv run python -m analyses.duration
+    uv run python -m analyses.duration --max-duration 130 --cutoffs 45,65 --robustness
+    uv run python -m analyses.duration --data my_assessments.csv   # one row per assessment,
+                                                                   # column assessment_days
+"""
+
+from __future__ import annotations
+
+from analyses.did_runner import Exclusion, OutcomeSpec, ReportedResult, main as run_outcome
+from data.synthetic import assessment_twin
+
+SPEC = OutcomeSpec(
+    name="duration",
+    column="assessment_days",
+    label="the mean duration of assessments",
+    population="completed assessments (duration in working days; 0 = the same day)",
+    rises_if_programme_works=False,          # 'unclear - shorter is better if quality is not compromised'
+    reported=ReportedResult(
+        effect_pp=None, effect=3.0, unit="working days", p_value=0.0, before_after="'by almost 3 working days'",
+        grade="no clear evidence (assumptions not met; sensitive to the cut-off and to excluding Pilot 2)",
+        source="RR1054, 'Duration of assessments' and Table 8",
+        secondary=(("same-day assessments", -3.9, "pp", 0.04),)),
+    default_data=assessment_twin,
+    likelihood="hurdle_lognormal",
+    rope_pp=1.0,                 # working days
+    mid_pp=3.0,                  # working days
+    pretrend_threshold_pp=1.0,   # working days
+    covariates=("age_band", "sex"),
+    robustness_by_default=True,
+    exclusions=(Exclusion("without Pilots 1 and 2", ("Pilot 1", "Pilot 2"),
+                          "their assessment practice changed with external consultants, unrelated to SofS"),),
+    duration_cutoffs=(45.0, 90.0),
+    first_record_variant=True,
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_outcome(SPEC, argv, __doc__)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,47 @@
+"""Escalation: did SofS change re-referrals within 6 months that led to a child protection plan or care?
+
+Population: referrals closed with no further action (NFA) or 'case closed'; outcome 1 when the
+child is re-referred within 6 months and that re-referral leads to a child protection plan or
+to the child becoming looked after. The report could use only 2 pilot and 2 comparator LAs;
+here every LA enters with partial pooling, and a re-fit on the report's 4 LAs shows what that
+pooling adds (``report's LAs only`` in ``robustness.csv``)::
+
+    uv run python -m analyses.escalation
+    uv run python -m analyses.escalation --robustness --out results/escalation_full
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from analyses.did_runner import OutcomeSpec, ReportedResult, main as run_outcome
+from data.synthetic import ReferralStudyConfig, referral_twin
+
+SPEC = OutcomeSpec(
+    name="escalation",
+    column="escalation",
+    label="re-referral leading to a child protection plan or care",
+    population="referrals closed with no further action (NFA) or case closed",
+    rises_if_programme_works=False,
+    reported=ReportedResult(
+        effect_pp=None, p_value=None, before_after="a reduction; direction unstable across specifications",
+        grade="not moderate or high strength evidence (assumptions not met; only 2 pilot and 2 comparator LAs)",
+        source="RR1054, 'Likelihood of a re-referral within 6 months that leads to a CPP or LAC plan' and Table 8"),
+    default_data=partial(referral_twin, "escalation"),
+    rope_pp=1.0,
+    mid_pp=2.0,
+    pretrend_threshold_pp=1.0,
+    covariates=("age_band", "sex"),
+    robustness_by_default=True,
+    nfa_population=True,
+    report_sample=ReferralStudyConfig().escalation_report_sample,
+    first_record_variant=True,
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_outcome(SPEC, argv, __doc__)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
