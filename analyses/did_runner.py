@@ -15,9 +15,9 @@ Design robustness (see :mod:`models.did_sensitivity`):
   outcome's own exclusions (e.g. Pilots 1 and 2 for duration), with LAs whose NFA coding looks
   unreliable left out, on the report's own sample of LAs, and on alternative data definitions
   (each child's first record only; maximum durations);
-- with ``--robustness``: leave-one-LA-out, LA-level moderators (embeddedness, quality of
-  delivery, Ofsted), a child random effect for repeated children, and NFA misclassification
-  over a grid of rates.
+- with ``--robustness``: the main model with the other choice of LA-specific trends,
+  leave-one-LA-out, LA-level moderators (embeddedness, quality of delivery, Ofsted), a child
+  random effect for repeated children, and NFA misclassification over a grid of rates.
 
 Every re-fit whose cells keep their shape re-uses the compiled main model.
 """
@@ -51,10 +51,11 @@ from models.priors import PRIOR_NAMES, NamedPrior, select_priors
 from models.sampling import CompiledSampler
 from models.statements import prob, state, summarise_effect
 
-MAIN_VARS = ["alpha", "sigma_la", "la_effect", "sigma_period", "period_effect", "beta",
+MAIN_VARS = ["alpha", "sigma_la", "la_effect", "sigma_period", "period_effect", "beta", "common_trend",
              "mu_tau", "sigma_tau", "tau", "att_pp", "att_relative", "att_typical_pp"]
 EVENT_VARS = ["alpha", "sigma_la", "la_effect", "period_effect", "beta", "event_effect", "event_pp"]
-_PART = ["alpha", "sigma_la", "la_effect", "sigma_period", "period_effect", "beta", "mu_tau", "sigma_tau", "tau"]
+_PART = ["alpha", "sigma_la", "la_effect", "sigma_period", "period_effect", "beta", "common_trend", "mu_tau",
+         "sigma_tau", "tau"]
 HURDLE_VARS = [*_PART, *[f"{v}_zero" for v in _PART], "sigma_log", "att_days", "att_relative", "att_typical_days",
                "att_sameday_pp"]
 HURDLE_EVENT_VARS = ["alpha", "la_effect", "period_effect", "beta", "event_effect", "alpha_zero", "la_effect_zero",
@@ -123,6 +124,7 @@ class OutcomeSpec:
     relative_target: float = 0.2
     pretrend_threshold_pp: float = 2.0
     likelihood: str = "binomial"                       # or "hurdle_lognormal" (durations)
+    la_trends: bool = True                             # LA-specific linear trends in the main model
     covariates: tuple[str, ...] | None = None          # None: every covariate in the data
     robustness_by_default: bool = False                # run the cheap re-fits without --robustness
     nfa_population: bool = False                       # population defined by NFA coding (misclassification)
@@ -182,7 +184,11 @@ def effect_scales(spec: OutcomeSpec) -> list[EffectScale]:
 
 def build_parser(spec: OutcomeSpec, doc: str | None) -> argparse.ArgumentParser:
     p = analysis_parser(spec.name, doc, priors=PRIOR_NAMES)
-    p.add_argument("--no-la-trends", action="store_true", help="leave out LA-specific linear trends")
+    trends = p.add_mutually_exclusive_group()
+    trends.add_argument("--no-la-trends", action="store_true",
+                        help="leave out LA-specific linear trends" + (" (the default here)" if not spec.la_trends else ""))
+    trends.add_argument("--la-trends", action="store_true",
+                        help="include LA-specific linear trends" + (" (the default here)" if spec.la_trends else ""))
     p.add_argument("--covariates", default=None, metavar="LIST",
                    help=f"comma-separated covariates to stratify by, from {','.join(COVARIATES)} "
                         f"(default: {','.join(spec.covariates) if spec.covariates is not None else 'all in the data'}; "
@@ -623,7 +629,7 @@ def run(spec: OutcomeSpec, args: argparse.Namespace, argv: list[str] | None) -> 
     log(f"[{spec.name}] data: {cells.source}: {cells.n_children} records, {len(cells.cells)} cells", quiet=quiet)
     analysis = cells.analysis_cells()
     priors, zero_priors = build_priors(spec, analysis, args)
-    la_trends = not args.no_la_trends
+    la_trends = True if args.la_trends else False if args.no_la_trends else spec.la_trends
     lik = spec.likelihood
     scales = effect_scales(spec)
     head = scales[0]
@@ -895,6 +901,16 @@ def _heavy_refits(spec, args, inputs, analysis, design, ref, zref, settings, la_
     base = model_data(design, ref, likelihood=lik, zero_prior=zref)
     results = []
     kw = settings.sample_kwargs()
+
+    other = "with" if not la_trends else "without"
+    log(f"[{spec.name}] specification: the main model {other} LA trends (compiling)...", quiet=quiet)
+    idata = CompiledSampler(build_did_model(design, ref, la_trends=not la_trends, likelihood=lik, zero_prior=zref)).sample(
+        base, seed=args.seed + 400, **kw)
+    post = idata["posterior"]
+    diag = check_sampling(idata, [v for v in _diag_vars(spec) if v in post])
+    results.append(sens.RefitResult(f"{other} LA trends", "specification",
+                                    f"the main model {other} LA-specific linear trends",
+                                    {sc.key: post[sc.key].values.ravel() for sc in scales}, diag.ok, diag.problems))
 
     groups = {k: v for k, v in sens.moderator_groups(inputs.attributes, cells.pilots).items()}
     available = {k: v for k, v in groups.items() if v[0] is not None}

@@ -6,7 +6,12 @@ authorisation (England's bank holidays excluded; 0 = the same day). A hurdle lik
 assessments and a lognormal for the rest, each with the hierarchical DiD structure; effects on
 the mean duration (working days) and on P(same day) (pp). Sensitivity re-fits: maximum
 durations (``--cutoffs``; the report's result moved with it) and Pilots 1 and 2 left out
-(their assessment practice changed with external consultants, unrelated to SofS)::
+(their assessment practice changed with external consultants, unrelated to SofS).
+
+LA-specific linear trends are off by default here (``--la-trends`` turns them on): an LA's
+durations jump when its practice changes rather than drift, and a linear trend fitted through
+a post-period jump turns it into a spurious effect of either sign (``--robustness`` re-fits
+the other specification and shows how far the answer moves)::
 
     uv run python -m analyses.duration
     uv run python -m analyses.duration --max-duration 130 --cutoffs 45,65 --robustness
@@ -32,6 +37,7 @@ SPEC = OutcomeSpec(
         secondary=(("same-day assessments", -3.9, "pp", 0.04),)),
     default_data=assessment_twin,
     likelihood="hurdle_lognormal",
+    la_trends=False,             # durations break (consultants, backlogs) rather than drift; see the docstring
     rope_pp=1.0,                 # working days
     mid_pp=3.0,                  # working days
     pretrend_threshold_pp=1.0,   # working days

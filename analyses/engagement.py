@@ -129,16 +129,20 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     fits, models, diags, tables = {}, {}, {}, {k: [] for k in ("effects", "reliability", "items", "persons",
                                                                 "ppc", "correlations", "prior_predictive")}
     extras: dict = {"loo": {}, "agreement": {}, "curves": {}}
+    ref_prior = [p for p in chosen if p.name == ref]
     for key, inst, data, role in specs:
-        fits[key], models[key] = _fits(data, chosen, args, key.replace("_", " "))
+        # The unidimensional model serves the LOO comparison (and a sensitivity row): reference prior only.
+        use = ref_prior if role == "overall" else chosen
+        fits[key], models[key] = _fits(data, use, args, key.replace("_", " "))
         rope, mid = SCALE_THRESHOLDS.get(inst.name, (0.1, 0.25))
-        for pr in chosen:
+        for pr in use:
             idata = fits[key][pr.name]
             d = check_sampling(idata, irt.diagnostic_vars(idata))
             diags[f"{key} / {pr.name}"] = d
             log(f"{key} / {pr.name}: " + d.banner(), quiet=args.quiet and d.ok)
             eff = irt.score_scale_effects(idata, data, seed=args.seed)
-            tables["effects"].append(irt.effect_table(eff, data, prior=pr.name, rope=rope, mid=mid).assign(model=role))
+            tables["effects"].append(irt.effect_table(eff, data, prior=pr.name, rope=rope, mid=mid).assign(
+                model="overall (unidimensional)" if role == "overall" else role))
         idata = fits[key][ref]
         tables["reliability"].append(irt.reliability_table(idata, data, seed=args.seed).assign(model=role))
         tables["items"].append(irt.item_parameter_table(idata, data).assign(model=role))
@@ -205,10 +209,12 @@ def _statements(effects: pd.DataFrame, agreement: dict, specs, priors) -> tuple[
         e = effects[effects["prior"] == pr.name]
         lines = []
         for key, inst, data, role in specs:
+            if role == "overall":
+                continue
             sub = e[(e["instrument"] == inst.name) & (e["model"] == role)]
             for r in sub[sub["quantity"] == "sofs"].itertuples():
                 if inst.name == "yatchmenoff":
-                    dim = "overall" if role == "overall" else r.dimension
+                    dim = r.dimension
                     claim = (f"families in SofS sites are more engaged than in contrast sites ({r.label.lower()}; "
                              f"SofS minus contrast {r.mean:+.2f} points on the 1-5 score, 95% interval "
                              f"{r.eti95_low:+.2f} to {r.eti95_high:+.2f})")
@@ -222,7 +228,7 @@ def _statements(effects: pd.DataFrame, agreement: dict, specs, priors) -> tuple[
                 lines.append(rows[-1]["statement"])
             for r in sub[sub["quantity"] == "competence"].itertuples():
                 if inst.name == "yatchmenoff":
-                    dim = "overall" if role == "overall" else r.dimension
+                    dim = r.dimension
                     claim = (f"more competent social workers have more engaged families ({r.label.lower()}: "
                              f"slope {r.mean:+.3f} points per competence point, 95% interval "
                              f"{r.eti95_low:+.3f} to {r.eti95_high:+.3f}; P(slope < 0))")
@@ -236,8 +242,8 @@ def _statements(effects: pd.DataFrame, agreement: dict, specs, priors) -> tuple[
                     report = REPORT_COMPETENCE_WAI.get(r.dimension, "")
                 rows.append(_row(pr.name, inst.name, role, r, "competence", state(r.p_better, claim), report))
                 lines.append(rows[-1]["statement"])
-        head = e[(e["instrument"] == "yatchmenoff") & (e["quantity"] == "sofs")]
-        head = head[head["model"] == "overall"] if (head["model"] == "overall").any() else head
+        head = e[(e["instrument"] == "yatchmenoff") & (e["quantity"] == "sofs") & (e["model"] == "subscales")]
+        head = head[head["dimension"] == "overall"] if (head["dimension"] == "overall").any() else head
         eff = head.iloc[0].to_dict() if len(head) else {}
         results.append({"prior": pr.name, "effect": {k: eff.get(k) for k in ("mean", "eti95_low", "eti95_high")},
                         "effect_label": "SofS minus contrast, expected Yatchmenoff score (1-5, lower = more engaged)",
@@ -292,13 +298,10 @@ def _write(args, record, tables, extras, effects, fits, specs, ref, synthetic) -
             if role != "overall":
                 out.save_figure(f"{key}_ppc.png", fig.ppc_items(ppc, synthetic=synthetic))
         for inst in effects["instrument"].unique():
-            e = effects[(effects["instrument"] == inst) & (effects["model"] != "overall")].copy()
-            ov = effects[(effects["instrument"] == inst) & (effects["model"] == "overall")]
-            e = pd.concat([e, ov], ignore_index=True)
+            e = effects[(effects["instrument"] == inst) & ~effects["model"].str.startswith("overall")].copy()
             scale = "1-5 score, lower = more engaged" if inst == "yatchmenoff" else "1-7 score, higher = stronger alliance"
             if inst == "yatchmenoff":
-                e["report_value"] = [TABLE6.get("overall" if m == "overall" else d, (np.nan,))[0]
-                                     for d, m in zip(e["dimension"], e["model"])]
+                e["report_value"] = [TABLE6.get(d, (np.nan,))[0] for d in e["dimension"]]
             out.save_figure(f"{inst}_sofs_effect.png", fig.effects_forest(
                 e, quantity="sofs", xlabel=f"SofS minus contrast ({scale})",
                 title=f"{inst}: SofS vs contrast sites, by named prior (95% intervals)", synthetic=synthetic))
@@ -307,7 +310,8 @@ def _write(args, record, tables, extras, effects, fits, specs, ref, synthetic) -
                 title=f"{inst}: competence slope (x = report's OLS slope)",
                 report_col="report_value" if inst == "yatchmenoff" else None, synthetic=synthetic))
         persons = pd.concat(tables["persons"], ignore_index=True)
-        ov = persons[(persons["instrument"] == "yatchmenoff") & (persons["dimension"] == "overall")]
+        ov = persons[(persons["instrument"] == "yatchmenoff") & (persons["dimension"] == "overall")
+                     & (persons["model"] == "subscales")]
         if len(ov):
             out.save_figure("yatchmenoff_person_scores.png", fig.person_score_plot(
                 ov, dimension="overall", title="Families' overall engagement (expected score, 90% interval)",

@@ -243,6 +243,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     log(f"[{NAME}] event study: " + fits.event_diagnostics.banner(), quiet=quiet and fits.event_diagnostics.ok)
 
     # summaries (pure functions of the draws)
+    t_sum = time.perf_counter()
     nm = lm.names_for(likelihood)
     reading = lm.Reading(outcome.short, outcome.unit, outcome.rope, outcome.mid, outcome.direction)
     statements = [lm.effect_statements(reading, p, fits.fits[p.name]["posterior"], likelihood=likelihood) for p in priors]
@@ -265,6 +266,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     t_pp = time.perf_counter()
     prior_pred = lm.prior_predictive(md, priors, likelihood=likelihood, la_trends=args.la_trends, seed=args.seed + 300)
     t_pp = time.perf_counter() - t_pp
+    t_sum = time.perf_counter() - t_sum - t_pp
     verdict = REPORT[outcome.file]
     notes = [NOTES["rereferral"] if outcome.name == "rereferral" else NOTES["workforce"]]
     if lm.is_count(likelihood):
@@ -293,7 +295,8 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
                    "missing_cells": design.missing.to_dict(orient="records"), "n_cells": len(cells),
                    **design.settings, "likelihood": likelihood, "la_trends": args.la_trends},
         "diagnostics": {k: d.to_dict() for k, d in diags.items()}, "diagnostics_ok": ok,
-        "timings_seconds": {"compile": fits.compile_seconds, **fits.sample_seconds, "prior_predictive": round(t_pp, 2)},
+        "timings_seconds": {"compile": fits.compile_seconds, **fits.sample_seconds, "prior_predictive": round(t_pp, 2),
+                            "summaries": round(t_sum, 2)},
         "provenance": provenance(seed=args.seed, data_hash=";".join(f"{k}={v}" for k, v in panel.hashes.items()),
                                  data_label=", ".join(str(p) for p in panel.paths.values()), argv=argv,
                                  treatment=str(args.treatment), exclusions=str(args.exclude) if args.exclude else None,
@@ -301,6 +304,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     }
 
     ylabel = "re-referrals (% of referrals)" if outcome.kind == "count" else outcome.label
+    t_out = time.perf_counter()
     with OutputDir(out_path) as out:
         for name, idata in fits.fits.items():
             idata.to_netcdf(out / f"posterior_{name}.nc")
@@ -339,6 +343,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         out.save_figure("prior_predictive.png", did_fig.plot_prior_predictive(
             observed, {k: v["overall"] for k, v in prior_pred.items()}, xlabel=f"overall {outcome.label}"))
         out.commit()
+    log(f"[{NAME}] outputs written in {time.perf_counter() - t_out:.1f} s", quiet=quiet)
 
     print(text)
     for st in statements:

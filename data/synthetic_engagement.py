@@ -18,8 +18,8 @@ What is calibrated, and to what (report section "Contrast study"):
   social workers and 0.974 for families);
 - WAI: no SofS difference; competence raises both raters' scores (p = 0.041 social worker,
   p = 0.004 family), implemented as competence-trait correlations of about 0.27 and 0.37.
-  WAI mean levels were not published: the family mean (about 5.6 of 7) and the social
-  worker mean (about 5.3) are assumptions.
+  WAI mean levels were not published: both raters' means are set to about 5.5 of 7 (an
+  assumption; equal because the report's paired t-test found no difference between them).
 
 Competence is the family's observed social-worker competence on a 1-5 scale (the report's
 CCBC is ordinal; its scale is not published): worker level N(3, 0.75), family observations
@@ -130,9 +130,10 @@ _W_DISC = {"family": np.array([3.0, 2.8, 3.2, 2.6, 3.1, 2.9, 3.3, 2.7, 3.0, 2.5,
 _W_CORR = 0.5
 _W_SITE_SD = 0.15
 _W_WORKER_SD = 0.4
-_W_MEAN_TARGET = {"family": 5.6, "worker": 5.3}             # assumption (not published)
+_W_MEAN_TARGET = {"family": 5.5, "worker": 5.5}             # assumption: not published; equal, as the
+                                                            # report's paired t-test found no difference
 _W_COMP_CORR = {"family": 0.37, "worker": 0.27}            # from p = 0.004 and 0.041 at n = 60
-_W_LOCATION = np.array([-0.2107, 0.0613])
+_W_LOCATION = np.array([-0.1081, -0.1401])
 _W_SLOPE = np.array([0.5478, 0.3857])
 
 

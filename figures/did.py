@@ -169,7 +169,7 @@ def plot_relative_magnitudes(table: pd.DataFrame, summaries: dict[str, dict], *,
     return fig
 
 
-FAMILY_COLOURS = {"main": "k", "exclusion": "C0", "data definition": "C2", "repeated children": "C4",
+FAMILY_COLOURS = {"main": "k", "exclusion": "C0", "data definition": "C2", "repeated children": "C4", "specification": "C6",
                   "misclassification": "C1", "moderator": "C5", "leave one LA out": "0.55"}
 
 

@@ -64,7 +64,7 @@ def cell_linear_predictor(design: DidDesign, posterior, *, suffix: str = "", la_
         idx = np.sort(np.random.default_rng(seed).choice(idx, max_draws, replace=False))
     get = lambda name: np.asarray(post[f"{name}{suffix}"].transpose("sample", ...).values)[idx]  # noqa: E731
     eta = (get("alpha")[:, None] + get("la_effect")[:, d["la_idx"]] + get("period_effect")[:, d["period_idx"]]
-           + get("beta") @ d["x"].T)
+           + get("beta") @ d["x"].T + get("common_trend")[:, None] * d["year_c"])
     if la_trends:
         eta = eta + get("la_trend")[:, d["la_idx"]] * d["year_c"]
     if treated:

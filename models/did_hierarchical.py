@@ -7,9 +7,10 @@ pilots are left out.
 Model (``build_did_model``, binary outcomes, ``likelihood="binomial"``)::
 
     y_c ~ Binomial(n_c, p_c)
-    logit p_c = alpha + u[la_c] + g[la_c] * t_c + v[period_c] + x_c' beta + D_c * tau[la_c]
+    logit p_c = alpha + u[la_c] + (c + g[la_c]) * t_c + v[period_c] + x_c' beta + D_c * tau[la_c]
     alpha ~ N(0, 2^2)                       global intercept
     u ~ ZeroSumNormal(sigma_la),            sigma_la ~ HalfNormal(1)      LA effects
+    c ~ N(0, 0.5^2)                         common linear trend
     g = sigma_trend * g_raw,                g_raw ~ ZeroSumNormal(1),
                                             sigma_trend ~ HalfNormal(0.1) LA linear trends
     v ~ ZeroSumNormal(sigma_period),        sigma_period ~ HalfNormal(0.5) period (year) effects
@@ -20,7 +21,11 @@ Model (``build_did_model``, binary outcomes, ``likelihood="binomial"``)::
 
 ``D_c`` (``treated_post``) is 1 for pilot cells after settling-in; ``t_c`` is the year centred
 on the study's middle year. LA and period effects are zero-sum (they mix well next to the
-intercept); trends and LA-specific effects are non-centred.
+intercept); trends and LA-specific effects are non-centred. The common trend ``c`` carries the
+average of the LA trends (which are zero-sum deviations from it): without it, a trend shared
+by all LAs could only enter through the period effects, which the hierarchical prior shrinks
+towards zero, and the shrunken part leaked into ``tau`` (pilots' post-periods are the late
+years). It is in every form (with or without LA trends, and in the event study).
 
 Quantities reported on the percentage-point scale, by g-computation over treated post cells::
 
@@ -252,7 +257,8 @@ def _block(d: dict, *, suffix: str, scale: float, mean0: float, la_trends: bool,
     sigma_period = pm.HalfNormal(f"sigma_period{suffix}", 0.5 * scale)
     v = pm.ZeroSumNormal(f"period_effect{suffix}", sigma=sigma_period, dims="period")
     beta = pm.Normal(f"beta{suffix}", 0.0, 1.0 * scale, dims="covariate")
-    eta0 = alpha + u[d["la_idx"]] + v[d["period_idx"]] + pt.dot(d["x"], beta)
+    common = pm.Normal(f"common_trend{suffix}", 0.0, 0.5 * scale)
+    eta0 = alpha + u[d["la_idx"]] + v[d["period_idx"]] + pt.dot(d["x"], beta) + common * d["year_c"]
     if la_trends and not event_study:
         sigma_trend = pm.HalfNormal(f"sigma_trend{suffix}", 0.1 * scale)
         g_raw = pm.ZeroSumNormal(f"trend_raw{suffix}", sigma=1.0, dims="la")
@@ -514,6 +520,8 @@ def att_from_draws(design: DidDesign, posterior, *, la_trends: bool = True) -> n
     eta0 = (stack("alpha")[..., None] + stack("la_effect")[..., d["la_idx"][sel]]
             + stack("period_effect")[..., d["period_idx"][sel]]
             + np.einsum("cdk,nk->cdn", stack("beta"), d["x"][sel]))
+    if "common_trend" in posterior:
+        eta0 = eta0 + stack("common_trend")[..., None] * d["year_c"][sel]
     if la_trends:
         eta0 = eta0 + stack("la_trend")[..., d["la_idx"][sel]] * d["year_c"][sel]
     tau = stack("tau")[..., d["pilot_idx"][sel]]

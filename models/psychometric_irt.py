@@ -45,12 +45,14 @@ the scale). With the explanatory latent regression (``LatentDesign``):
                  + \sqrt{\pi_{d,\text{family}}}\, \varepsilon_{id},
    \qquad \varepsilon_i \sim N(0, R),\quad z^s, z^w \sim N(0, 1),
 
-so the latent variance at fixed arm and competence is 1, shared between sites, social
-workers and families by :math:`\pi_d \sim \text{Dirichlet}(1, 2, 7)` (prior mean shares 0.1,
-0.2, 0.7; reported as ``sd_site`` and ``sd_worker``). A free worker SD traded off against the
-discriminations (the trait's scale) and the thresholds mixed slowly; this variance-share form
-fixes the scale. Site, worker and family terms are non-centred and zero-sum
-(``ZeroSumNormal`` over sites, over workers, over families), which pins the latent location
+with :math:`(\pi_{\text{site}}, \pi_{\text{worker}}, \pi_{\text{family}}) =
+(\tau_s^2, \tau_w^2, 1) / (1 + \tau_s^2 + \tau_w^2)`, :math:`\tau_s \sim \text{HalfNormal}(0.3)`,
+:math:`\tau_w \sim \text{HalfNormal}(0.5)`: the latent variance at fixed arm and competence
+is 1, shared between sites, social workers and families (reported as ``sd_site`` and
+``sd_worker``). A free worker SD traded off against the discriminations (the trait's scale)
+and the thresholds mixed slowly; this normalised form fixes the scale. Site, worker and
+family terms are non-centred and centred over sites, workers and families (zero-sum), which
+pins the latent location
 exactly. The unit of the latent scale is therefore one SD of the trait among families of the
 same arm and competence. :math:`\beta_d` (SofS arm vs contrast arm) gets a *named* prior
 (sceptical / neutral / enthusiastic, stored as ``pm.Data`` so one compiled model serves all
@@ -133,6 +135,7 @@ class GRMData:
     code_values: np.ndarray
     score_direction: str = "higher_is_better"
     design: LatentDesign | None = None
+    mode: str = "subscale"
 
     @property
     def n_person(self) -> int:
@@ -244,6 +247,7 @@ def grm_data(
         code_values=code_values,
         score_direction=instrument.score_direction,
         design=design,
+        mode=dimensions,
     )
 
 
@@ -281,7 +285,6 @@ def grm_coords(data: GRMData) -> dict[str, list]:
         "dimension": list(data.dimension),
         "dimension_bis": list(data.dimension),
         "obs": list(range(len(data.response))),
-        "component": ["site", "worker", "family"],
     }
     if data.design is not None:
         coords["worker"] = list(data.design.worker)
@@ -313,7 +316,8 @@ class GRMPriors:
     effect_mean: float = 0.0               # SofS arm effect beta_d ~ N(mean, sd) (named prior)
     effect_sd: float = 1.0
     slope_sd_per_sd: float = 1.0           # gamma_d ~ N(0, (this / sd(competence))^2)
-    variance_share_prior: tuple[float, float, float] = (1.0, 2.0, 7.0)  # Dirichlet: site, worker, family
+    site_sd: float = 0.3                   # site SD before scaling ~ HalfNormal(this)
+    worker_sd: float = 0.5                 # worker SD before scaling ~ HalfNormal(this)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -344,6 +348,16 @@ def _grm_random(eta, item, pad, rng=None, size=None):
     return (u[..., None] < p_ge).sum(axis=-1)
 
 
+def _centred_normal(name: str, dims: tuple[str, str]) -> pt.TensorVariable:
+    """N(0, 1) draws centred over the first dim: the zero-sum normal's distribution.
+
+    One direction (the mean of the raw draws) is left to its N(0, 1/n) prior; it does not
+    enter the likelihood and is well conditioned.
+    """
+    raw = pm.Normal(f"{name}_raw", 0.0, 1.0, dims=dims)
+    return raw - raw.mean(axis=0, keepdims=True)
+
+
 def build_grm(
     data: GRMData,
     *,
@@ -369,9 +383,9 @@ def build_grm(
     Variables: ``discrimination`` (item), ``threshold`` (item, cut), ``theta`` (person,
     dimension), ``trait_corr`` (dimension, dimension_bis) when there are several dimensions,
     and with the regression ``sofs_effect``, ``competence_slope`` (dimension),
-    ``variance_share`` (dimension, component), ``sd_site``, ``sd_worker`` (dimension),
-    ``z_site`` (dimension, site), ``z_worker`` (dimension, worker). The observed variable is
-    ``y`` (obs).
+    ``sd_site``, ``sd_worker`` (dimension; SDs on the unit latent scale), raw
+    ``site_sd_raw``/``worker_sd_raw`` and centred ``z_site_raw`` (site, dimension),
+    ``z_worker_raw`` (worker, dimension). The observed variable is ``y`` (obs).
     """
     priors = priors or GRMPriors()
     regression = data.design is not None if regression is None else regression
@@ -409,9 +423,10 @@ def build_grm(
         b = pm.Deterministic("threshold", b, dims=("item", "cut"))
 
         # --- latent traits ---
-        # Residuals sum to zero over persons: this pins the latent location exactly (a free
-        # location traded off against all thresholds and mixed slowly).
-        z = pm.ZeroSumNormal("z_theta", 1.0, dims=("dimension", "person")).T
+        # Residuals are centred over persons: this pins the latent location exactly (a free
+        # location traded off against all thresholds and mixed slowly). Centring N(0, 1) draws
+        # gives the zero-sum normal's distribution; it compiles much faster than ZeroSumNormal.
+        z = _centred_normal("z_theta", ("person", "dimension"))
         if D > 1:
             chol = pm.LKJCorr("trait_chol", n=D, eta=priors.lkj_eta)
             pm.Deterministic("trait_corr", chol @ chol.T, dims=("dimension", "dimension_bis"))
@@ -424,18 +439,19 @@ def build_grm(
             sd_eff = pm.Data("effect_prior_sd", eff_sd)
             beta = pm.Normal("sofs_effect", mu_eff, sd_eff, dims="dimension")
             gamma = pm.Normal("competence_slope", 0.0, priors.slope_sd_per_sd / des.competence_sd, dims="dimension")
-            # Latent variance at fixed arm and competence = 1, shared between site, worker and
-            # family (residual) by a Dirichlet: the scale of the trait cannot trade against the
-            # discriminations (a free worker SD did, and the thresholds mixed slowly).
-            share = pm.Dirichlet("variance_share", a=np.asarray(priors.variance_share_prior, dtype=float),
-                                 dims=("dimension", "component"))
-            pm.Deterministic("sd_site", pt.sqrt(share[:, 0]), dims="dimension")
-            pm.Deterministic("sd_worker", pt.sqrt(share[:, 1]), dims="dimension")
-            z_s = pm.ZeroSumNormal("z_site", 1.0, dims=("dimension", "site"))
-            z_w = pm.ZeroSumNormal("z_worker", 1.0, dims=("dimension", "worker"))
-            site = (z_s * pt.sqrt(share[:, 0])[:, None]).T
-            worker = (z_w * pt.sqrt(share[:, 1])[:, None]).T
-            eps = eps * pt.sqrt(share[:, 2])[None, :]
+            # Latent variance at fixed arm and competence = 1: site, worker and family terms are
+            # drawn with free SDs and divided by their total SD, so the trait's scale cannot
+            # trade against the discriminations (a free worker SD did, and thresholds mixed slowly).
+            sd_s = pm.HalfNormal("site_sd_raw", priors.site_sd, dims="dimension")
+            sd_w = pm.HalfNormal("worker_sd_raw", priors.worker_sd, dims="dimension")
+            total = pt.sqrt(1.0 + sd_s**2 + sd_w**2)
+            sd_site = pm.Deterministic("sd_site", sd_s / total, dims="dimension")
+            sd_worker = pm.Deterministic("sd_worker", sd_w / total, dims="dimension")
+            z_s = _centred_normal("z_site", ("site", "dimension"))
+            z_w = _centred_normal("z_worker", ("worker", "dimension"))
+            site = z_s * sd_site[None, :]
+            worker = z_w * sd_worker[None, :]
+            eps = eps / total[None, :]
             sofs = pm.Data("sofs", des.sofs, dims="person")
             comp = pm.Data("competence_c", des.competence - des.competence_centre, dims="person")
             mean = (sofs[:, None] * beta[None, :] + comp[:, None] * gamma[None, :]
@@ -560,7 +576,8 @@ def mean_expected_score(theta: np.ndarray, a: np.ndarray, b: np.ndarray, data: G
     return out
 
 
-def score_scale_effects(idata: xr.DataTree, data: GRMData, *, max_draws: int = 2000, seed: int = 0) -> dict[str, np.ndarray]:
+def score_scale_effects(idata: xr.DataTree, data: GRMData, *, max_draws: int = 2000, seed: int = 0,
+                        overall: bool | None = None) -> dict[str, Any]:
     """The latent-regression effects translated to the report's average-score scale.
 
     By g-computation over the sample's families, for each draw and dimension:
@@ -573,26 +590,40 @@ def score_scale_effects(idata: xr.DataTree, data: GRMData, *, max_draws: int = 2
     - ``observed_gap``: mean expected score of the SofS-site families minus that of the
       contrast-site families as they are (the model's version of Table 5's difference).
 
-    Also the latent ``sofs_latent`` and ``competence_latent`` draws. Arrays are (draw, dimension).
+    With ``overall`` (default: when there are several subscale dimensions) a last column is
+    the same for the average over *all* items, the report's "overall score", computed from
+    the multidimensional model. Also the latent ``sofs_latent`` and ``competence_latent``
+    draws (no overall column). Arrays are (draw, column); ``columns`` and ``labels`` name them.
     """
     if data.design is None:
         raise ValueError("score-scale effects need a latent regression")
+    overall = (data.mode == "subscale" and data.n_dim > 1) if overall is None else overall
     post = posterior_arrays(idata, max_draws=max_draws, seed=seed)
     a, b, theta = post["discrimination"], post["threshold"], post["theta"]
     beta, gamma = post["sofs_effect"], post["competence_slope"]
     sofs = data.design.sofs[None, :, None]
     base = theta - sofs * beta[:, None, :]
-    s1 = mean_expected_score(base + beta[:, None, :], a, b, data)
-    s0 = mean_expected_score(base, a, b, data)
-    now = mean_expected_score(theta, a, b, data)
-    up = mean_expected_score(theta + gamma[:, None, :], a, b, data)
+    weights = np.array([len(i) for i in _dim_items(data)], dtype=float)
+
+    def scores(t: np.ndarray) -> np.ndarray:
+        s = mean_expected_score(t, a, b, data)
+        if overall:
+            s = np.concatenate([s, (s @ weights / weights.sum())[..., None]], axis=-1)
+        return s
+
+    s1, s0 = scores(base + beta[:, None, :]), scores(base)
+    now, up = scores(theta), scores(theta + gamma[:, None, :])
     arm = data.design.sofs.astype(bool)
+    columns = list(data.dimension) + (["overall"] if overall else [])
+    labels = list(data.dimension_label) + (["Overall score"] if overall else [])
     return {
         "sofs": (s1 - s0).mean(axis=1),
         "competence": (up - now).mean(axis=1),
         "observed_gap": now[:, arm].mean(axis=1) - now[:, ~arm].mean(axis=1),
         "sofs_latent": beta,
         "competence_latent": gamma,
+        "columns": columns,
+        "labels": labels,
     }
 
 
@@ -634,14 +665,23 @@ def reliability_table(idata: xr.DataTree, data: GRMData, **kw: Any) -> pd.DataFr
 
 
 def person_scores(idata: xr.DataTree, data: GRMData, *, max_draws: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Person scores with uncertainty: latent trait and expected average score (report scale)."""
+    """Person scores with uncertainty: latent trait and expected average score (report scale).
+
+    For a subscale model an ``overall`` row per person gives the expected average over all
+    items (the report's overall score; no latent trait of its own)."""
     post = posterior_arrays(idata, max_draws=max_draws, seed=seed)
     theta = post["theta"]
     score = mean_expected_score(theta, post["discrimination"], post["threshold"], data)
+    dims = list(data.dimension)
+    if data.mode == "subscale" and data.n_dim > 1:
+        w = np.array([len(i) for i in _dim_items(data)], dtype=float)
+        score = np.concatenate([score, (score @ w / w.sum())[..., None]], axis=-1)
+        dims.append("overall")
     rows = []
+    nan = {"mean": np.nan, "sd": np.nan, "low": np.nan, "high": np.nan}
     for i, pid in enumerate(data.person):
-        for d, dim in enumerate(data.dimension):
-            t = summarise_draws(theta[:, i, d])
+        for d, dim in enumerate(dims):
+            t = summarise_draws(theta[:, i, d]) if d < data.n_dim else nan
             s = summarise_draws(score[:, i, d])
             rows.append({"instrument": data.instrument, "person": pid, "dimension": dim,
                          "theta_mean": t["mean"], "theta_sd": t["sd"], "theta_low90": t["low"],
@@ -851,7 +891,7 @@ ENGAGEMENT_TARGET_SD = 0.5
 
 #: Main variables checked by the diagnostics of a latent-regression fit.
 DIAGNOSTIC_VARS = ["discrimination", "threshold", "theta", "sofs_effect", "competence_slope",
-                   "variance_share", "trait_corr"]
+                   "sd_site", "sd_worker", "trait_corr"]
 
 
 def engagement_priors(trait: str = "engagement") -> dict[str, Any]:
@@ -880,15 +920,17 @@ def effect_table(effects: dict[str, np.ndarray], data: GRMData, *, prior: str, r
 
     better_sign = -1.0 if data.score_direction == "lower_is_better" else 1.0
     latent = {"sofs": effects["sofs_latent"], "competence": effects["competence_latent"], "observed_gap": None}
+    columns = effects.get("columns", list(data.dimension))
+    labels = effects.get("labels", list(data.dimension_label))
     rows = []
     for q in ("sofs", "competence", "observed_gap"):
-        for d, dim in enumerate(data.dimension):
+        for d, (dim, label) in enumerate(zip(columns, labels)):
             x = effects[q][:, d]
             s = summarise_effect(x, rope=rope, mid=mid)
-            row = {"instrument": data.instrument, "dimension": dim, "label": data.dimension_label[d],
+            row = {"instrument": data.instrument, "dimension": dim, "label": label,
                    "prior": prior, "quantity": q, **s.to_dict(),
                    "p_better": float(np.mean(better_sign * x > 0))}
-            if latent[q] is not None:
+            if latent[q] is not None and d < latent[q].shape[1]:
                 lat = summarise_draws(latent[q][:, d], prob=0.95)
                 row.update(latent_mean=lat["mean"], latent_low95=lat["low"], latent_high95=lat["high"],
                            p_latent_positive=float(np.mean(latent[q][:, d] > 0)))

@@ -367,7 +367,8 @@ def test_binomial_and_normal_forms_match_the_foundation_model(likelihood):
     las = pilots + sorted(set(cells["la"]) - set(pilots))
     design = lm.panel_design(cells, las=las, pilots=pilots, years=sorted(cells["year"].unique()), likelihood=likelihood)
     prior = NamedPrior("neutral", 0.0, 1.0, "test", "test")
-    ours = lm.build_panel_model(design, prior, likelihood=likelihood, la_trends=True, year_effects="hierarchical")
+    ours = lm.build_panel_model(design, prior, likelihood=likelihood, la_trends=True, year_effects="hierarchical",
+                                la_centred=True)
     theirs = build_did_model(design, prior, likelihood=likelihood, la_trends=True)
     point = {k: v + 0.1 for k, v in theirs.initial_point().items()}
     assert set(ours.initial_point()) == set(point)

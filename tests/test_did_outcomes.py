@@ -1,0 +1,472 @@
+"""Re-referral, escalation and assessment duration: generator, input, models, design robustness, CLI.
+
+Fast tests use tiny synthetic studies (LA x year cells, few draws); the full ``--robustness``
+run of every analysis family is ``@pytest.mark.slow``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytest
+from scipy.special import gammaln
+
+from analyses import did_runner, duration, escalation, rereferral
+from data.did_input import (cells_from_frame, first_record_mask, mask_las, max_value_mask, validate_la_attributes)
+from data.errors import DataError
+from data.synthetic import (AssessmentStudyConfig, DidStudyConfig, ReferralStudyConfig, assessment_twin,
+                            referral_twin, simulate_assessment_study, simulate_referral_study)
+from models import did_sensitivity as sens
+from models.did_duration import duration_ppc, mean_did
+from models.did_hierarchical import build_did_model, did_design, effect_priors, model_data, repeated_design
+from models.sampling import CompiledSampler
+
+# ---------------------------------------------------------------- small studies
+
+SMALL_BASE = DidStudyConfig(
+    outcome="rereferral", n_pilot=3, n_comparator=3, years=tuple(range(2011, 2018)), adoption_years=(2014, 2014, 2015),
+    settling_years=(1, 1, 1), children_per_la_year=120.0, baseline_share=0.33, sd_la=0.25, sd_trend=0.02,
+    sd_year=0.05, mu_tau=-0.5, sd_tau=0.2, similar_practice_las=("Comparator 3",))
+SMALL_REFERRALS = ReferralStudyConfig(base=SMALL_BASE, unreliable_las=("Comparator 2",), unreliable_until=2012,
+                                      escalation_report_sample=("Pilot 1", "Pilot 2", "Comparator 1", "Comparator 2"))
+SMALL_ASSESSMENTS = AssessmentStudyConfig(
+    base=replace(SMALL_BASE, outcome="assessment_days", baseline_share=0.12, mu_tau=-0.3, sd_tau=0.1),
+    practice_change_las=("Pilot 1",), practice_change_year=2016, practice_pre_median_days=(4.0,),
+    practice_post_median_days=(30.0,), practice_pre_same_day=(0.25,), practice_post_same_day=(0.05,))
+
+# recovery designs: 12 LAs, LA x year cells, no confounding
+RECOVERY_BASE = DidStudyConfig(
+    outcome="rereferral", n_pilot=6, n_comparator=6, years=tuple(range(2010, 2019)),
+    adoption_years=(2013, 2013, 2014, 2014, 2015, 2015), settling_years=(1, 1, 1, 1, 1, 1), children_per_la_year=400.0,
+    baseline_share=0.33, sd_la=0.3, sd_trend=0.03, sd_year=0.05, mu_tau=-0.5, sd_tau=0.15,
+    age_effects=(0.0,) * 4, male_effect=0.0, ethnic_effects=(0.0,) * 5, disability_effect=0.0)
+
+
+def _write(tmp: Path, name: str, frame: pd.DataFrame) -> Path:
+    path = tmp / name
+    frame.to_csv(path, index=False)
+    return path
+
+
+# ---------------------------------------------------------------- generator
+
+def test_referral_twin_is_calibrated_to_the_report():
+    twin = referral_twin()
+    t = twin.truth
+    assert 0.29 <= t["counterfactual_share_post"] <= 0.33               # report: 31% without SofS
+    assert -12.0 <= t["att_pp"] <= -8.5                                  # report: -9.8 pp
+    assert 0.05 <= t["share_records_repeated_children"] <= 0.15        # report: < 15% repeated
+    assert t["n_miscoded_records"] > 0
+    kids = twin.children
+    assert {"child_id", "rereferral", "escalation"} <= set(kids.columns)
+    assert (kids["escalation"] <= kids["rereferral"]).all()
+    # unreliable NFA coding: few NFA referrals recorded in the early years of those LAs
+    per_year = kids.groupby(["la", "year"]).size()
+    for la in ReferralStudyConfig().unreliable_las:
+        assert per_year[la].loc[:2013].mean() < 0.5 * per_year[la].loc[2014:].mean()
+    assert twin.truth["outcomes"]["escalation"]["att_pp"] < 0
+    esc = referral_twin("escalation")
+    assert esc.truth["att_pp"] == pytest.approx(t["outcomes"]["escalation"]["att_pp"])
+
+
+def test_assessment_twin_is_calibrated_to_the_report():
+    twin = assessment_twin()
+    t = twin.truth
+    assert 10 <= t["pilot_pre_mean_days"] <= 30
+    assert 0.08 <= t["pilot_pre_same_day_share"] <= 0.2
+    assert abs(t["att_days"]) < 1.5 and abs(t["att_sameday_pp"]) < 1.5      # SofS itself: small
+    assert t["naive_att_days"] > 2.5 and t["naive_att_sameday_pp"] < -1.0  # what a naive DiD targets
+    d = twin.children
+    p1 = d[d.la == "Pilot 1"]
+    assert p1[p1.year < 2014]["assessment_days"].median() <= 4           # report: 2 working days ...
+    assert p1[p1.year == 2018]["assessment_days"].median() >= 20         # ... then 32
+    assert (d["assessment_days"] >= 0).all() and d["assessment_days"].dtype.kind == "i"
+
+
+def test_new_generators_are_deterministic_and_leave_kinship_unchanged():
+    a = simulate_referral_study(SMALL_REFERRALS, seed=3)
+    b = simulate_referral_study(SMALL_REFERRALS, seed=3)
+    pd.testing.assert_frame_equal(a.children, b.children)
+    assert a.truth == b.truth
+    c = simulate_assessment_study(SMALL_ASSESSMENTS, seed=3)
+    d = simulate_assessment_study(SMALL_ASSESSMENTS, seed=3)
+    pd.testing.assert_frame_equal(c.children, d.children)
+    assert a.la_attributes is not None and set(a.la_attributes.columns) >= {"la", "ofsted", "similar_practice_model"}
+
+
+# ---------------------------------------------------------------- input
+
+def test_duration_cells_hold_exact_sufficient_statistics():
+    kids = simulate_assessment_study(SMALL_ASSESSMENTS, seed=1).children
+    cells = cells_from_frame(kids, "assessment_days", kind="duration", covariates=(),
+                             variants={"max_30": max_value_mask(30), "first_record": first_record_mask})
+    assert cells.stats == ("y", "n", "n_pos", "log_sum", "log_sq", "dur_sum")
+    one = cells.cells.query("la == 'Pilot 2' and year == 2015").iloc[0]
+    d = kids.query("la == 'Pilot 2' and year == 2015")["assessment_days"].to_numpy()
+    pos = d[d > 0]
+    assert (one["n"], one["y"], one["n_pos"]) == (d.size, (d == 0).sum(), pos.size)
+    assert one["log_sum"] == pytest.approx(np.log(pos).sum())
+    assert one["log_sq"] == pytest.approx((np.log(pos) ** 2).sum())
+    assert one["dur_sum"] == pytest.approx(d.sum())
+    assert one["n|max_30"] == (d <= 30).sum()
+    assert cells.cells["n|first_record"].sum() == kids["child_id"].nunique()
+    short = cells.variant_cells("max_30")
+    assert (short["n"] <= cells.cells["n"]).all() and len(short) == len(cells.cells)
+    cut = cells_from_frame(kids, "assessment_days", kind="duration", covariates=(), max_value=30)
+    assert cut.n_children == (kids["assessment_days"] <= 30).sum() and "left out" in cut.notes[0]
+
+
+def test_repeated_children_records_and_mask_las():
+    kids = simulate_referral_study(SMALL_REFERRALS, seed=2).children
+    cells = cells_from_frame(kids, "rereferral", covariates=("sex",))
+    counts = kids["child_id"].value_counts()
+    assert len(cells.repeated) == int(counts[counts > 1].sum())
+    analysis = cells.analysis_cells()
+    rep = repeated_design(analysis, cells.repeated, cells.covariates)
+    assert (rep["n_once"] >= 0).all() and (rep["y_once"] >= 0).all()
+    assert rep["n_once"].sum() + len(rep["rep_y"]) == analysis["n"].sum()
+    masked = mask_las(analysis, ["Pilot 1"])
+    assert masked.loc[masked.la == "Pilot 1", ["n", "y"]].eq(0).all().all()
+    assert len(masked) == len(analysis) and masked["n"].sum() < analysis["n"].sum()
+
+
+@pytest.mark.parametrize("mutate, column, message", [
+    (lambda f: f.assign(assessment_days=f["assessment_days"].where(f.index != 3, -2)), "assessment_days", "negative"),
+    (lambda f: f.assign(assessment_days=f["assessment_days"].astype(float).where(f.index != 5, 2.5)),
+     "assessment_days", "whole number"),
+    (lambda f: f.assign(n=1), "n", "one row per record"),
+    (lambda f: f.assign(child_id=f["child_id"].where(f.index != 2, None)), "child_id", "missing"),
+])
+def test_bad_duration_input_names_the_column(mutate, column, message):
+    kids = simulate_assessment_study(SMALL_ASSESSMENTS, seed=1).children
+    with pytest.raises(DataError, match=message) as err:
+        cells_from_frame(mutate(kids), "assessment_days", kind="duration", source="a.csv")
+    assert err.value.column == column and err.value.file == "a.csv"
+
+
+@pytest.mark.parametrize("mutate, column, message", [
+    (lambda f: f.assign(ofsted=f["ofsted"].where(f.index != 1, "excellent")), "ofsted", "not one of"),
+    (lambda f: pd.concat([f, f.iloc[[0]]], ignore_index=True), "la", "appears twice"),
+    (lambda f: f.iloc[1:], "la", "no row for LA"),
+    (lambda f: f.assign(embeddedness=f["embeddedness"].astype(object).where(f.index != 0, "high")), "embeddedness",
+     "not a number"),
+])
+def test_bad_la_attributes(mutate, column, message):
+    study = simulate_referral_study(SMALL_REFERRALS, seed=1)
+    las = sorted(study.children["la"].unique())
+    with pytest.raises(DataError, match=message) as err:
+        validate_la_attributes(mutate(study.la_attributes).reset_index(drop=True), las, source="las.csv")
+    assert err.value.column == column and err.value.file == "las.csv"
+
+
+# ---------------------------------------------------------------- sensitivity functions
+
+def test_relative_magnitudes_and_breakdown_m_match_a_hand_computation():
+    rng = np.random.default_rng(0)
+    effect = rng.normal(-6.0, 1.0, 4000)
+    max_pre = np.full(4000, 2.0)
+    table, summary = sens.relative_magnitudes(effect, max_pre, grid=(0.0, 1.0, 2.0, 3.0))
+    # P(conclusion holds at M) = P(effect + 2M < 0); breakdown where the 10% quantile of -effect/2 sits
+    assert summary["breakdown_m"] == pytest.approx(np.quantile(-effect / 2.0, 0.1), rel=1e-6)
+    assert summary["breakdown_m"] == pytest.approx((6.0 - 1.2816) / 2.0, abs=0.08)
+    row = table.set_index("M").loc[2.0]
+    assert row["p_conclusion_holds"] == pytest.approx(np.mean(effect + 4.0 < 0))
+    assert row["p_negative_possible"] == 1.0
+    assert list(table["p_conclusion_holds"]) == sorted(table["p_conclusion_holds"], reverse=True)
+    # the grid is extended past the breakdown point
+    wide, s2 = sens.relative_magnitudes(effect * 3, max_pre, grid=(0.0, 0.5, 1.0))
+    assert wide["M"].max() >= s2["breakdown_m"]
+    # a positive effect tests an increase
+    _, s3 = sens.relative_magnitudes(-effect, max_pre)
+    assert s3["conclusion"] == "increase" and s3["breakdown_m"] == pytest.approx(summary["breakdown_m"])
+
+
+def test_suspect_cells_find_the_lAs_with_unreliable_nfa_coding():
+    cells = cells_from_frame(referral_twin().children, "rereferral", covariates=())
+    mask, las = sens.suspect_cells(cells.cells)
+    assert sorted(las) == sorted(ReferralStudyConfig().unreliable_las)
+    assert set(cells.cells.loc[mask, "year"]) <= set(range(2010, 2014))
+
+
+def test_moderator_groups_and_similar_practice_from_attributes():
+    study = referral_twin()
+    las = sorted(study.children["la"].unique())
+    attrs = validate_la_attributes(study.la_attributes, las)
+    pilots = [f"Pilot {i}" for i in range(1, 10)]
+    groups = sens.moderator_groups(attrs, pilots)
+    assert set(groups) == {"embeddedness", "quality_of_delivery", "ofsted"}
+    emb, _ = groups["embeddedness"]
+    assert emb.sum() == 4 and set(np.unique(emb)) == {0.0, 1.0}     # above the median of 9
+    assert sens.similar_practice_comparators(attrs, las) == ["Comparator 3", "Comparator 8"]
+    assert sens.moderator_groups(None, pilots)["ofsted"][0] is None
+
+
+def test_robustness_plan_lists_the_cheap_refits():
+    inputs = did_runner.Inputs(cells_from_frame(referral_twin("escalation").children, "escalation",
+                                                covariates=(), variants={"first_record": first_record_mask}),
+                               None, None, "none")
+    inputs.attributes = validate_la_attributes(referral_twin().la_attributes, inputs.cells.las)
+    plan, notes = did_runner.robustness_plan(escalation.SPEC, inputs, inputs.cells.analysis_cells(), cheap=True,
+                                             heavy=False)
+    names = [p.name for p in plan]
+    assert names == ["without similar-practice comparators", "without LAs with unreliable NFA coding",
+                     "report's LAs only", "first record per child"]
+    sample = plan[2].frame
+    assert set(sample.loc[sample.n > 0, "la"]) == set(escalation.SPEC.report_sample)
+    heavy, _ = did_runner.robustness_plan(escalation.SPEC, inputs, inputs.cells.analysis_cells(), cheap=False, heavy=True)
+    assert len(heavy) == 18 and all(p.family == "leave one LA out" for p in heavy)
+
+
+# ---------------------------------------------------------------- model extensions (exact checks, no sampling)
+
+def _small_design(kind: str = "binary"):
+    if kind == "binary":
+        study = simulate_referral_study(SMALL_REFERRALS, seed=4)
+        cells = cells_from_frame(study.children, "rereferral", covariates=())
+    else:
+        study = simulate_assessment_study(SMALL_ASSESSMENTS, seed=4)
+        cells = cells_from_frame(study.children, "assessment_days", kind="duration", covariates=())
+    analysis = cells.analysis_cells()
+    return cells, analysis, did_design(analysis, las=cells.las, pilots=cells.pilots, years=cells.years, covariates=())
+
+
+def test_extensions_reduce_to_the_plain_model():
+    cells, analysis, design = _small_design()
+    prior = effect_priors(0.3, direction=-1)["neutral"]
+    plain = build_did_model(design, prior)
+    point = plain.initial_point()
+    point.update({"mu_tau": np.array(-0.4), "sigma_la_log__": np.array(-1.0)})
+    lp = plain.compile_logp()(point)
+    # misclassification share 0: same likelihood (plus the prior of the unused q)
+    mis = build_did_model(design, prior, misclassification=np.zeros(len(analysis)))
+    mpoint = {**point, "miscoded_logit": np.array(0.0)}
+    q_prior = float(mis.compile_logp(vars=[mis["miscoded_logit"]])(mpoint))
+    assert mis.compile_logp()(mpoint) == pytest.approx(lp + q_prior, rel=1e-9)
+    # moderator effect 0: same model (plus the prior of gamma)
+    mod = build_did_model(design, prior, moderator=np.array([1.0, 0.0, 1.0]))
+    dpoint = {**point, "moderator_effect": np.array(0.0)}
+    g_prior = float(mod.compile_logp(vars=[mod["moderator_effect"]])(dpoint))
+    assert mod.compile_logp()(dpoint) == pytest.approx(lp + g_prior, rel=1e-9)
+    # child random effect with sigma_child -> 0: the binomial likelihood (records of repeated
+    # children enter as Bernoulli terms, so compare without the binomial coefficients)
+    rep = repeated_design(analysis, cells.repeated, ())
+    child = build_did_model(design, prior, repeated=rep)
+    cpoint = {**point, "sigma_child_log__": np.array(-30.0)}
+    y, n = design.data["y"], design.data["n"]
+    log_choose = lambda n_, k_: gammaln(n_ + 1) - gammaln(k_ + 1) - gammaln(n_ - k_ + 1)  # noqa: E731
+    offset = log_choose(n, y).sum() - log_choose(rep["n_once"], rep["y_once"]).sum()
+    s_prior = float(child.compile_logp(vars=[child["sigma_child"]])(cpoint))
+    assert child.compile_logp()(cpoint) + offset == pytest.approx(lp + s_prior, rel=1e-6)
+
+
+def test_hurdle_likelihood_equals_the_record_level_lognormal():
+    cells, analysis, design = _small_design("duration")
+    kids = simulate_assessment_study(SMALL_ASSESSMENTS, seed=4).children
+    prior = effect_priors(20.0, likelihood="hurdle_lognormal", direction=-1)["neutral"]
+    model = build_did_model(design, prior, likelihood="hurdle_lognormal", la_trends=False)
+    point = model.initial_point()
+    point["sigma_log_log__"] = np.array(np.log(0.8))
+    point["alpha"] = np.array(2.5)
+    potential_graph = model.replace_rvs_by_values([model.potentials[0]])[0]
+    f = model.compile_fn(potential_graph, inputs=model.value_vars, point_fn=True, on_unused_input="ignore")
+    potential = float(f(point))
+    # record level: sum over positive durations of log N(log d | m_c, 0.8) + log d, up to constants
+    m = 2.5 + 0.0  # every other term is zero at the initial point
+    keep = (kids.arm != "pilot") | ~((kids.year - kids.adoption_year >= 0) & (kids.year - kids.adoption_year < kids.settling_years))
+    logd = np.log(kids.loc[keep & (kids.assessment_days > 0), "assessment_days"].to_numpy(float))
+    direct = np.sum(-np.log(0.8) - (logd - m) ** 2 / (2 * 0.8 ** 2))
+    assert potential == pytest.approx(direct, rel=1e-9)
+
+
+# ---------------------------------------------------------------- recovery (tiny fits)
+
+@pytest.mark.parametrize("outcome", ["rereferral", "escalation"])
+def test_binary_outcomes_recover_the_true_att(outcome):
+    study = simulate_referral_study(ReferralStudyConfig(base=RECOVERY_BASE, sd_child=0.3, unreliable_las=(),
+                                                        similar_practice_effect=0.0, escalation_share=0.3), seed=5)
+    cells = cells_from_frame(study.children, outcome, covariates=())
+    analysis = cells.analysis_cells()
+    design = did_design(analysis, las=cells.las, pilots=cells.pilots, years=cells.years, covariates=())
+    share = float(analysis["y"].sum() / analysis["n"].sum())
+    prior = effect_priors(share, direction=-1)["neutral"]
+    sampler = _binary_sampler(design, prior)
+    idata = sampler.sample(model_data(design, prior), draws=300, tune=300, chains=2, seed=2)
+    att = idata["posterior"]["att_pp"].values.ravel()
+    truth = study.truth["outcomes"][outcome]["att_pp"]
+    lo, hi = np.quantile(att, [0.025, 0.975])
+    assert lo < truth < hi
+    assert abs(att.mean() - truth) < (2.5 if outcome == "rereferral" else 1.5)   # posterior SD ~1.5 / ~0.7 pp
+
+
+_SAMPLERS: dict = {}
+
+
+def _binary_sampler(design, prior):
+    """One compiled binomial model for both outcomes (same cells, new data)."""
+    if "binary" not in _SAMPLERS:
+        _SAMPLERS["binary"] = CompiledSampler(build_did_model(design, prior))
+    return _SAMPLERS["binary"]
+
+
+@pytest.fixture(scope="module")
+def duration_fit():
+    config = AssessmentStudyConfig(
+        base=replace(RECOVERY_BASE, outcome="assessment_days", baseline_share=0.12, mu_tau=-0.35, sd_tau=0.1),
+        mu_tau_days=0.15, sd_tau_days=0.05, practice_change_las=(), repeat_share=0.0, sd_child_days=0.0)
+    study = simulate_assessment_study(config, seed=6)
+    cells = cells_from_frame(study.children, "assessment_days", kind="duration", covariates=())
+    analysis = cells.analysis_cells()
+    design = did_design(analysis, las=cells.las, pilots=cells.pilots, years=cells.years, covariates=())
+    prior = effect_priors(20.0, likelihood="hurdle_lognormal", direction=-1)["neutral"]
+    model = build_did_model(design, prior, likelihood="hurdle_lognormal")
+    idata = CompiledSampler(model).sample(model_data(design, prior, likelihood="hurdle_lognormal"), draws=300,
+                                          tune=300, chains=2, seed=3)
+    with model:
+        idata["posterior_predictive"] = pm.sample_posterior_predictive(
+            idata, var_names=["y_obs"], random_seed=1, progressbar=False)["posterior_predictive"]
+    return study, design, analysis, idata
+
+
+def test_duration_model_recovers_mean_duration_and_same_day_effects(duration_fit):
+    study, _, _, idata = duration_fit
+    post = idata["posterior"]
+    for var, key, tol in (("att_days", "att_days", 1.5), ("att_sameday_pp", "att_sameday_pp", 1.5)):
+        x = post[var].values.ravel()
+        lo, hi = np.quantile(x, [0.025, 0.975])
+        assert lo < study.truth[key] < hi, var
+        assert abs(x.mean() - study.truth[key]) < tol, var
+    assert study.truth["att_days"] > 2.0 and study.truth["att_sameday_pp"] < -2.0   # effects worth recovering
+
+
+def test_duration_ppc_reproduces_the_same_day_share_and_mean(duration_fit):
+    _, design, analysis, idata = duration_fit
+    y_pred = idata["posterior_predictive"]["y_obs"].values.reshape(-1, len(analysis))
+    share = 100 * y_pred.sum(1) / analysis["n"].sum()
+    observed = 100 * analysis["y"].sum() / analysis["n"].sum()
+    lo, hi = np.quantile(share, [0.005, 0.995])
+    assert lo < observed < hi
+    table = duration_ppc(design, idata, analysis, seed=1)
+    inside = (table.observed_same_day_pct >= table.pred_same_day_low) & (table.observed_same_day_pct <= table.pred_same_day_high)
+    assert inside.mean() >= 0.8
+    inside = (table.observed_mean_days >= table.pred_low_days) & (table.observed_mean_days <= table.pred_high_days)
+    assert inside.mean() >= 0.7
+    freq = mean_did(analysis)
+    assert freq.n_clusters == 12 and np.isfinite(freq.se)
+
+
+# ---------------------------------------------------------------- command line
+
+@pytest.fixture(scope="module")
+def small_files(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("outcomes")
+    ref = simulate_referral_study(SMALL_REFERRALS, seed=1)
+    ass = simulate_assessment_study(SMALL_ASSESSMENTS, seed=1)
+    return {"referrals": _write(tmp, "referrals.csv", ref.children),
+            "assessments": _write(tmp, "assessments.csv", ass.children),
+            "las": _write(tmp, "las.csv", ref.la_attributes), "tmp": tmp}
+
+
+FEW = ["--draws", "60", "--tune", "60", "--chains", "2", "--quiet", "--covariates", "none", "--seed", "3"]
+
+
+def test_rereferral_cli_writes_robustness_outputs(small_files, tmp_path):
+    out = tmp_path / "rr"
+    code = rereferral.main(["--data", str(small_files["referrals"]), "--la-attributes", str(small_files["las"]),
+                            "--prior", "neutral", "--out", str(out), *FEW])
+    assert code == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"posterior_neutral.nc", "posterior_event_study.nc", "statements.json", "report.md", "summary.csv",
+            "robustness.csv", "relative_magnitudes.csv", "pretrends.csv", "relative_magnitudes.png",
+            "robustness.png", "event_study.png"} <= names
+    rec = json.loads((out / "statements.json").read_text())
+    assert rec["report"]["effect_pp"] == -9.8 and rec["synthetic"] is False
+    rob = pd.read_csv(out / "robustness.csv")
+    assert list(rob["analysis"]) == ["main (all LAs)", "without similar-practice comparators",
+                                     "without LAs with unreliable NFA coding", "first record per child"]
+    assert rob["width_ratio_vs_main"].gt(0).all()
+    rm = rec["relative_magnitudes"]["att_pp"]
+    assert rm["breakdown_m"] >= 0 and rm["conclusion"] in ("reduction", "increase")
+    assert pd.read_csv(out / "pretrends.csv")["event_time"].iloc[-1] == "max |pre|"
+    assert any("parallel trends" in s for s in rec["robustness_statements"])
+
+
+def test_duration_cli_reports_days_and_same_day(small_files, tmp_path):
+    out = tmp_path / "du"
+    code = duration.main(["--data", str(small_files["assessments"]), "--prior", "neutral", "--out", str(out),
+                          "--cutoffs", "30", *FEW])
+    assert code == 0
+    rec = json.loads((out / "statements.json").read_text())
+    res = rec["results"][0]
+    assert {"att_days", "att_sameday_pp", "effect"} <= set(res)
+    assert res["effect"]["unit"] == "working days"
+    assert set(rec["relative_magnitudes"]) == {"att_days", "att_sameday_pp"}
+    rob = pd.read_csv(out / "robustness.csv")
+    assert {"without Pilots 1 and 2", "durations <= 30 days", "first record per child"} <= set(rob["analysis"])
+    ppc = pd.read_csv(out / "ppc_duration.csv")
+    assert {"observed_mean_days", "pred_mean_days", "observed_same_day_pct"} <= set(ppc.columns)
+    assert {"ppc_duration.png", "att_posterior_att_sameday_pp.png", "event_study_att_sameday_pp.png",
+            "robustness_att_sameday_pp.png"} <= {p.name for p in out.iterdir()}
+    assert "same-day" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("module, data_key, mutate, needle", [
+    (rereferral, "referrals", lambda f: f.drop(columns="rereferral"), "column 'rereferral'"),
+    (rereferral, "referrals", lambda f: f.assign(rereferral=f["rereferral"].where(f.index != 4, 3)), "row 5"),
+    (escalation, "referrals", lambda f: f[f.arm == "pilot"], "no comparator"),
+    (duration, "assessments", lambda f: f.assign(assessment_days=f["assessment_days"].where(f.index != 0, -1)),
+     "row 1, column 'assessment_days'"),
+])
+def test_bad_input_exits_2_and_writes_nothing(small_files, tmp_path, capsys, module, data_key, mutate, needle):
+    frame = pd.read_csv(small_files[data_key])
+    path = _write(tmp_path, "bad.csv", mutate(frame).reset_index(drop=True))
+    out = tmp_path / "out"
+    code = module.main(["--data", str(path), "--out", str(out), "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert needle in err and str(path) in err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]
+
+
+def test_bad_la_attributes_and_options_exit_2(small_files, tmp_path, capsys):
+    bad = pd.read_csv(small_files["las"]).assign(ofsted="brilliant")
+    path = _write(tmp_path, "las.csv", bad)
+    out = tmp_path / "out"
+    assert rereferral.main(["--data", str(small_files["referrals"]), "--la-attributes", str(path),
+                            "--out", str(out), "--quiet"]) == 2
+    assert "column 'ofsted'" in capsys.readouterr().err and not out.exists()
+    assert rereferral.main(["--data", str(small_files["referrals"]), "--exclude-las", "Atlantis",
+                            "--out", str(out), "--quiet"]) == 2
+    assert "Atlantis" in capsys.readouterr().err and not out.exists()
+    with pytest.raises(SystemExit) as exc:
+        duration.main(["--cutoffs", "45,abc", "--out", str(out)])
+    assert exc.value.code == 2
+
+
+# ---------------------------------------------------------------- slow: every robustness analysis end to end
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module, data_key, families", [
+    (rereferral, "referrals", {"main", "exclusion", "data definition", "specification", "leave one LA out",
+                               "moderator", "repeated children", "misclassification"}),
+    (duration, "assessments", {"main", "exclusion", "data definition", "specification", "leave one LA out",
+                               "moderator"}),
+])
+def test_full_robustness_runs_every_analysis(small_files, tmp_path, module, data_key, families):
+    out = tmp_path / "full"
+    args = ["--data", str(small_files[data_key]), "--la-attributes", str(small_files["las"]), "--robustness",
+            "--prior", "neutral", "--out", str(out), *FEW]
+    assert module.main(args) == 0
+    rob = pd.read_csv(out / "robustness.csv")
+    assert families <= set(rob["family"])
+    rec = json.loads((out / "statements.json").read_text())
+    assert len(rec["leave_one_la_out"]) == 6 and rec["leave_one_la_out_summary"]["n_refits"] == 6
+    if module is rereferral:
+        mis = rob[rob.family == "misclassification"]
+        assert len(mis) == 5 and mis["analysis"].iloc[0] == "misclassified share 0%"
+        child = rob[rob.family == "repeated children"].iloc[0]
+        assert child["width_ratio_vs_main"] > 0 and "sigma_child" in child["note"]
