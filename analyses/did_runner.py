@@ -651,6 +651,7 @@ def run(spec: OutcomeSpec, args: argparse.Namespace, argv: list[str] | None) -> 
             prior_pred = pm.sample_prior_predictive(draws=500, random_seed=args.seed + 100 + i,
                                                     var_names=[head.key, "y_obs"])
             ppc = pm.sample_posterior_predictive(idata, var_names=["y_obs"], random_seed=args.seed + 200 + i,
+                                                 freeze_vars=[v.name for v in model.free_RVs if v.name.startswith("mu_tau")],
                                                  progressbar=False)
         idata["posterior_predictive"] = ppc["posterior_predictive"]
         idata["prior"] = prior_pred["prior"]

@@ -57,12 +57,14 @@ def cell_linear_predictor(design: DidDesign, posterior, *, suffix: str = "", la_
     """Posterior draws (samples, cells) of one part's linear predictor (main form), and the
     indices of the draws used (a random subset of at most ``max_draws``)."""
     d = design.data
-    ds = posterior.to_dataset() if hasattr(posterior, "to_dataset") else posterior
-    post = ds.stack(sample=("chain", "draw"))
-    idx = np.arange(post.sizes["sample"])
+    n_samples = posterior.sizes["chain"] * posterior.sizes["draw"]
+    idx = np.arange(n_samples)
     if max_draws is not None and idx.size > max_draws:
         idx = np.sort(np.random.default_rng(seed).choice(idx, max_draws, replace=False))
-    get = lambda name: np.asarray(post[f"{name}{suffix}"].transpose("sample", ...).values)[idx]  # noqa: E731
+
+    def get(name: str) -> np.ndarray:   # (chain, draw, ...) -> (samples, ...), chain-major
+        arr = np.asarray(posterior[f"{name}{suffix}"].transpose("chain", "draw", ...).values)
+        return arr.reshape(n_samples, *arr.shape[2:])[idx]
     eta = (get("alpha")[:, None] + get("la_effect")[:, d["la_idx"]] + get("period_effect")[:, d["period_idx"]]
            + get("beta") @ d["x"].T + get("common_trend")[:, None] * d["year_c"])
     if la_trends:

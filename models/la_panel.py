@@ -23,8 +23,9 @@ with, as in the foundation, ``eta_c = alpha + u[la] + v[year] (+ g[la] t) + D_c 
 ``v ~ ZeroSumNormal(0.5)`` (a fixed scale; see ``year_effects``), ``tau[l] = mu_tau + sigma_tau z_l``,
 ``mu_tau ~ N(m, s^2)`` the named prior (log-odds ratio for counts, outcome units otherwise),
 and the event-study form replacing ``D_c tau`` by ``sum_k E_ck delta_k``. Hierarchy scales for
-continuous outcomes are multiplied by sd(y). ``binomial`` and ``normal`` delegate to
-:func:`models.did_hierarchical.build_did_model` unchanged (for comparison).
+continuous outcomes are multiplied by sd(y). ``binomial`` and ``normal`` are the foundation's
+likelihoods (:func:`models.did_hierarchical.build_did_model`), kept for comparison; this module
+builds all four itself so that one compiled graph can hold both forms (``switchable``).
 
 Reported on the reading scale by g-computation over treated post cells (n-weighted for
 counts, where the scale is percentage points; plain means for continuous outcomes):
@@ -49,8 +50,7 @@ import pymc as pm
 import pytensor.tensor as pt
 from scipy.special import expit
 
-from models.did_hierarchical import (EVENT_WINDOW, DidDesign, _segment_mean, build_did_model, did_design,
-                                     effect_names)
+from models.did_hierarchical import EVENT_WINDOW, DidDesign, _segment_mean, did_design, effect_names
 from models.priors import NamedPrior
 from models.statements import prob, state, summarise_effect
 

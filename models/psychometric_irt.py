@@ -16,19 +16,22 @@ items and "lower is better" scales are flipped by configuration, see :func:`grm_
    \qquad k = 1, \dots, K-1,
 
 an ordered logistic per item with discrimination :math:`a_j > 0` and ordered thresholds
-:math:`b_{j1} < \dots < b_{j,K-1}` (Samejima 1969; the parametrisation of ``ltm::grm``).
+:math:`b_{j1} < \dots < b_{j,K-1}` (Samejima 1969; the parametrisation of ``ltm::grm``). The
+model is sampled in slope-intercept form, :math:`\operatorname{logit} P(y_{ij} \ge k) = a_j
+\theta - c_{jk}` with :math:`b_{jk} = c_{jk} / a_j` reported: for rarely used categories the
+data pin :math:`c` much better than :math:`b`, and the :math:`(a, b)` form mixed slowly.
 
 Priors (``GRMPriors``; pooled across items, so that they behave at n = 60)
 --------------------------------------------------------------------------
 - discriminations log-normal: :math:`\log a_j = \mu_a + \sigma_a z_j`, :math:`z_j \sim N(0,1)`,
   :math:`\mu_a \sim N(0.5, 0.5)`, :math:`\sigma_a \sim \text{HalfNormal}(0.5)`;
-- thresholds as a first threshold plus positive gaps (ordered by construction):
-  :math:`b_{j1} = m_1 + \tau_1 z_{j1}`, :math:`\log(b_{jk} - b_{j,k-1}) = g_k + \tau_g z_{jk}`,
-  :math:`m_1 \sim N(0, 2)`, :math:`g_k \sim N(0, 1)`, :math:`\tau_1 \sim \text{HalfNormal}(1)`,
-  :math:`\tau_g \sim \text{HalfNormal}(0.5)`. Items with empty categories (common at n = 60)
-  borrow their gaps from the other items.
+- cutpoints as a first cutpoint plus positive gaps (ordered by construction):
+  :math:`c_{j1} = m_1 + \tau_1 z_{j1}`, :math:`\log(c_{jk} - c_{j,k-1}) = g_k + \tau_g z_{jk}`,
+  :math:`m_1 \sim N(0, 5)`, :math:`g_k \sim N(0.5, 1)`, :math:`\tau_1 \sim \text{HalfNormal}(2)`,
+  :math:`\tau_g \sim \text{HalfNormal}(0.5)` (logit scale). Items with empty categories (common
+  at n = 60) borrow their gaps from the other items.
 - ``GRMPriors(pooled=False)`` gives fixed weakly informative priors instead
-  (:math:`\log a_j \sim N(0.5, 1)`, :math:`b_{j1} \sim N(0, 2)`, log gaps :math:`N(0, 1)`),
+  (:math:`\log a_j \sim N(0.5, 1)`, :math:`c_{j1} \sim N(0, 5)`, log gaps :math:`N(0.5, 1)`),
   used for the validation against published maximum-likelihood estimates.
 
 Latent structure
@@ -39,7 +42,7 @@ the scale). With the explanatory latent regression (``LatentDesign``):
 
 .. math::
 
-   \theta_{id} = \beta_d\,\text{sofs}_i + \gamma_d\,(c_i - \bar c)
+   \theta_{id} = \beta_d\,(\text{sofs}_i - \overline{\text{sofs}}) + \gamma_d\,(c_i - \bar c)
                  + \sqrt{\pi_{d,\text{site}}}\, z^{s}_{\text{site}(i),d}
                  + \sqrt{\pi_{d,\text{worker}}}\, z^{w}_{\text{worker}(i),d}
                  + \sqrt{\pi_{d,\text{family}}}\, \varepsilon_{id},
@@ -308,9 +311,10 @@ class GRMPriors:
     pooled: bool = True
     log_discrimination_mean: float = 0.5   # mu_a ~ N(this, 0.5) pooled; log a_j ~ N(this, 1) unpooled
     log_discrimination_sd: float = 0.5     # sigma_a ~ HalfNormal(this)
-    first_threshold_sd: float = 2.0        # m_1 ~ N(0, this); unpooled b_j1 ~ N(0, this)
-    first_threshold_spread: float = 1.0    # tau_1 ~ HalfNormal(this)
-    log_gap_sd: float = 1.0                # g_k ~ N(0, this); unpooled log gaps ~ N(0, this)
+    first_cut_sd: float = 5.0              # m_1 ~ N(0, this); unpooled c_j1 ~ N(0, this)   (logit scale)
+    first_cut_spread: float = 2.0          # tau_1 ~ HalfNormal(this)
+    log_gap_mean: float = 0.5              # g_k ~ N(this, log_gap_sd); unpooled log gaps ~ N(this, log_gap_sd)
+    log_gap_sd: float = 1.0
     log_gap_spread: float = 0.5            # tau_g ~ HalfNormal(this)
     lkj_eta: float = 2.0                   # trait correlations ~ LKJ(this)
     effect_mean: float = 0.0               # SofS arm effect beta_d ~ N(mean, sd) (named prior)
@@ -395,32 +399,32 @@ def build_grm(
     eff_mu = float(getattr(effect_prior, "mean", priors.effect_mean))
     eff_sd = float(getattr(effect_prior, "sd", priors.effect_sd))
     with pm.Model(coords=grm_coords(data)) as model:
-        # --- item parameters ---
+        # --- item parameters (slope-intercept form: logit P(y >= k) = a * theta - c_k) ---
         if priors.pooled:
             mu_a = pm.Normal("log_discrimination_mean", priors.log_discrimination_mean, 0.5)
             sd_a = pm.HalfNormal("log_discrimination_sd", priors.log_discrimination_sd)
             z_a = pm.Normal("z_discrimination", 0.0, 1.0, dims="item")
             log_a = mu_a + sd_a * z_a
-            m1 = pm.Normal("first_threshold_mean", 0.0, priors.first_threshold_sd)
-            tau1 = pm.HalfNormal("first_threshold_spread", priors.first_threshold_spread)
-            z1 = pm.Normal("z_first_threshold", 0.0, 1.0, dims="item")
-            b1 = m1 + tau1 * z1
+            m1 = pm.Normal("first_cut_mean", 0.0, priors.first_cut_sd)
+            tau1 = pm.HalfNormal("first_cut_spread", priors.first_cut_spread)
+            z1 = pm.Normal("z_first_cut", 0.0, 1.0, dims="item")
+            c1 = m1 + tau1 * z1
             if K > 2:
-                g = pm.Normal("log_gap_mean", 0.0, priors.log_gap_sd, dims="gap")
+                g = pm.Normal("log_gap_mean", priors.log_gap_mean, priors.log_gap_sd, dims="gap")
                 taug = pm.HalfNormal("log_gap_spread", priors.log_gap_spread)
                 zg = pm.Normal("z_log_gap", 0.0, 1.0, dims=("item", "gap"))
                 log_gap = g[None, :] + taug * zg
         else:
             log_a = pm.Normal("log_discrimination", priors.log_discrimination_mean, 1.0, dims="item")
-            b1 = pm.Normal("first_threshold", 0.0, priors.first_threshold_sd, dims="item")
+            c1 = pm.Normal("first_cut", 0.0, priors.first_cut_sd, dims="item")
             if K > 2:
-                log_gap = pm.Normal("log_gap", 0.0, priors.log_gap_sd, dims=("item", "gap"))
+                log_gap = pm.Normal("log_gap", priors.log_gap_mean, priors.log_gap_sd, dims=("item", "gap"))
         a = pm.Deterministic("discrimination", pt.exp(log_a), dims="item")
         if K > 2:
-            b = pt.concatenate([b1[:, None], b1[:, None] + pt.cumsum(pt.exp(log_gap), axis=1)], axis=1)
+            cut = pt.concatenate([c1[:, None], c1[:, None] + pt.cumsum(pt.exp(log_gap), axis=1)], axis=1)
         else:
-            b = b1[:, None]
-        b = pm.Deterministic("threshold", b, dims=("item", "cut"))
+            cut = c1[:, None]
+        pm.Deterministic("threshold", cut / a[:, None], dims=("item", "cut"))
 
         # --- latent traits ---
         # Residuals are centred over persons: this pins the latent location exactly (a free
@@ -452,7 +456,9 @@ def build_grm(
             site = z_s * sd_site[None, :]
             worker = z_w * sd_worker[None, :]
             eps = eps / total[None, :]
-            sofs = pm.Data("sofs", des.sofs, dims="person")
+            # Both covariates are centred: with the residuals centred too, the mean of theta over
+            # the sample is 0 whatever beta and gamma are, so they do not drag the thresholds.
+            sofs = pm.Data("sofs_c", des.sofs - des.sofs.mean(), dims="person")
             comp = pm.Data("competence_c", des.competence - des.competence_centre, dims="person")
             mean = (sofs[:, None] * beta[None, :] + comp[:, None] * gamma[None, :]
                     + site[des.site_idx] + worker[des.worker_idx])
@@ -464,7 +470,6 @@ def build_grm(
         item_idx = data.item_idx
         theta_obs = theta[data.person_idx, data.item_dimension[item_idx]]
         eta = a[item_idx] * theta_obs
-        cut = a[:, None] * b
         pad = pt.concatenate([pt.full((J, 1), -_PAD), cut, pt.full((J, 1), _PAD)], axis=1)
         pm.CustomDist("y", eta, item_idx, pad, logp=_grm_logp, random=_grm_random,
                       signature="(),(),(j,c)->()", observed=data.response, dims="obs")
