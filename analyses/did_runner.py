@@ -616,6 +616,11 @@ class Settings:
         return {"draws": self.draws, "tune": self.tune, "chains": self.chains, "progress": not self.quiet}
 
 
+def _present(post, names: list[str]) -> list[str]:
+    """The variables of ``names`` in ``post`` that hold values (no covariates: ``beta`` is empty)."""
+    return [v for v in names if v in post and post[v].size > 0]
+
+
 def _diag_vars(spec: OutcomeSpec, event: bool = False) -> list[str]:
     if spec.hurdle:
         return HURDLE_EVENT_VARS if event else HURDLE_VARS
@@ -656,7 +661,7 @@ def run(spec: OutcomeSpec, args: argparse.Namespace, argv: list[str] | None) -> 
         idata["posterior_predictive"] = ppc["posterior_predictive"]
         idata["prior"] = prior_pred["prior"]
         idata["prior_predictive"] = prior_pred["prior_predictive"]
-        diag = check_sampling(idata, [v for v in _diag_vars(spec) if v in idata["posterior"]])
+        diag = check_sampling(idata, _present(idata["posterior"], _diag_vars(spec)))
         log(diag.banner(), quiet=quiet and diag.ok)
         fits[prior.name], diags[prior.name] = idata, diag
         post = idata["posterior"]
@@ -673,7 +678,7 @@ def run(spec: OutcomeSpec, args: argparse.Namespace, argv: list[str] | None) -> 
     event_fit = CompiledSampler(build_did_model(event_design, priors[0], event_study=True, likelihood=lik,
                                                 zero_prior=zero_priors[0])).sample(
         seed=args.seed + 50, **settings.sample_kwargs())
-    diags["event study"] = check_sampling(event_fit, [v for v in _diag_vars(spec, event=True) if v in event_fit["posterior"]])
+    diags["event study"] = check_sampling(event_fit, _present(event_fit["posterior"], _diag_vars(spec, event=True)))
     log(diags["event study"].banner(), quiet=quiet and diags["event study"].ok)
     ev_post = event_fit["posterior"]
     event_tables = {sc.key: event_table(ev_post, sc.pretrend_threshold, sc.event) for sc in scales}
@@ -908,7 +913,7 @@ def _heavy_refits(spec, args, inputs, analysis, design, ref, zref, settings, la_
     idata = CompiledSampler(build_did_model(design, ref, la_trends=not la_trends, likelihood=lik, zero_prior=zref)).sample(
         base, seed=args.seed + 400, **kw)
     post = idata["posterior"]
-    diag = check_sampling(idata, [v for v in _diag_vars(spec) if v in post])
+    diag = check_sampling(idata, _present(post, _diag_vars(spec)))
     results.append(sens.RefitResult(f"{other} LA trends", "specification",
                                     f"the main model {other} LA-specific linear trends",
                                     {sc.key: post[sc.key].values.ravel() for sc in scales}, diag.ok, diag.problems))
@@ -927,7 +932,7 @@ def _heavy_refits(spec, args, inputs, analysis, design, ref, zref, settings, la_
             log(f"[{spec.name}] moderator {k}...", quiet=quiet)
             idata = msampler.sample({**base, "moderator": vals}, seed=args.seed + 500 + j, **kw)
             post = idata["posterior"]
-            diag = check_sampling(idata, [v for v in _diag_vars(spec) if v in post])
+            diag = check_sampling(idata, _present(post, _diag_vars(spec)))
             n_high = int(vals.sum())
             for part, suffix in [("high", ""), ("low", ""), ("diff", "")]:
                 keys = {sc.key: names[f"mod_{part}" + ("" if sc.headline else "_zero")] for sc in scales}
@@ -943,7 +948,7 @@ def _heavy_refits(spec, args, inputs, analysis, design, ref, zref, settings, la_
         idata = CompiledSampler(build_did_model(design, ref, la_trends=la_trends, repeated=rep)).sample(
             model_data(design, ref), seed=args.seed + 600, **kw)
         post = idata["posterior"]
-        diag = check_sampling(idata, [v for v in [*MAIN_VARS, "sigma_child"] if v in post])
+        diag = check_sampling(idata, _present(post, [*MAIN_VARS, "sigma_child"]))
         sd = float(post["sigma_child"].values.mean())
         results.append(sens.RefitResult(
             "child random effect", "repeated children",
@@ -966,7 +971,7 @@ def _heavy_refits(spec, args, inputs, analysis, design, ref, zref, settings, la_
         for j, m in enumerate(args.misclassification_values):
             idata = msampler.sample({**model_data(design, ref), "misclass": mask * m}, seed=args.seed + 700 + j, **kw)
             post = idata["posterior"]
-            diag = check_sampling(idata, [v for v in MAIN_VARS if v in post])
+            diag = check_sampling(idata, _present(post, MAIN_VARS))
             results.append(sens.RefitResult(
                 f"misclassified share {m:.0%}", "misclassification",
                 f"{m:.0%} of the referrals recorded as NFA in {where} assumed not to be NFA (their re-referral "

@@ -209,7 +209,7 @@ class Refitter:
         data.update(extra or {})
         idata = self.sampler.sample(data, seed=seed, **self.sample_kwargs)
         post = idata["posterior"]
-        diag = check_sampling(idata, [v for v in self.diag_vars if v in post])
+        diag = check_sampling(idata, [v for v in self.diag_vars if v in post and post[v].size > 0])
         draws = {v: post[v].values.ravel() for v in self.effects if v in post}
         return RefitResult(name, family, description, draws, diag.ok, diag.problems, note)
 
