@@ -43,26 +43,34 @@ the scale). With the explanatory latent regression (``LatentDesign``):
 .. math::
 
    \theta_{id} = \beta_d\,(\text{sofs}_i - \overline{\text{sofs}}) + \gamma_d\,(c_i - \bar c)
-                 + \sqrt{\pi_{d,\text{site}}}\, z^{s}_{\text{site}(i),d}
-                 + \sqrt{\pi_{d,\text{worker}}}\, z^{w}_{\text{worker}(i),d}
-                 + \sqrt{\pi_{d,\text{family}}}\, \varepsilon_{id},
-   \qquad \varepsilon_i \sim N(0, R),\quad z^s, z^w \sim N(0, 1),
+                 + s_{\text{site}(i),d} + u_{\text{worker}(i),d} + \varepsilon_{id},
 
-with :math:`(\pi_{\text{site}}, \pi_{\text{worker}}, \pi_{\text{family}}) =
-(\tau_s^2, \tau_w^2, 1) / (1 + \tau_s^2 + \tau_w^2)`, :math:`\tau_s \sim \text{HalfNormal}(0.3)`,
-:math:`\tau_w \sim \text{HalfNormal}(0.5)`: the latent variance at fixed arm and competence
-is 1, shared between sites, social workers and families (reported as ``sd_site`` and
-``sd_worker``). A free worker SD traded off against the discriminations (the trait's scale)
-and the thresholds mixed slowly; this normalised form fixes the scale. Site, worker and
-family terms are non-centred and centred over sites, workers and families (zero-sum), which
-pins the latent location
-exactly. The unit of the latent scale is therefore one SD of the trait among families of the
-same arm and competence. :math:`\beta_d` (SofS arm vs contrast arm) gets a *named* prior
-(sceptical / neutral / enthusiastic, stored as ``pm.Data`` so one compiled model serves all
-three); :math:`\gamma_d \sim N(0, (1 / \text{sd}(c))^2)`, one latent SD per SD of
-competence. Because each arm has only two sites, the site terms are what keeps the arm
-effect from absorbing site-to-site differences: the arm effect is judged against
-between-site variation, and with two sites per arm its posterior stays wide.
+with site effects :math:`s \sim N(0, \sigma^2_{s,d})`, social-worker effects
+:math:`u \sim N(0, \sigma^2_{w,d})` and family residuals :math:`\varepsilon_i \sim N(0,
+\sigma^2_{f,d} R)` whose shares are :math:`(\sigma^2_s, \sigma^2_w, \sigma^2_f) = (\tau_s^2,
+\tau_w^2, 1) / (1 + \tau_s^2 + \tau_w^2)`, :math:`\tau_s \sim \text{HalfNormal}(0.3)`,
+:math:`\tau_w \sim \text{HalfNormal}(0.5)`: the latent variance at fixed arm and competence is
+1 (reported: ``sd_site``, ``sd_worker``), so the trait's scale cannot trade against the
+discriminations (a free worker SD did, and the thresholds mixed slowly). The unit of the
+latent scale is one SD of the trait among families of the same arm and competence; :math:`R`
+(LKJ(2)) correlates the dimensions.
+
+How it is sampled: site effects non-centred and centred over sites; the family and worker
+terms together as :math:`(z_i + k_w \sum_{j \in w} z_j) / T`, the symmetric square root of the
+compound-symmetric covariance of the families sharing worker :math:`w` (:math:`k_w =
+(\sqrt{1 + n_w \tau_w^2} - 1)/n_w`, :math:`T^2 = 1 + \tau_s^2 + \tau_w^2`), with
+:math:`z_i \sim N(0, R)` centred over families. Separate worker draws left :math:`\tau_w`
+with an ESS near 100 when most workers see one to three families; in this form a worker seen
+once is untouched by :math:`\tau_w` (the worker and family parts share the correlation
+:math:`R`). Centring the draws and both covariates pins the latent location exactly, so
+neither the location nor :math:`\beta, \gamma` drag the thresholds.
+
+:math:`\beta_d` (SofS arm vs contrast arm) gets a *named* prior (sceptical / neutral /
+enthusiastic, stored as ``pm.Data`` so one compiled model serves all three);
+:math:`\gamma_d \sim N(0, (1 / \text{sd}(c))^2)`, one latent SD per SD of competence. Because
+each arm has only two sites, the site effects are what keeps the arm effect from absorbing
+site-to-site differences: the arm effect is judged against between-site variation, and with
+two sites per arm its posterior stays wide.
 
 Assumptions: local independence given :math:`\theta`; simple structure (each item loads on
 one dimension); the same item parameters in both arms (no differential item functioning);
@@ -338,20 +346,6 @@ def _grm_logp(value, eta, item, pad):
     return pt.log(pt.sigmoid(eta - flat[idx]) - pt.sigmoid(eta - flat[idx + 1]))
 
 
-def _grm_random(eta, item, pad, rng=None, size=None):
-    eta = np.asarray(eta, dtype=float)
-    item = np.asarray(item).astype(int)
-    pad = np.asarray(pad, dtype=float)
-    eta, item = np.broadcast_arrays(eta, item)
-    if size is not None:
-        eta = np.broadcast_to(eta, size)
-        item = np.broadcast_to(item, size)
-    cuts = pad[..., item, 1:-1]  # (..., n, K-1)
-    p_ge = 1.0 / (1.0 + np.exp(-(eta[..., None] - cuts)))
-    u = rng.uniform(size=eta.shape)
-    return (u[..., None] < p_ge).sum(axis=-1)
-
-
 def _centred_normal(name: str, dims: tuple[str, str]) -> pt.TensorVariable:
     """N(0, 1) draws centred over the first dim: the zero-sum normal's distribution.
 
@@ -388,8 +382,8 @@ def build_grm(
     dimension), ``trait_corr`` (dimension, dimension_bis) when there are several dimensions,
     and with the regression ``sofs_effect``, ``competence_slope`` (dimension),
     ``sd_site``, ``sd_worker`` (dimension; SDs on the unit latent scale), raw
-    ``site_sd_raw``/``worker_sd_raw`` and centred ``z_site_raw`` (site, dimension),
-    ``z_worker_raw`` (worker, dimension). The observed variable is ``y`` (obs).
+    ``site_sd_raw``/``worker_sd_raw`` and ``z_site_raw`` (site, dimension). The observed
+    variable is ``y`` (obs).
     """
     priors = priors or GRMPriors()
     regression = data.design is not None if regression is None else regression
@@ -443,25 +437,29 @@ def build_grm(
             sd_eff = pm.Data("effect_prior_sd", eff_sd)
             beta = pm.Normal("sofs_effect", mu_eff, sd_eff, dims="dimension")
             gamma = pm.Normal("competence_slope", 0.0, priors.slope_sd_per_sd / des.competence_sd, dims="dimension")
-            # Latent variance at fixed arm and competence = 1: site, worker and family terms are
-            # drawn with free SDs and divided by their total SD, so the trait's scale cannot
-            # trade against the discriminations (a free worker SD did, and thresholds mixed slowly).
+            # Latent variance at fixed arm and competence = 1: site, worker and family terms get
+            # free SDs and are divided by their total SD T, so the trait's scale cannot trade
+            # against the discriminations. Families sharing a worker get the worker term through
+            # the symmetric square root of their compound-symmetric covariance,
+            # (z_i + k_w * sum_{j in w} z_j) / T with k_w = (sqrt(1 + n_w tau_w^2) - 1) / n_w:
+            # no separate worker draws, so a worker seen once is untouched by tau_w (separate
+            # worker draws left tau_w with ESS ~100 at 1-3 families per worker).
             sd_s = pm.HalfNormal("site_sd_raw", priors.site_sd, dims="dimension")
             sd_w = pm.HalfNormal("worker_sd_raw", priors.worker_sd, dims="dimension")
             total = pt.sqrt(1.0 + sd_s**2 + sd_w**2)
             sd_site = pm.Deterministic("sd_site", sd_s / total, dims="dimension")
-            sd_worker = pm.Deterministic("sd_worker", sd_w / total, dims="dimension")
+            pm.Deterministic("sd_worker", sd_w / total, dims="dimension")
             z_s = _centred_normal("z_site", ("site", "dimension"))
-            z_w = _centred_normal("z_worker", ("worker", "dimension"))
             site = z_s * sd_site[None, :]
-            worker = z_w * sd_worker[None, :]
-            eps = eps / total[None, :]
+            n_w = np.bincount(des.worker_idx, minlength=len(des.worker)).astype(float)[:, None]
+            k_w = (pt.sqrt(1.0 + n_w * sd_w[None, :] ** 2) - 1.0) / n_w
+            sums = pt.inc_subtensor(pt.zeros((len(des.worker), D))[des.worker_idx], eps)
+            eps = (eps + (k_w * sums)[des.worker_idx]) / total[None, :]
             # Both covariates are centred: with the residuals centred too, the mean of theta over
             # the sample is 0 whatever beta and gamma are, so they do not drag the thresholds.
             sofs = pm.Data("sofs_c", des.sofs - des.sofs.mean(), dims="person")
             comp = pm.Data("competence_c", des.competence - des.competence_centre, dims="person")
-            mean = (sofs[:, None] * beta[None, :] + comp[:, None] * gamma[None, :]
-                    + site[des.site_idx] + worker[des.worker_idx])
+            mean = sofs[:, None] * beta[None, :] + comp[:, None] * gamma[None, :] + site[des.site_idx]
             theta = pm.Deterministic("theta", mean + eps, dims=("person", "dimension"))
         else:
             theta = pm.Deterministic("theta", eps, dims=("person", "dimension"))
@@ -471,7 +469,7 @@ def build_grm(
         theta_obs = theta[data.person_idx, data.item_dimension[item_idx]]
         eta = a[item_idx] * theta_obs
         pad = pt.concatenate([pt.full((J, 1), -_PAD), cut, pt.full((J, 1), _PAD)], axis=1)
-        pm.CustomDist("y", eta, item_idx, pad, logp=_grm_logp, random=_grm_random,
+        pm.CustomDist("y", eta, item_idx, pad, logp=_grm_logp,
                       signature="(),(),(j,c)->()", observed=data.response, dims="obs")
     return model
 
@@ -740,14 +738,8 @@ def ppc_item_distributions(idata: xr.DataTree, data: GRMData, *, n_draws: int = 
     and 90% interval of the count, and whether the observed count lies inside it.
     """
     post = posterior_arrays(idata, max_draws=n_draws, seed=seed)
-    rng = np.random.default_rng(seed)
-    a, b, theta = post["discrimination"], post["threshold"], post["theta"]
-    j, p = data.item_idx, data.person_idx
-    th = theta[:, p, data.item_dimension[j]]
-    probs = category_probabilities(th, a[:, j], b[:, j, :])  # (S, obs, K)
-    cum = probs.cumsum(axis=-1)
-    u = rng.uniform(size=probs.shape[:-1])[..., None]
-    y_rep = np.minimum((u > cum).sum(axis=-1), data.n_categories - 1)
+    y_rep = _draw_answers(post["theta"], post["discrimination"], post["threshold"], data, np.random.default_rng(seed))
+    j = data.item_idx
     K = data.n_categories
     rows = []
     for item in range(data.n_item):
@@ -954,13 +946,31 @@ def slim_posterior(idata: xr.DataTree, var_names: list[str] | None = None) -> xr
 
 
 def prior_predictive_categories(model: pm.Model, data: GRMData, *, draws: int = 200, seed: int = 0) -> pd.DataFrame:
-    """Prior predictive check: share of answers in each category, prior predictive vs observed."""
+    """Prior predictive check: share of answers in each category, prior predictive vs observed.
+
+    Traits and item parameters are drawn from the prior by PyMC; answers are then drawn for
+    every observed (person, item) cell with :func:`category_probabilities` (the same
+    density as the model's ``y``).
+    """
     with model:
-        prior = pm.sample_prior_predictive(draws=draws, random_seed=seed, var_names=["y"])
-    y = np.asarray(prior["prior_predictive"]["y"].values).reshape(-1, len(data.response))
+        prior = pm.sample_prior_predictive(draws=draws, random_seed=seed,
+                                           var_names=["theta", "discrimination", "threshold"])
+    grp = prior["prior"]
+    theta = grp["theta"].stack(sample=("chain", "draw")).transpose("sample", ...).values
+    a = grp["discrimination"].stack(sample=("chain", "draw")).transpose("sample", ...).values
+    b = grp["threshold"].stack(sample=("chain", "draw")).transpose("sample", ...).values
+    y = _draw_answers(theta, a, b, data, np.random.default_rng(seed))
     K = data.n_categories
     shares = np.stack([np.bincount(r, minlength=K) / len(r) for r in y])
     obs = np.bincount(data.response, minlength=K) / len(data.response)
     lo, mid, hi = np.quantile(shares, [0.05, 0.5, 0.95], axis=0)
     return pd.DataFrame({"instrument": data.instrument, "category": data.code_values, "model_category": np.arange(K),
                          "observed_share": obs, "prior_median": mid, "prior_low90": lo, "prior_high90": hi})
+
+
+def _draw_answers(theta: np.ndarray, a: np.ndarray, b: np.ndarray, data: GRMData, rng: np.random.Generator) -> np.ndarray:
+    """New answers (draw, obs) for every observed cell, given draws of traits and items."""
+    j, p = data.item_idx, data.person_idx
+    probs = category_probabilities(theta[:, p, data.item_dimension[j]], a[:, j], b[:, j, :])
+    u = rng.uniform(size=probs.shape[:-1])[..., None]
+    return np.minimum((u > probs.cumsum(axis=-1)).sum(axis=-1), data.n_categories - 1)

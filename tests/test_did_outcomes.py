@@ -7,13 +7,11 @@ run of every analysis family is ``@pytest.mark.slow``.
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pymc as pm
 import pytest
 from scipy.special import gammaln
 
@@ -23,9 +21,11 @@ from data.errors import DataError
 from data.synthetic import (AssessmentStudyConfig, DidStudyConfig, ReferralStudyConfig, assessment_twin,
                             referral_twin, simulate_assessment_study, simulate_referral_study)
 from models import did_sensitivity as sens
-from models.did_duration import duration_ppc, mean_did
+from models.did_duration import mean_did
 from models.did_hierarchical import build_did_model, did_design, effect_priors, model_data, repeated_design
 from models.sampling import CompiledSampler
+
+FAST = "FAST_COMPILE"   # exact log-density checks: no C compilation needed
 
 # ---------------------------------------------------------------- small studies
 
@@ -242,17 +242,17 @@ def test_extensions_reduce_to_the_plain_model():
     plain = build_did_model(design, prior)
     point = plain.initial_point()
     point.update({"mu_tau": np.array(-0.4), "sigma_la_log__": np.array(-1.0)})
-    lp = plain.compile_logp()(point)
+    lp = plain.compile_logp(mode=FAST)(point)
     # misclassification share 0: same likelihood (plus the prior of the unused q)
     mis = build_did_model(design, prior, misclassification=np.zeros(len(analysis)))
     mpoint = {**point, "miscoded_logit": np.array(0.0)}
-    q_prior = float(mis.compile_logp(vars=[mis["miscoded_logit"]])(mpoint))
-    assert mis.compile_logp()(mpoint) == pytest.approx(lp + q_prior, rel=1e-9)
+    q_prior = float(mis.compile_logp(vars=[mis["miscoded_logit"]], mode=FAST)(mpoint))
+    assert mis.compile_logp(mode=FAST)(mpoint) == pytest.approx(lp + q_prior, rel=1e-9)
     # moderator effect 0: same model (plus the prior of gamma)
     mod = build_did_model(design, prior, moderator=np.array([1.0, 0.0, 1.0]))
     dpoint = {**point, "moderator_effect": np.array(0.0)}
-    g_prior = float(mod.compile_logp(vars=[mod["moderator_effect"]])(dpoint))
-    assert mod.compile_logp()(dpoint) == pytest.approx(lp + g_prior, rel=1e-9)
+    g_prior = float(mod.compile_logp(vars=[mod["moderator_effect"]], mode=FAST)(dpoint))
+    assert mod.compile_logp(mode=FAST)(dpoint) == pytest.approx(lp + g_prior, rel=1e-9)
     # child random effect with sigma_child -> 0: the binomial likelihood (records of repeated
     # children enter as Bernoulli terms, so compare without the binomial coefficients)
     rep = repeated_design(analysis, cells.repeated, ())
@@ -261,8 +261,8 @@ def test_extensions_reduce_to_the_plain_model():
     y, n = design.data["y"], design.data["n"]
     log_choose = lambda n_, k_: gammaln(n_ + 1) - gammaln(k_ + 1) - gammaln(n_ - k_ + 1)  # noqa: E731
     offset = log_choose(n, y).sum() - log_choose(rep["n_once"], rep["y_once"]).sum()
-    s_prior = float(child.compile_logp(vars=[child["sigma_child"]])(cpoint))
-    assert child.compile_logp()(cpoint) + offset == pytest.approx(lp + s_prior, rel=1e-6)
+    s_prior = float(child.compile_logp(vars=[child["sigma_child"]], mode=FAST)(cpoint))
+    assert child.compile_logp(mode=FAST)(cpoint) + offset == pytest.approx(lp + s_prior, rel=1e-6)
 
 
 def test_hurdle_likelihood_equals_the_record_level_lognormal():
@@ -274,7 +274,7 @@ def test_hurdle_likelihood_equals_the_record_level_lognormal():
     point["sigma_log_log__"] = np.array(np.log(0.8))
     point["alpha"] = np.array(2.5)
     potential_graph = model.replace_rvs_by_values([model.potentials[0]])[0]
-    f = model.compile_fn(potential_graph, inputs=model.value_vars, point_fn=True, on_unused_input="ignore")
+    f = model.compile_fn(potential_graph, inputs=model.value_vars, point_fn=True, on_unused_input="ignore", mode=FAST)
     potential = float(f(point))
     # record level: sum over positive durations of log N(log d | m_c, 0.8) + log d, up to constants
     m = 2.5 + 0.0  # every other term is zero at the initial point
@@ -284,85 +284,115 @@ def test_hurdle_likelihood_equals_the_record_level_lognormal():
     assert potential == pytest.approx(direct, rel=1e-9)
 
 
-# ---------------------------------------------------------------- recovery (tiny fits)
+# ---------------------------------------------------------------- recovery and the command line (tiny fits)
+#
+# Each outcome's recovery test runs its command line once on a synthetic study whose truth is known
+# (12 LAs x 9 years, LA x year cells), so one pair of compilations serves both.
 
-@pytest.mark.parametrize("outcome", ["rereferral", "escalation"])
-def test_binary_outcomes_recover_the_true_att(outcome):
-    study = simulate_referral_study(ReferralStudyConfig(base=RECOVERY_BASE, sd_child=0.3, unreliable_las=(),
-                                                        similar_practice_effect=0.0, escalation_share=0.3), seed=5)
-    cells = cells_from_frame(study.children, outcome, covariates=())
-    analysis = cells.analysis_cells()
-    design = did_design(analysis, las=cells.las, pilots=cells.pilots, years=cells.years, covariates=())
-    share = float(analysis["y"].sum() / analysis["n"].sum())
-    prior = effect_priors(share, direction=-1)["neutral"]
-    sampler = _binary_sampler(design, prior)
-    idata = sampler.sample(model_data(design, prior), draws=300, tune=300, chains=2, seed=2)
-    att = idata["posterior"]["att_pp"].values.ravel()
-    truth = study.truth["outcomes"][outcome]["att_pp"]
-    lo, hi = np.quantile(att, [0.025, 0.975])
-    assert lo < truth < hi
-    assert abs(att.mean() - truth) < (2.5 if outcome == "rereferral" else 1.5)   # posterior SD ~1.5 / ~0.7 pp
-
-
-_SAMPLERS: dict = {}
-
-
-def _binary_sampler(design, prior):
-    """One compiled binomial model for both outcomes (same cells, new data)."""
-    if "binary" not in _SAMPLERS:
-        _SAMPLERS["binary"] = CompiledSampler(build_did_model(design, prior))
-    return _SAMPLERS["binary"]
+RECOVERY_REFERRALS = ReferralStudyConfig(
+    base=replace(RECOVERY_BASE, similar_practice_las=("Comparator 3",)), sd_child=0.3,
+    unreliable_las=("Comparator 2",), unreliable_until=2011, miscoded_share=0.0,   # few NFA records, none miscoded
+    similar_practice_effect=0.0, escalation_share=0.3)
+RECOVERY_ASSESSMENTS = AssessmentStudyConfig(
+    base=replace(RECOVERY_BASE, outcome="assessment_days", baseline_share=0.12, mu_tau=-0.35, sd_tau=0.1),
+    mu_tau_days=0.15, sd_tau_days=0.05, practice_change_las=(), repeat_share=0.05, sd_child_days=0.0)
+FIT = ["--draws", "300", "--tune", "300", "--chains", "2", "--prior", "neutral", "--quiet", "--covariates", "none",
+       "--seed", "2"]
 
 
 @pytest.fixture(scope="module")
-def duration_fit():
-    config = AssessmentStudyConfig(
-        base=replace(RECOVERY_BASE, outcome="assessment_days", baseline_share=0.12, mu_tau=-0.35, sd_tau=0.1),
-        mu_tau_days=0.15, sd_tau_days=0.05, practice_change_las=(), repeat_share=0.0, sd_child_days=0.0)
-    study = simulate_assessment_study(config, seed=6)
-    cells = cells_from_frame(study.children, "assessment_days", kind="duration", covariates=())
+def recovery(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("recovery")
+    ref = simulate_referral_study(RECOVERY_REFERRALS, seed=5)
+    ass = simulate_assessment_study(RECOVERY_ASSESSMENTS, seed=6)
+    return {"referrals": ref, "assessments": ass, "referral_file": _write(tmp, "referrals.csv", ref.children),
+            "assessment_file": _write(tmp, "assessments.csv", ass.children),
+            "las": _write(tmp, "las.csv", ref.la_attributes)}
+
+
+def _covers(draws: np.ndarray, truth: float, tol: float) -> None:
+    lo, hi = np.quantile(np.ravel(draws), [0.025, 0.975])
+    assert lo < truth < hi, (lo, truth, hi)
+    assert abs(np.mean(draws) - truth) < tol
+
+
+def test_rereferral_cli_recovers_the_truth_and_writes_robustness_outputs(recovery, tmp_path):
+    import arviz as az
+
+    out = tmp_path / "rr"
+    code = rereferral.main(["--data", str(recovery["referral_file"]), "--la-attributes", str(recovery["las"]),
+                            "--out", str(out), *FIT])
+    assert code in (0, 1)
+    names = {p.name for p in out.iterdir()}
+    assert {"posterior_neutral.nc", "posterior_event_study.nc", "statements.json", "report.md", "summary.csv",
+            "robustness.csv", "relative_magnitudes.csv", "pretrends.csv", "relative_magnitudes.png",
+            "robustness.png", "event_study.png", "ppc_share.png"} <= names
+    att = az.from_netcdf(out / "posterior_neutral.nc")["posterior"]["att_pp"].values
+    _covers(att, recovery["referrals"].truth["att_pp"], tol=2.5)          # posterior SD about 1.3 pp
+    rec = json.loads((out / "statements.json").read_text())
+    assert rec["report"]["effect_pp"] == -9.8 and rec["synthetic"] is False
+    rob = pd.read_csv(out / "robustness.csv")
+    assert list(rob["analysis"]) == ["main (all LAs)", "without similar-practice comparators",
+                                     "without LAs with unreliable NFA coding", "first record per child"]
+    assert "Comparator 2" in rob["description"].iloc[2]
+    assert rob["width_ratio_vs_main"].gt(0).all()
+    rm = rec["relative_magnitudes"]["att_pp"]
+    assert rm["breakdown_m"] >= 0 and rm["conclusion"] == "reduction"
+    assert pd.read_csv(out / "pretrends.csv")["event_time"].iloc[-1] == "max |pre|"
+    assert any("parallel trends" in s for s in rec["robustness_statements"])
+
+
+def test_escalation_model_recovers_the_truth(recovery):
+    study = recovery["referrals"]
+    cells = cells_from_frame(study.children, "escalation", covariates=())
     analysis = cells.analysis_cells()
     design = did_design(analysis, las=cells.las, pilots=cells.pilots, years=cells.years, covariates=())
-    prior = effect_priors(20.0, likelihood="hurdle_lognormal", direction=-1)["neutral"]
-    model = build_did_model(design, prior, likelihood="hurdle_lognormal")
-    idata = CompiledSampler(model).sample(model_data(design, prior, likelihood="hurdle_lognormal"), draws=300,
-                                          tune=300, chains=2, seed=3)
-    with model, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*Potentials.*", category=UserWarning)  # y_obs does not need them
-        idata["posterior_predictive"] = pm.sample_posterior_predictive(
-            idata, var_names=["y_obs"], freeze_vars=["mu_tau", "mu_tau_zero"], random_seed=1,
-            progressbar=False)["posterior_predictive"]
-    return study, design, analysis, idata
+    prior = effect_priors(float(analysis["y"].sum() / analysis["n"].sum()), direction=-1)["neutral"]
+    idata = CompiledSampler(build_did_model(design, prior)).sample(model_data(design, prior), draws=300, tune=300,
+                                                                   chains=2, seed=2)
+    _covers(idata["posterior"]["att_pp"].values, study.truth["outcomes"]["escalation"]["att_pp"], tol=1.5)
 
 
-def test_duration_model_recovers_mean_duration_and_same_day_effects(duration_fit):
-    study, _, _, idata = duration_fit
-    post = idata["posterior"]
-    for var, key, tol in (("att_days", "att_days", 1.5), ("att_sameday_pp", "att_sameday_pp", 1.5)):
-        x = post[var].values.ravel()
-        lo, hi = np.quantile(x, [0.025, 0.975])
-        assert lo < study.truth[key] < hi, var
-        assert abs(x.mean() - study.truth[key]) < tol, var
-    assert study.truth["att_days"] > 2.0 and study.truth["att_sameday_pp"] < -2.0   # effects worth recovering
+def test_duration_cli_recovers_days_and_same_day_and_its_ppc_fits(recovery, tmp_path):
+    import arviz as az
 
-
-def test_duration_ppc_reproduces_the_same_day_share_and_mean(duration_fit):
-    _, design, analysis, idata = duration_fit
-    y_pred = idata["posterior_predictive"]["y_obs"].values.reshape(-1, len(analysis))
-    share = 100 * y_pred.sum(1) / analysis["n"].sum()
-    observed = 100 * analysis["y"].sum() / analysis["n"].sum()
-    lo, hi = np.quantile(share, [0.005, 0.995])
-    assert lo < observed < hi
-    table = duration_ppc(design, idata, analysis, seed=1)
-    inside = (table.observed_same_day_pct >= table.pred_same_day_low) & (table.observed_same_day_pct <= table.pred_same_day_high)
+    out = tmp_path / "du"
+    # the generator has LA-specific trends in both parts, so the model that recovers it has them too
+    code = duration.main(["--data", str(recovery["assessment_file"]), "--out", str(out), "--cutoffs", "45",
+                          "--la-trends", *FIT])
+    assert code in (0, 1)
+    truth = recovery["assessments"].truth
+    assert truth["att_days"] > 2.0 and truth["att_sameday_pp"] < -2.0      # effects worth recovering
+    idata = az.from_netcdf(out / "posterior_neutral.nc")
+    _covers(idata["posterior"]["att_days"].values, truth["att_days"], tol=1.5)
+    _covers(idata["posterior"]["att_sameday_pp"].values, truth["att_sameday_pp"], tol=1.5)
+    # posterior predictive: the share of same-day assessments, overall and by arm and year
+    same_day = idata["observed_data"]["y_obs"].values
+    y_pred = idata["posterior_predictive"]["y_obs"].values
+    cells = cells_from_frame(recovery["assessments"].children, "assessment_days", kind="duration", covariates=())
+    analysis = cells.analysis_cells()
+    share = 100 * y_pred.reshape(-1, len(analysis)).sum(1) / analysis["n"].sum()
+    observed = 100 * same_day.sum() / analysis["n"].sum()
+    assert np.quantile(share, 0.005) < observed < np.quantile(share, 0.995)
+    ppc = pd.read_csv(out / "ppc_duration.csv")
+    inside = ppc.observed_same_day_pct.between(ppc.pred_same_day_low, ppc.pred_same_day_high)
     assert inside.mean() >= 0.8
-    inside = (table.observed_mean_days >= table.pred_low_days) & (table.observed_mean_days <= table.pred_high_days)
+    inside = ppc.observed_mean_days.between(ppc.pred_low_days, ppc.pred_high_days)
     assert inside.mean() >= 0.7
-    freq = mean_did(analysis)
-    assert freq.n_clusters == 12 and np.isfinite(freq.se)
+    rec = json.loads((out / "statements.json").read_text())
+    res = rec["results"][0]
+    assert {"att_days", "att_sameday_pp", "effect"} <= set(res) and res["effect"]["unit"] == "working days"
+    assert set(rec["relative_magnitudes"]) == {"att_days", "att_sameday_pp"}
+    assert set(rec["frequentist_cross_check"]) == {"mean duration", "same-day share"}
+    rob = pd.read_csv(out / "robustness.csv")
+    assert {"without Pilots 1 and 2", "durations <= 45 days", "first record per child"} <= set(rob["analysis"])
+    assert {"ppc_duration.png", "att_posterior_att_sameday_pp.png", "event_study_att_sameday_pp.png",
+            "robustness_att_sameday_pp.png"} <= {p.name for p in out.iterdir()}
+    assert "same-day" in (out / "report.md").read_text()
+    assert mean_did(analysis).n_clusters == 12
 
 
-# ---------------------------------------------------------------- command line
+# ---------------------------------------------------------------- bad input
 
 @pytest.fixture(scope="module")
 def small_files(tmp_path_factory):
@@ -375,46 +405,6 @@ def small_files(tmp_path_factory):
 
 
 FEW = ["--draws", "60", "--tune", "60", "--chains", "2", "--quiet", "--covariates", "none", "--seed", "3"]
-
-
-def test_rereferral_cli_writes_robustness_outputs(small_files, tmp_path):
-    out = tmp_path / "rr"
-    code = rereferral.main(["--data", str(small_files["referrals"]), "--la-attributes", str(small_files["las"]),
-                            "--prior", "neutral", "--out", str(out), *FEW])
-    assert code == 0
-    names = {p.name for p in out.iterdir()}
-    assert {"posterior_neutral.nc", "posterior_event_study.nc", "statements.json", "report.md", "summary.csv",
-            "robustness.csv", "relative_magnitudes.csv", "pretrends.csv", "relative_magnitudes.png",
-            "robustness.png", "event_study.png"} <= names
-    rec = json.loads((out / "statements.json").read_text())
-    assert rec["report"]["effect_pp"] == -9.8 and rec["synthetic"] is False
-    rob = pd.read_csv(out / "robustness.csv")
-    assert list(rob["analysis"]) == ["main (all LAs)", "without similar-practice comparators",
-                                     "without LAs with unreliable NFA coding", "first record per child"]
-    assert rob["width_ratio_vs_main"].gt(0).all()
-    rm = rec["relative_magnitudes"]["att_pp"]
-    assert rm["breakdown_m"] >= 0 and rm["conclusion"] in ("reduction", "increase")
-    assert pd.read_csv(out / "pretrends.csv")["event_time"].iloc[-1] == "max |pre|"
-    assert any("parallel trends" in s for s in rec["robustness_statements"])
-
-
-def test_duration_cli_reports_days_and_same_day(small_files, tmp_path):
-    out = tmp_path / "du"
-    code = duration.main(["--data", str(small_files["assessments"]), "--prior", "neutral", "--out", str(out),
-                          "--cutoffs", "30", *FEW])
-    assert code == 0
-    rec = json.loads((out / "statements.json").read_text())
-    res = rec["results"][0]
-    assert {"att_days", "att_sameday_pp", "effect"} <= set(res)
-    assert res["effect"]["unit"] == "working days"
-    assert set(rec["relative_magnitudes"]) == {"att_days", "att_sameday_pp"}
-    rob = pd.read_csv(out / "robustness.csv")
-    assert {"without Pilots 1 and 2", "durations <= 30 days", "first record per child"} <= set(rob["analysis"])
-    ppc = pd.read_csv(out / "ppc_duration.csv")
-    assert {"observed_mean_days", "pred_mean_days", "observed_same_day_pct"} <= set(ppc.columns)
-    assert {"ppc_duration.png", "att_posterior_att_sameday_pp.png", "event_study_att_sameday_pp.png",
-            "robustness_att_sameday_pp.png"} <= {p.name for p in out.iterdir()}
-    assert "same-day" in (out / "report.md").read_text()
 
 
 @pytest.mark.parametrize("module, data_key, mutate, needle", [
