@@ -86,7 +86,7 @@ class ReportedResult:
         return self.effect if self.effect is not None else self.effect_pp
 
     def describe(self) -> str:
-        text = f"{self.headline:+.2f} {self.unit}" if self.headline is not None else "no effect printed"
+        text = f"{self.headline:+.2f} {self.unit}" if self.headline is not None else "no effect size printed"
         text += f" ({self.before_after})" if self.before_after else ""
         text += f", p = {self.p_value}" if self.p_value is not None else ""
         for label, value, unit, p in self.secondary:
@@ -132,6 +132,7 @@ class OutcomeSpec:
     report_sample: tuple[str, ...] = ()                # LAs the report's own analysis used
     duration_cutoffs: tuple[float, ...] = ()           # maximum durations for the sensitivity re-fits
     first_record_variant: bool = False                 # re-fit on each child's first record
+    target_accept: float = 0.9                         # NUTS target acceptance (higher: smaller steps)
     zero_label: str = "same-day assessments"
     zero_rope_pp: float = 2.0
     zero_mid_pp: float = 5.0
@@ -202,6 +203,8 @@ def build_parser(spec: OutcomeSpec, doc: str | None) -> argparse.ArgumentParser:
                             "child random effect, misclassification grid)")
     group.add_argument("--no-robustness", action="store_true",
                        help="skip every robustness re-fit (the event study and relative magnitudes still run)")
+    p.add_argument("--target-accept", type=float, default=spec.target_accept, metavar="P",
+                   help=f"NUTS target acceptance rate (default {spec.target_accept}; raise it if there are divergences)")
     p.add_argument("--exclude-las", default=None, metavar="LIST",
                    help="an extra sensitivity re-fit with these comma-separated LAs left out")
     p.add_argument("--m-grid", default=",".join(f"{m:g}" for m in sens.DEFAULT_M_GRID), metavar="LIST",
@@ -573,9 +576,15 @@ def robustness_plan(spec: OutcomeSpec, inputs: Inputs, analysis: pd.DataFrame, *
             arms = set(analysis.loc[analysis.la.isin(present), "arm"])
             if arms == {"pilot", "comparator"}:
                 others = [la for la in cells.las if la not in present]
+                frame = mask_las(analysis, others, stats)
+                note = ""
+                if not spec.hurdle:
+                    f = lpm_did(frame[frame["n"] > 0], cells.covariates)
+                    note = (f"the report's method on these LAs: {f.estimate_pp:+.2f} pp (LA-clustered SE {f.se_pp:.2f}, "
+                            f"{f.n_clusters} clusters)")
                 plan.append(PlannedFit("report's LAs only", "exclusion",
                                        f"only the LAs the report could use ({', '.join(present)}): what partial pooling "
-                                       "across all LAs adds", mask_las(analysis, others, stats)))
+                                       "across all LAs adds", frame, note))
             else:
                 notes.append(f"the report's sample {list(spec.report_sample)} is not in the data with both arms")
         for v in cells.variants:
@@ -611,9 +620,11 @@ class Settings:
     tune: int
     chains: int
     quiet: bool
+    target_accept: float = 0.9
 
     def sample_kwargs(self) -> dict:
-        return {"draws": self.draws, "tune": self.tune, "chains": self.chains, "progress": not self.quiet}
+        return {"draws": self.draws, "tune": self.tune, "chains": self.chains, "progress": not self.quiet,
+                "target_accept": self.target_accept}
 
 
 def _present(post, names: list[str]) -> list[str]:
@@ -642,7 +653,7 @@ def run(spec: OutcomeSpec, args: argparse.Namespace, argv: list[str] | None) -> 
     model = build_did_model(design, priors[0], la_trends=la_trends, likelihood=lik, zero_prior=zero_priors[0])
     log(f"[{spec.name}] compiling the DiD model (once for all priors and re-fits)...", quiet=quiet)
     sampler = CompiledSampler(model)
-    settings = Settings(args.draws, args.tune, args.chains, quiet)
+    settings = Settings(args.draws, args.tune, args.chains, quiet, args.target_accept)
 
     fits, diags, statements, la_tables, prior_att, prior_share = {}, {}, [], [], {}, {}
     for i, (prior, zp) in enumerate(zip(priors, zero_priors)):
@@ -729,6 +740,7 @@ def run(spec: OutcomeSpec, args: argparse.Namespace, argv: list[str] | None) -> 
         "truth": truth,
         "provenance": provenance(seed=args.seed, data_hash=cells.data_hash, data_label=cells.source, argv=argv,
                                  draws=args.draws, tune=args.tune, chains=args.chains, la_trends=la_trends,
+                                 target_accept=args.target_accept,
                                  covariates=list(cells.covariates), la_attributes=inputs.attributes_source,
                                  robustness="all" if args.robustness else "none" if args.no_robustness else
                                  "default" if spec.robustness_by_default else "event study only"),
@@ -946,7 +958,7 @@ def _heavy_refits(spec, args, inputs, analysis, design, ref, zref, settings, la_
         log(f"[{spec.name}] repeated children: child random effect (compiling)...", quiet=quiet)
         rep = repeated_design(analysis, cells.repeated, cells.covariates)
         idata = CompiledSampler(build_did_model(design, ref, la_trends=la_trends, repeated=rep)).sample(
-            model_data(design, ref), seed=args.seed + 600, **kw)
+            seed=args.seed + 600, **kw)     # built with its data (the counts enter as y_once, not y)
         post = idata["posterior"]
         diag = check_sampling(idata, _present(post, [*MAIN_VARS, "sigma_child"]))
         sd = float(post["sigma_child"].values.mean())
@@ -1025,6 +1037,8 @@ def main(spec: OutcomeSpec, argv: list[str] | None = None, doc: str | None = Non
     args.cutoff_values = _floats(parser, args.cutoffs, "--cutoffs") if spec.hurdle else ()
     if any(c <= 0 for c in args.cutoff_values):
         parser.error("--cutoffs must be positive numbers of days")
+    if not 0.5 <= args.target_accept < 1:
+        parser.error("--target-accept must lie in [0.5, 1)")
     for name in ("max_duration", "exclude_las", "covariates", "la_attributes"):
         if not hasattr(args, name):
             setattr(args, name, None)

@@ -47,6 +47,7 @@ SPEC = OutcomeSpec(
                           "their assessment practice changed with external consultants, unrelated to SofS"),),
     duration_cutoffs=(45.0, 90.0),
     first_record_variant=True,
+    target_accept=0.95,
 )
 
 

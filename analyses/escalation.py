@@ -36,6 +36,7 @@ SPEC = OutcomeSpec(
     nfa_population=True,
     report_sample=ReferralStudyConfig().escalation_report_sample,
     first_record_variant=True,
+    target_accept=0.95,
 )
 
 

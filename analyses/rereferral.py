@@ -37,6 +37,7 @@ SPEC = OutcomeSpec(
     robustness_by_default=True,
     nfa_population=True,
     first_record_variant=True,
+    target_accept=0.95,
 )
 
 

@@ -269,6 +269,48 @@ def simulate_engagement(
     return SyntheticEngagement(pd.concat(parts, axis=1), used, thetas, sites=sites)
 
 
+def simulate_generic(
+    n_persons: int,
+    n_items: int = 20,
+    *,
+    n_dims: int = 4,
+    n_categories: int = 5,
+    n_sites: int = 4,
+    families_per_worker: float = 2.0,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, Instrument, InstrumentTruth]:
+    """A generic item-level data set of any size (benchmarks, scaling tests).
+
+    ``n_items`` items spread evenly over ``n_dims`` subscales, ``n_categories`` ordered
+    answers (higher = more of the trait), half the sites SofS, about ``families_per_worker``
+    families per social worker; truth: discriminations 1.5-3, SofS effects 0.3, competence
+    slopes 0.4, site SD 0.15, worker SD 0.3, trait correlation 0.7.
+    """
+    from data.instruments import parse_instrument
+
+    rng = np.random.default_rng(seed)
+    dims = [f"d{k + 1}" for k in range(n_dims)]
+    items = [{"id": f"I{j + 1:03d}", "dimension": dims[j % n_dims]} for j in range(n_items)]
+    inst = parse_instrument({"name": "generic", "categories": list(range(1, n_categories + 1)),
+                             "score_direction": "higher_is_better", "dimensions": {d: d for d in dims},
+                             "items": items})
+    per_site = np.full(n_sites, n_persons // n_sites)
+    per_site[: n_persons - per_site.sum()] += 1
+    sites = tuple(SiteSpec(f"S{k + 1}", "sofs" if k % 2 == 0 else "contrast", int(n),
+                           max(1, int(round(n / families_per_worker)))) for k, n in enumerate(per_site))
+    design = _design(rng, sites)
+    shape = np.linspace(-1.5, 1.5, n_categories - 1)
+    truth = InstrumentTruth(
+        dimensions=tuple(dims), columns=tuple(i["id"] for i in items),
+        column_dimension=tuple(j % n_dims for j in range(n_items)),
+        discrimination=rng.uniform(1.5, 3.0, n_items),
+        threshold=rng.normal(0, 0.5, (n_items, 1)) + shape[None, :],
+        sofs_effect=np.full(n_dims, 0.3), competence_slope=np.full(n_dims, 0.4),
+        site_sd=0.15, worker_sd=0.3, corr=0.7)
+    theta = _latent(rng, design, truth)
+    return pd.concat([design, _answers(rng, theta, truth, inst)], axis=1), inst, truth
+
+
 def published_summaries(frame: pd.DataFrame) -> pd.DataFrame:
     """The report's own summaries computed on a wide answer frame, the way the report did them.
 
@@ -420,6 +462,6 @@ if __name__ == "__main__":
     raise SystemExit(_main())
 
 
-__all__ = ["DEFAULT_DATA_SEED", "published_summaries", "distance_to_report", "closest_seed", "SYNTHETIC_LABEL", "TABLE5", "TABLE6", "REPORTED_ALPHA", "WAI_COMPETENCE_P", "SiteSpec",
+__all__ = ["simulate_generic", "DEFAULT_DATA_SEED", "published_summaries", "distance_to_report", "closest_seed", "SYNTHETIC_LABEL", "TABLE5", "TABLE6", "REPORTED_ALPHA", "WAI_COMPETENCE_P", "SiteSpec",
            "DEFAULT_SITES", "InstrumentTruth", "SyntheticEngagement", "simulate_engagement",
            "yatchmenoff_truth", "wai_truth", "calibrate", "replace"]

@@ -93,6 +93,8 @@ def plot_event_study(table: pd.DataFrame, *, threshold: float, ylabel: str, synt
                         textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
     ax.axhspan(-threshold, threshold, color="0.9")
     ax.axhline(0, color="k", lw=0.8)
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo, hi + 0.15 * (hi - lo))   # room for the P(|pre-trend| > t) labels
     ax.set_xticks(x, table["event_time"])
     ax.set_xlabel("years relative to adoption (reference: -1)")
     ax.set_ylabel(ylabel)

@@ -13,19 +13,21 @@ Model (``build_did_model``, binary outcomes, ``likelihood="binomial"``)::
     c ~ N(0, 0.5^2)                         common linear trend
     g = sigma_trend * g_raw,                g_raw ~ ZeroSumNormal(1),
                                             sigma_trend ~ HalfNormal(0.1) LA linear trends
-    v ~ ZeroSumNormal(sigma_period),        sigma_period ~ HalfNormal(0.5) period (year) effects
+    v = sigma_period B z,  z ~ N(0, 1),     sigma_period ~ HalfNormal(0.5) period (year) effects
     beta ~ N(0, 1)                          covariate contrasts (treatment coding, centred)
     tau[l] = mu_tau + sigma_tau * z_l,      z_l ~ N(0, 1)                 LA-specific effects
     mu_tau ~ N(m, s^2)                      the named prior (sceptical / neutral / enthusiastic)
     sigma_tau ~ HalfNormal(0.5)             between-LA SD of the effect (log-odds)
 
 ``D_c`` (``treated_post``) is 1 for pilot cells after settling-in; ``t_c`` is the year centred
-on the study's middle year. LA and period effects are zero-sum (they mix well next to the
-intercept); trends and LA-specific effects are non-centred. The common trend ``c`` carries the
-average of the LA trends (which are zero-sum deviations from it): without it, a trend shared
-by all LAs could only enter through the period effects, which the hierarchical prior shrinks
-towards zero, and the shrunken part leaked into ``tau`` (pilots' post-periods are the late
-years). It is in every form (with or without LA trends, and in the event study).
+on the study's middle year. LA effects are zero-sum (they mix well next to the intercept);
+period effects are the years' deviations from the common linear trend (``B``: orthonormal
+columns orthogonal to a constant and to ``t``, :func:`period_basis`); trends and LA-specific
+effects, like the period effects, are non-centred. The common trend ``c`` carries the average of the LA trends (which are
+zero-sum deviations from it): without it, a trend shared by all LAs could only enter through
+the period effects, which the hierarchical prior shrinks towards zero, and the shrunken part
+leaked into ``tau`` (pilots' post-periods are the late years). It is in every form (with or
+without LA trends, and in the event study).
 
 Quantities reported on the percentage-point scale, by g-computation over treated post cells::
 
@@ -255,7 +257,9 @@ def _block(d: dict, *, suffix: str, scale: float, mean0: float, la_trends: bool,
     sigma_la = pm.HalfNormal(f"sigma_la{suffix}", 1.0 * scale)
     u = pm.ZeroSumNormal(f"la_effect{suffix}", sigma=sigma_la, dims="la")
     sigma_period = pm.HalfNormal(f"sigma_period{suffix}", 0.5 * scale)
-    v = pm.ZeroSumNormal(f"period_effect{suffix}", sigma=sigma_period, dims="period")
+    basis = period_basis(d["years"])
+    v_raw = pm.Normal(f"period_raw{suffix}", 0.0, 1.0, dims="period_deviation")
+    v = pm.Deterministic(f"period_effect{suffix}", sigma_period * pt.dot(basis, v_raw), dims="period")
     beta = pm.Normal(f"beta{suffix}", 0.0, 1.0 * scale, dims="covariate")
     common = pm.Normal(f"common_trend{suffix}", 0.0, 0.5 * scale)
     eta0 = alpha + u[d["la_idx"]] + v[d["period_idx"]] + pt.dot(d["x"], beta) + common * d["year_c"]
@@ -282,6 +286,19 @@ def _block(d: dict, *, suffix: str, scale: float, mean0: float, la_trends: bool,
     tau = pm.Deterministic(f"tau{suffix}", mu_tau + shift + sigma_tau * z, dims="pilot")
     out.update(eta=eta0 + d["treated_post"] * tau[d["pilot_idx"]], mu_tau=mu_tau)
     return out
+
+
+def period_basis(years) -> np.ndarray:
+    """Orthonormal columns spanning the period effects that have no mean and no linear trend.
+
+    Period effects ``v = sigma_period B z``, ``z ~ N(0, 1)``: deviations of each year from the
+    common linear trend (``B`` is orthogonal to a constant and to the centred year), so the
+    intercept, the common trend and the period effects do not trade off along a ridge.
+    """
+    t = np.asarray(years, dtype=float)
+    x = np.column_stack([np.ones(t.size), t - t.mean()])[:, : min(2, t.size)]
+    u, _, _ = np.linalg.svd(x, full_matrices=True)
+    return u[:, x.shape[1]:]
 
 
 def _gcomp(mean_fn, eta1, eta0, w):
@@ -327,8 +344,9 @@ def build_did_model(design: DidDesign, prior: NamedPrior, *, la_trends: bool = T
         raise ValueError("use misclassification or repeated, not both")
     scale = 1.0 if binomial or hurdle else float(max(np.std(d["y"]), 1e-6))
     with pm.Model(coords=design.coords) as model:
+        model.add_coord("period_deviation", list(range(max(len(design.years) - 2, 0))))
         data = {"la_idx": pm.Data("la_idx", d["la_idx"]), "period_idx": pm.Data("period_idx", d["period_idx"]),
-                "year_c": pm.Data("year_c", d["year_c"]), "x": pm.Data("x", d["x"])}
+                "year_c": pm.Data("year_c", d["year_c"]), "x": pm.Data("x", d["x"]), "years": design.years}
         n = pm.Data("n", d["n"])
         y = pm.Data("y", d["y"])
         prior_mean = pm.Data("prior_mean", prior.mean)

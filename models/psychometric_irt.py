@@ -328,8 +328,8 @@ class GRMPriors:
     effect_mean: float = 0.0               # SofS arm effect beta_d ~ N(mean, sd) (named prior)
     effect_sd: float = 1.0
     slope_sd_per_sd: float = 1.0           # gamma_d ~ N(0, (this / sd(competence))^2)
-    site_sd: float = 0.3                   # site SD before scaling ~ HalfNormal(this)
-    worker_sd: float = 0.5                 # worker SD before scaling ~ HalfNormal(this)
+    site_sd: float = 0.3                   # site SD before scaling ~ Gamma(2, 2 / this): mean this
+    worker_sd: float = 0.5                 # worker SD before scaling ~ Gamma(2, 2 / this): mean this
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -444,8 +444,10 @@ def build_grm(
             # (z_i + k_w * sum_{j in w} z_j) / T with k_w = (sqrt(1 + n_w tau_w^2) - 1) / n_w:
             # no separate worker draws, so a worker seen once is untouched by tau_w (separate
             # worker draws left tau_w with ESS ~100 at 1-3 families per worker).
-            sd_s = pm.HalfNormal("site_sd_raw", priors.site_sd, dims="dimension")
-            sd_w = pm.HalfNormal("worker_sd_raw", priors.worker_sd, dims="dimension")
+            # Zero-avoiding Gamma(2) priors (mean site_sd, worker_sd): four sites cannot teach
+            # us the site SD, and a half-normal's mass at zero made a funnel with the arm effect.
+            sd_s = pm.Gamma("site_sd_raw", alpha=2.0, beta=2.0 / priors.site_sd, dims="dimension")
+            sd_w = pm.Gamma("worker_sd_raw", alpha=2.0, beta=2.0 / priors.worker_sd, dims="dimension")
             total = pt.sqrt(1.0 + sd_s**2 + sd_w**2)
             sd_site = pm.Deterministic("sd_site", sd_s / total, dims="dimension")
             pm.Deterministic("sd_worker", sd_w / total, dims="dimension")
@@ -466,7 +468,8 @@ def build_grm(
 
         # --- likelihood ---
         item_idx = data.item_idx
-        theta_obs = theta[data.person_idx, data.item_dimension[item_idx]]
+        # One flat gather (AdvancedSubtensor1) instead of a 2-D fancy index: much faster to compile.
+        theta_obs = theta.ravel()[data.person_idx * D + data.item_dimension[item_idx]]
         eta = a[item_idx] * theta_obs
         pad = pt.concatenate([pt.full((J, 1), -_PAD), cut, pt.full((J, 1), _PAD)], axis=1)
         pm.CustomDist("y", eta, item_idx, pad, logp=_grm_logp,

@@ -1,0 +1,109 @@
+"""Benchmark: graded response model fit times (issue 4's figures of merit).
+
+Measures, on this machine, the multidimensional GRM with the latent regression (4 correlated
+subscales, SofS arm, competence, site and social-worker effects, 5 answer categories):
+
+1. ``small``: 60 persons x 20 items (the contrast study's size) - compile, then sampling with
+   the project defaults (4 chains x 1000 draws after 1000 tuning); target <= 60 s;
+2. ``large``: 5,000 persons x 20 items (100,000 answers), 4 chains x 1000 + 1000; target
+   <= 5 minutes. Run it once at most (``--large``): it is long on a shared 2-core machine;
+3. ``cli``: the default ``python -m analyses.engagement`` command as a subprocess.
+
+Diagnostics (R-hat, ESS, divergences) are recorded with every timing. Results are printed and
+merged into ``benchmarks/results/irt.json``.
+
+    uv run python benchmarks/irt.py              # small + cli
+    uv run python benchmarks/irt.py --large      # the 5,000-person case (once)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "benchmarks" / "results" / "irt.json"
+
+
+def fit_case(n_persons: int, n_items: int = 20, *, draws: int = 1000, tune: int = 1000, chains: int = 4) -> dict:
+    from data.instruments import validate_responses
+    from data.synthetic_engagement import simulate_generic
+    from models import psychometric_irt as irt
+    from models.diagnostics import check_sampling
+    from models.sampling import CompiledSampler
+
+    frame, inst, _ = simulate_generic(n_persons, n_items, seed=1)
+    data = irt.grm_data(validate_responses(frame, [inst]), inst, dimensions="subscale")
+    t0 = time.perf_counter()
+    sampler = CompiledSampler(irt.build_grm(data))
+    t1 = time.perf_counter()
+    idata = sampler.sample(draws=draws, tune=tune, chains=chains, seed=2)
+    t2 = time.perf_counter()
+    diag = check_sampling(idata, irt.diagnostic_vars(idata))
+    return {
+        "persons": n_persons, "items": n_items, "answers": int(len(data.response)),
+        "draws": draws, "tune": tune, "chains": chains,
+        "compile_s": round(t1 - t0, 1), "sample_s": round(t2 - t1, 1), "total_s": round(t2 - t0, 1),
+        "max_rhat": round(float(diag.table["rhat"].max()), 4),
+        "min_ess_bulk": round(float(diag.table["ess_bulk"].min()), 0),
+        "divergences": diag.divergences, "diagnostics_ok": diag.ok, "problems": diag.problems,
+        "mean_tree_steps": round(float(idata["sample_stats"]["n_steps"].mean()), 1),
+    }
+
+
+def cli_run() -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "engagement"
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "analyses.engagement", "--out", str(out), "--quiet"],
+                              cwd=ROOT, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if proc.returncode not in (0, 1):
+            raise SystemExit(proc.stderr)
+        record = json.loads((out / "statements.json").read_text())
+    diag = record["diagnostics"]
+    return {
+        "wall_s": round(wall, 1),
+        "fits": len(diag),
+        "max_rhat": round(max(v["rhat"] for d in diag.values() for v in d["variables"]), 4),
+        "min_ess_bulk": round(min(v["ess_bulk"] for d in diag.values() for v in d["variables"]), 0),
+        "divergences": sum(d["divergences"] for d in diag.values()),
+        "diagnostics_ok": record["diagnostics_ok"],
+        "failed_fits": [k for k, d in diag.items() if not d["ok"]],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--large", action="store_true", help="run the 5,000 x 20 case (long; once)")
+    p.add_argument("--skip-small", action="store_true")
+    p.add_argument("--skip-cli", action="store_true")
+    args = p.parse_args(argv)
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+               "load_average_at_start": list(os.getloadavg())}
+    if not args.skip_small:
+        results["small_60x20"] = {**fit_case(60), "target_s": 60, "machine": machine}
+        print("60 x 20:", json.dumps(results["small_60x20"], indent=1))
+    if not args.skip_cli:
+        results["cli_default"] = {**cli_run(), "machine": machine}
+        print("CLI:", json.dumps(results["cli_default"], indent=1))
+    if args.large:
+        results["large_5000x20"] = {**fit_case(5000), "target_s": 300, "machine": machine}
+        print("5000 x 20:", json.dumps(results["large_5000x20"], indent=1))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
