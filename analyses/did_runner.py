@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 
+from analyses.admin_inputs import RUNNER_TABLE_RULES, add_admin_args, admin_cells, sdc_guard
 from analyses.common import (EXIT_DIAGNOSTICS, EXIT_OK, OutputDir, analysis_parser, hash_frame, log,
                              provenance, run_cli)
 from data.did_input import (COVARIATES, DidCells, cells_from_frame, first_record_mask, load_did_data,
@@ -217,6 +218,7 @@ def build_parser(spec: OutcomeSpec, doc: str | None) -> argparse.ArgumentParser:
                        help="leave out assessments longer than this from the main analysis (default: keep all)")
         p.add_argument("--cutoffs", default=",".join(f"{c:g}" for c in spec.duration_cutoffs), metavar="LIST",
                        help="maximum durations for the cut-off sensitivity re-fits (comma-separated days)")
+    add_admin_args(p)  # --ssda903 / --cin / --la-roles / --sdc-threshold: real administrative extracts
     return p
 
 
@@ -268,7 +270,10 @@ def load_inputs(spec: OutcomeSpec, path: Path | None, args: argparse.Namespace |
               "variants": _variants(spec, args) if args is not None else {},
               "max_value": getattr(args, "max_duration", None)}
     try:
-        if path is not None:
+        admin = admin_cells(args, spec.column, **kwargs) if hasattr(args, "ssda903") else None
+        if admin is not None:
+            cells, truth, study = admin[0], None, None
+        elif path is not None:
             cells, truth, study = load_did_data(path, spec.column, **kwargs), None, None
         else:
             study = spec.default_data()
@@ -710,6 +715,8 @@ def run(spec: OutcomeSpec, args: argparse.Namespace, argv: list[str] | None) -> 
     first = fits[priors[0].name]
     y_pred = first["posterior_predictive"]["y_obs"].values.reshape(-1, len(analysis))
     ppc_table = share_ppc_table(analysis, y_pred)
+    guard = sdc_guard(args)  # disclosure control: active for administrative data only
+    ppc_table = guard.table("ppc_share", ppc_table, RUNNER_TABLE_RULES["ppc_share"])
     ppc_days = duration_ppc(design, first, analysis, la_trends=la_trends, seed=args.seed) if spec.hurdle else None
     diag_table = pd.concat({k: d.table for k, d in diags.items()}, names=["fit"]).reset_index()
 
@@ -749,8 +756,8 @@ def run(spec: OutcomeSpec, args: argparse.Namespace, argv: list[str] | None) -> 
     syn = cells.synthetic
     with OutputDir(args.out) as out:
         for name, idata in fits.items():
-            idata.to_netcdf(out / f"posterior_{name}.nc")
-        event_fit.to_netcdf(out / "posterior_event_study.nc")
+            guard.idata(idata).to_netcdf(out / f"posterior_{name}.nc")
+        guard.idata(event_fit).to_netcdf(out / "posterior_event_study.nc")
         out.write_table("summary", summary)
         out.write_table("la_effects", la_effects)
         out.write_table("event_study", events)
