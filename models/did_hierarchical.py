@@ -138,6 +138,12 @@ def is_pre_period(label: str) -> bool:
     return text.startswith("<=") or (text.lstrip("-").isdigit() and int(text) < 0)
 
 
+def _counts_or_values(y: pd.Series) -> np.ndarray:
+    """Integer counts for binomial cells; a continuous outcome (normal likelihood) stays float."""
+    values = y.to_numpy(float)
+    return values.astype(int) if np.all(values == np.round(values)) else values
+
+
 def did_design(cells: pd.DataFrame, *, las: list[str], pilots: list[str], years: list[int],
                covariates: tuple[str, ...] | list[str], window: tuple[int, int] = EVENT_WINDOW) -> DidDesign:
     """Index arrays, treatment coding of covariates, treated-post and event-time indicators.
@@ -176,7 +182,7 @@ def did_design(cells: pd.DataFrame, *, las: list[str], pilots: list[str], years:
         "pilot_idx": pilot_idx,
         "event": event,
         "n": cells["n"].to_numpy(int),
-        "y": cells["y"].to_numpy(int),
+        "y": _counts_or_values(cells["y"]),
     }
     if all(c in cells.columns for c in HURDLE_STATS):
         data["n_pos"] = cells["n_pos"].to_numpy(int)
