@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -185,9 +186,13 @@ class OutputDir:
             self.discard()
 
 
+_START = time.perf_counter()
+
+
 def log(message: str, *, quiet: bool = False) -> None:
-    """Progress for long runs, on standard error so that stdout stays machine-readable."""
+    """Progress for long runs, on standard error so that stdout stays machine-readable; each line
+    starts with the seconds since the process started (``[  12s]``)."""
     if not quiet:
-        print(message, file=sys.stderr, flush=True)
+        print(f"[{time.perf_counter() - _START:5.0f}s] {message}", file=sys.stderr, flush=True)
 
 

@@ -19,7 +19,8 @@ Design robustness (see :mod:`models.did_sensitivity`):
   leave-one-LA-out, LA-level moderators (embeddedness, quality of delivery, Ofsted), a child
   random effect for repeated children, and NFA misclassification over a grid of rates.
 
-Every re-fit whose cells keep their shape re-uses the compiled main model.
+Every re-fit whose cells keep their shape re-uses the compiled main model; re-fits run on
+``--robustness-chains`` chains (default 2) with the main fits' draws and tuning.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from models.diagnostics import Diagnostics, check_sampling
 from models.did_duration import FrequentistMean, duration_ppc, mean_did
 from models.did_frequentist import FrequentistDid, lpm_did
 from models.did_hierarchical import (build_did_model, did_design, effect_names, effect_priors, is_pre_period,
-                                     model_data, repeated_design)
+                                     model_data, PRIOR_DATA, prior_data, repeated_design)
 from models.priors import PRIOR_NAMES, NamedPrior, select_priors
 from models.sampling import CompiledSampler
 from models.statements import prob, state, summarise_effect
@@ -134,6 +135,7 @@ class OutcomeSpec:
     duration_cutoffs: tuple[float, ...] = ()           # maximum durations for the sensitivity re-fits
     first_record_variant: bool = False                 # re-fit on each child's first record
     target_accept: float = 0.9                         # NUTS target acceptance (higher: smaller steps)
+    tune: int = 500                                    # default tuning draws per chain (see build_parser)
     zero_label: str = "same-day assessments"
     zero_rope_pp: float = 2.0
     zero_mid_pp: float = 5.0
@@ -186,6 +188,10 @@ def effect_scales(spec: OutcomeSpec) -> list[EffectScale]:
 
 def build_parser(spec: OutcomeSpec, doc: str | None) -> argparse.ArgumentParser:
     p = analysis_parser(spec.name, doc, priors=PRIOR_NAMES)
+    # nutpie's mass-matrix adaptation settles within a few hundred draws on these models: for
+    # the kinship twin, 500 tuning draws gave the same posterior and a larger bulk ESS than
+    # 1,000 (benchmarks/kinship.py). Outcomes that need more set ``OutcomeSpec.tune``.
+    p.set_defaults(tune=spec.tune)
     trends = p.add_mutually_exclusive_group()
     trends.add_argument("--no-la-trends", action="store_true",
                         help="leave out LA-specific linear trends" + (" (the default here)" if not spec.la_trends else ""))
@@ -206,6 +212,8 @@ def build_parser(spec: OutcomeSpec, doc: str | None) -> argparse.ArgumentParser:
                        help="skip every robustness re-fit (the event study and relative magnitudes still run)")
     p.add_argument("--target-accept", type=float, default=spec.target_accept, metavar="P",
                    help=f"NUTS target acceptance rate (default {spec.target_accept}; raise it if there are divergences)")
+    p.add_argument("--robustness-chains", type=int, default=2, metavar="N",
+                   help="chains for each robustness re-fit (default 2; draws and tuning as for the main fits)")
     p.add_argument("--exclude-las", default=None, metavar="LIST",
                    help="an extra sensitivity re-fit with these comma-separated LAs left out")
     p.add_argument("--m-grid", default=",".join(f"{m:g}" for m in sens.DEFAULT_M_GRID), metavar="LIST",
@@ -626,10 +634,15 @@ class Settings:
     chains: int
     quiet: bool
     target_accept: float = 0.9
+    refit_chains: int = 2
 
     def sample_kwargs(self) -> dict:
         return {"draws": self.draws, "tune": self.tune, "chains": self.chains, "progress": not self.quiet,
                 "target_accept": self.target_accept}
+
+    def refit_kwargs(self) -> dict:
+        """Robustness re-fits: the main fits' draws and tuning on fewer chains."""
+        return {**self.sample_kwargs(), "chains": max(1, min(self.refit_chains, self.chains))}
 
 
 def _present(post, names: list[str]) -> list[str]:
@@ -657,13 +670,15 @@ def run(spec: OutcomeSpec, args: argparse.Namespace, argv: list[str] | None) -> 
     design = did_design(analysis, las=cells.las, pilots=cells.pilots, years=cells.years, covariates=cells.covariates)
     model = build_did_model(design, priors[0], la_trends=la_trends, likelihood=lik, zero_prior=zero_priors[0])
     log(f"[{spec.name}] compiling the DiD model (once for all priors and re-fits)...", quiet=quiet)
-    sampler = CompiledSampler(model)
-    settings = Settings(args.draws, args.tune, args.chains, quiet, args.target_accept)
+    # cells frozen as constants (faster); priors stay mutable; a re-fit on new cells compiles
+    # the mutable model once (models.sampling.CompiledSampler)
+    sampler = CompiledSampler(model, mutable=PRIOR_DATA)
+    settings = Settings(args.draws, args.tune, args.chains, quiet, args.target_accept, args.robustness_chains)
 
     fits, diags, statements, la_tables, prior_att, prior_share = {}, {}, [], [], {}, {}
     for i, (prior, zp) in enumerate(zip(priors, zero_priors)):
         log(f"[{spec.name}] sampling under the {prior.name} prior ({i + 1}/{len(priors)})...", quiet=quiet)
-        idata = sampler.sample(model_data(design, prior, likelihood=lik, zero_prior=zp), seed=args.seed + i,
+        idata = sampler.sample(prior_data(prior, zp), seed=args.seed + i,
                                **settings.sample_kwargs())
         with model, warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*Potential.*", category=UserWarning)
@@ -672,7 +687,7 @@ def run(spec: OutcomeSpec, args: argparse.Namespace, argv: list[str] | None) -> 
             prior_pred = pm.sample_prior_predictive(draws=500, random_seed=args.seed + 100 + i,
                                                     var_names=[head.key, "y_obs"])
             ppc = pm.sample_posterior_predictive(idata, var_names=["y_obs"], random_seed=args.seed + 200 + i,
-                                                 freeze_vars=[v.name for v in model.free_RVs if v.name.startswith("mu_tau")],
+                                                 freeze_vars=[v.name for v in model.free_RVs],
                                                  progressbar=False)
         idata["posterior_predictive"] = ppc["posterior_predictive"]
         idata["prior"] = prior_pred["prior"]
@@ -692,7 +707,7 @@ def run(spec: OutcomeSpec, args: argparse.Namespace, argv: list[str] | None) -> 
     event_design = did_design(cells.cells, las=cells.las, pilots=cells.pilots, years=cells.years,
                               covariates=cells.covariates)
     event_fit = CompiledSampler(build_did_model(event_design, priors[0], event_study=True, likelihood=lik,
-                                                zero_prior=zero_priors[0])).sample(
+                                                zero_prior=zero_priors[0]), mutable=()).sample(
         seed=args.seed + 50, **settings.sample_kwargs())
     diags["event study"] = check_sampling(event_fit, _present(event_fit["posterior"], _diag_vars(spec, event=True)))
     log(diags["event study"].banner(), quiet=quiet and diags["event study"].ok)
@@ -747,13 +762,14 @@ def run(spec: OutcomeSpec, args: argparse.Namespace, argv: list[str] | None) -> 
         "truth": truth,
         "provenance": provenance(seed=args.seed, data_hash=cells.data_hash, data_label=cells.source, argv=argv,
                                  draws=args.draws, tune=args.tune, chains=args.chains, la_trends=la_trends,
-                                 target_accept=args.target_accept,
+                                 target_accept=args.target_accept, robustness_chains=args.robustness_chains,
                                  covariates=list(cells.covariates), la_attributes=inputs.attributes_source,
                                  robustness="all" if args.robustness else "none" if args.no_robustness else
                                  "default" if spec.robustness_by_default else "event study only"),
     }
 
     syn = cells.synthetic
+    log(f"[{spec.name}] writing posteriors, tables and figures to {args.out}...", quiet=quiet)
     with OutputDir(args.out) as out:
         for name, idata in fits.items():
             guard.idata(idata).to_netcdf(out / f"posterior_{name}.nc")
@@ -810,6 +826,7 @@ def run(spec: OutcomeSpec, args: argparse.Namespace, argv: list[str] | None) -> 
                     title=f"Design robustness: {spec.label}" if sc.headline else f"Design robustness: {sc.label}",
                     report_value=spec.reported.headline if sc.headline else None, synthetic=syn))
         out.commit()
+    log(f"[{spec.name}] done", quiet=quiet)
 
     _print_headline(spec, statements, freq, record["diagnostics_ok"], cells.synthetic, args.out, rob)
     if args.strict and not record["diagnostics_ok"]:
@@ -874,7 +891,7 @@ def robustness(spec: OutcomeSpec, args: argparse.Namespace, inputs: Inputs, anal
         d = did_design(frame, las=cells.las, pilots=cells.pilots, years=cells.years, covariates=covs)
         return model_data(d, ref, likelihood=lik, zero_prior=zref)
 
-    refitter = sens.Refitter(sampler, make_data, [sc.key for sc in scales], settings.sample_kwargs(), _diag_vars(spec))
+    refitter = sens.Refitter(sampler, make_data, [sc.key for sc in scales], settings.refit_kwargs(), _diag_vars(spec))
     plan, notes = robustness_plan(spec, inputs, analysis, cheap=cheap or bool(extra), heavy=heavy,
                                   extra_exclusion=extra)
     if extra and not cheap:
@@ -923,14 +940,13 @@ def _heavy_refits(spec, args, inputs, analysis, design, ref, zref, settings, la_
     """Moderators, child random effect and misclassification: models of their own, compiled once each."""
     cells, lik, quiet = inputs.cells, spec.likelihood, settings.quiet
     scales = effect_scales(spec)
-    base = model_data(design, ref, likelihood=lik, zero_prior=zref)
     results = []
-    kw = settings.sample_kwargs()
+    kw = settings.refit_kwargs()
 
     other = "with" if not la_trends else "without"
     log(f"[{spec.name}] specification: the main model {other} LA trends (compiling)...", quiet=quiet)
-    idata = CompiledSampler(build_did_model(design, ref, la_trends=not la_trends, likelihood=lik, zero_prior=zref)).sample(
-        base, seed=args.seed + 400, **kw)
+    idata = CompiledSampler(build_did_model(design, ref, la_trends=not la_trends, likelihood=lik, zero_prior=zref),
+                            mutable=()).sample(seed=args.seed + 400, **kw)
     post = idata["posterior"]
     diag = check_sampling(idata, _present(post, _diag_vars(spec)))
     results.append(sens.RefitResult(f"{other} LA trends", "specification",
@@ -946,10 +962,10 @@ def _heavy_refits(spec, args, inputs, analysis, design, ref, zref, settings, la_
         log(f"[{spec.name}] moderators: compiling...", quiet=quiet)
         first = next(iter(available.values()))[0]
         msampler = CompiledSampler(build_did_model(design, ref, la_trends=la_trends, likelihood=lik, zero_prior=zref,
-                                                   moderator=first))
+                                                   moderator=first), mutable=("moderator",))
         for j, (k, (vals, text)) in enumerate(available.items()):
             log(f"[{spec.name}] moderator {k}...", quiet=quiet)
-            idata = msampler.sample({**base, "moderator": vals}, seed=args.seed + 500 + j, **kw)
+            idata = msampler.sample({"moderator": vals}, seed=args.seed + 500 + j, **kw)
             post = idata["posterior"]
             diag = check_sampling(idata, _present(post, _diag_vars(spec)))
             n_high = int(vals.sum())
@@ -964,7 +980,7 @@ def _heavy_refits(spec, args, inputs, analysis, design, ref, zref, settings, la_
     if not spec.hurdle and cells.repeated is not None and len(cells.repeated):
         log(f"[{spec.name}] repeated children: child random effect (compiling)...", quiet=quiet)
         rep = repeated_design(analysis, cells.repeated, cells.covariates)
-        idata = CompiledSampler(build_did_model(design, ref, la_trends=la_trends, repeated=rep)).sample(
+        idata = CompiledSampler(build_did_model(design, ref, la_trends=la_trends, repeated=rep), mutable=()).sample(
             seed=args.seed + 600, **kw)     # built with its data (the counts enter as y_once, not y)
         post = idata["posterior"]
         diag = check_sampling(idata, _present(post, [*MAIN_VARS, "sigma_child"]))
@@ -986,9 +1002,10 @@ def _heavy_refits(spec, args, inputs, analysis, design, ref, zref, settings, la_
             mask = np.ones(len(analysis))
             where = "every cell (no LA-year with unusually few NFA referrals)"
         log(f"[{spec.name}] NFA misclassification grid (compiling)...", quiet=quiet)
-        msampler = CompiledSampler(build_did_model(design, ref, la_trends=la_trends, misclassification=mask * 0.0))
+        msampler = CompiledSampler(build_did_model(design, ref, la_trends=la_trends, misclassification=mask * 0.0),
+                                   mutable=("misclass",))
         for j, m in enumerate(args.misclassification_values):
-            idata = msampler.sample({**model_data(design, ref), "misclass": mask * m}, seed=args.seed + 700 + j, **kw)
+            idata = msampler.sample({"misclass": mask * m}, seed=args.seed + 700 + j, **kw)
             post = idata["posterior"]
             diag = check_sampling(idata, _present(post, MAIN_VARS))
             results.append(sens.RefitResult(
@@ -1046,6 +1063,8 @@ def main(spec: OutcomeSpec, argv: list[str] | None = None, doc: str | None = Non
         parser.error("--cutoffs must be positive numbers of days")
     if not 0.5 <= args.target_accept < 1:
         parser.error("--target-accept must lie in [0.5, 1)")
+    if args.robustness_chains < 1:
+        parser.error("--robustness-chains must be at least 1")
     for name in ("max_duration", "exclude_las", "covariates", "la_attributes"):
         if not hasattr(args, name):
             setattr(args, name, None)

@@ -47,7 +47,7 @@ SPEC = OutcomeSpec(
                           "their assessment practice changed with external consultants, unrelated to SofS"),),
     duration_cutoffs=(45.0, 90.0),
     first_record_variant=True,
-    target_accept=0.95,
+    tune=1000,                 # not yet measured at the runner default of 500
 )
 
 

@@ -37,6 +37,7 @@ SPEC = OutcomeSpec(
     report_sample=ReferralStudyConfig().escalation_report_sample,
     first_record_variant=True,
     target_accept=0.95,
+    tune=1000,                 # not yet measured at the runner default of 500
 )
 
 

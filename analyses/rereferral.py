@@ -38,6 +38,7 @@ SPEC = OutcomeSpec(
     nfa_population=True,
     first_record_variant=True,
     target_accept=0.95,
+    tune=1000,                 # not yet measured at the runner default of 500
 )
 
 

@@ -99,6 +99,9 @@ def one_size(n_referrals: int, seed: int = 1) -> dict:
     out["max_rhat"] = round(float(diag.table["rhat"].max()), 4)
     out["min_ess_bulk"] = round(float(diag.table["ess_bulk"].min()), 0)
     out["divergences"] = diag.divergences
+    steps = idata["sample_stats"]["n_steps"].values
+    out["leapfrog_steps_per_draw"] = round(float(steps.mean()), 1)
+    out["ms_per_gradient"] = round(1000 * out["sample_s"] / max(float(steps.sum()) * 2, 1), 3)   # x2: tuning draws
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)   # Linux: KiB
     return out
 

@@ -55,7 +55,7 @@ def item_curves(curves: dict[str, Any], *, title: str | None = None, synthetic: 
         ax.tick_params(labelsize=7)
         ax.set_ylim(0, 1)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, title="answer code", loc="upper right", fontsize=7, title_fontsize=7, ncol=K)
+    fig.legend(handles, labels, title="answer code (reverse-scored where reversed)", loc="upper right", fontsize=7, title_fontsize=7, ncol=K)
     fig.supxlabel("latent trait (higher = more engaged / stronger alliance)", fontsize=9)
     fig.supylabel("P(answer)", fontsize=9)
     fig.suptitle(title or f"Item characteristic curves: {curves['instrument']}", fontsize=10)
@@ -100,7 +100,7 @@ def ppc_items(ppc: pd.DataFrame, *, title: str | None = None, synthetic: bool = 
         ax.set_title(item, fontsize=8)
         ax.tick_params(labelsize=7)
     share = ppc["inside90"].mean()
-    fig.supxlabel("answer code", fontsize=9)
+    fig.supxlabel("answer code (reverse-worded items reverse-scored)", fontsize=9)
     fig.supylabel("families", fontsize=9)
     fig.suptitle(title or f"Posterior predictive check of item answers: {ppc['instrument'].iloc[0]} "
                  f"({share:.0%} of counts inside the 90% interval; red = outside)", fontsize=10)
