@@ -62,7 +62,7 @@ def add_admin_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the administrative-data options to an analysis's parser."""
     g = parser.add_argument_group(
         "administrative data (instead of --data)",
-        "Real SSDA903 / CIN census extracts; outputs are disclosure-controlled (docs/admin_data.md).")
+        "Real SSDA903 / CIN census extracts; outputs are disclosure-controlled (README, 'Real administrative data').")
     g.add_argument("--ssda903", type=Path, default=None, metavar="DIR",
                    help="folder of SSDA903 header and episodes files (one folder per collection year, or one "
                         "file per table across years; several LAs)")

@@ -136,6 +136,7 @@ class OutcomeSpec:
     first_record_variant: bool = False                 # re-fit on each child's first record
     target_accept: float = 0.9                         # NUTS target acceptance (higher: smaller steps)
     tune: int = 500                                    # default tuning draws per chain (see build_parser)
+    centered_effects: bool | None = None               # build_did_model's parametrisation (None: its default)
     zero_label: str = "same-day assessments"
     zero_rope_pp: float = 2.0
     zero_mid_pp: float = 5.0
@@ -668,7 +669,8 @@ def run(spec: OutcomeSpec, args: argparse.Namespace, argv: list[str] | None) -> 
     scales = effect_scales(spec)
     head = scales[0]
     design = did_design(analysis, las=cells.las, pilots=cells.pilots, years=cells.years, covariates=cells.covariates)
-    model = build_did_model(design, priors[0], la_trends=la_trends, likelihood=lik, zero_prior=zero_priors[0])
+    model = build_did_model(design, priors[0], la_trends=la_trends, likelihood=lik, zero_prior=zero_priors[0],
+                            centered_effects=spec.centered_effects)
     log(f"[{spec.name}] compiling the DiD model (once for all priors and re-fits)...", quiet=quiet)
     # cells frozen as constants (faster); priors stay mutable; a re-fit on new cells compiles
     # the mutable model once (models.sampling.CompiledSampler)
@@ -945,7 +947,8 @@ def _heavy_refits(spec, args, inputs, analysis, design, ref, zref, settings, la_
 
     other = "with" if not la_trends else "without"
     log(f"[{spec.name}] specification: the main model {other} LA trends (compiling)...", quiet=quiet)
-    idata = CompiledSampler(build_did_model(design, ref, la_trends=not la_trends, likelihood=lik, zero_prior=zref),
+    idata = CompiledSampler(build_did_model(design, ref, la_trends=not la_trends, likelihood=lik, zero_prior=zref,
+                                            centered_effects=spec.centered_effects),
                             mutable=()).sample(seed=args.seed + 400, **kw)
     post = idata["posterior"]
     diag = check_sampling(idata, _present(post, _diag_vars(spec)))
@@ -962,6 +965,7 @@ def _heavy_refits(spec, args, inputs, analysis, design, ref, zref, settings, la_
         log(f"[{spec.name}] moderators: compiling...", quiet=quiet)
         first = next(iter(available.values()))[0]
         msampler = CompiledSampler(build_did_model(design, ref, la_trends=la_trends, likelihood=lik, zero_prior=zref,
+                                                   centered_effects=spec.centered_effects,
                                                    moderator=first), mutable=("moderator",))
         for j, (k, (vals, text)) in enumerate(available.items()):
             log(f"[{spec.name}] moderator {k}...", quiet=quiet)

@@ -6,7 +6,10 @@ subscales, SofS arm, competence, site and social-worker effects, 5 answer catego
 1. ``small``: 60 persons x 20 items (the contrast study's size) - compile, then sampling with
    the project defaults (4 chains x 1000 draws after 1000 tuning); target <= 60 s;
 2. ``large``: 5,000 persons x 20 items (100,000 answers), 4 chains x 1000 + 1000; target
-   <= 5 minutes. Run it once at most (``--large``): it is long on a shared 2-core machine;
+   <= 5 minutes. Run it once at most (``--large``): it is long on a shared 2-core machine
+   (measured: it did not finish in 20 minutes). ``--large-probe`` measures its parts instead
+   (cost of one log-density gradient, leapfrog steps per draw and mixing in a short run of
+   2 chains x 300 + 200) and projects the full run's time from them;
 3. ``cli``: the default ``python -m analyses.engagement`` command as a subprocess.
 
 Diagnostics (R-hat, ESS, divergences) are recorded with every timing. Results are printed and
@@ -27,6 +30,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -59,6 +64,51 @@ def fit_case(n_persons: int, n_items: int = 20, *, draws: int = 1000, tune: int 
     }
 
 
+def large_probe(n_persons: int = 5000, n_items: int = 20) -> dict:
+    """Parts of the large fit, and the full run's time projected from them (see docstring)."""
+    import nutpie
+    from pymc.model.transform.optimization import freeze_dims_and_data
+
+    from data.instruments import validate_responses
+    from data.synthetic_engagement import simulate_generic
+    from models import psychometric_irt as irt
+    from models.diagnostics import check_sampling
+
+    frame, inst, _ = simulate_generic(n_persons, n_items, seed=1)
+    data = irt.grm_data(validate_responses(frame, [inst]), inst, dimensions="subscale")
+    model = irt.build_grm(data)
+    model = freeze_dims_and_data(model, data=[d.name for d in model.data_vars
+                                              if d.name not in ("effect_prior_mean", "effect_prior_sd")])
+    f = model.logp_dlogp_function(mode="NUMBA", ravel_inputs=True)
+    f.set_extra_values({})
+    point = model.initial_point()
+    x = np.concatenate([np.ravel(point[v.name]) for v in model.value_vars])
+    f(x)
+    t0 = time.perf_counter()
+    for _ in range(100):
+        f(x)
+    grad_ms = 1000 * (time.perf_counter() - t0) / 100
+    t0 = time.perf_counter()
+    compiled = nutpie.compile_pymc_model(model)
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    idata = nutpie.sample(compiled, draws=200, tune=300, chains=2, cores=2, seed=1, progress_bar=False)
+    short_s = time.perf_counter() - t0
+    steps = float(idata["sample_stats"]["n_steps"].mean())
+    diag = check_sampling(idata, irt.diagnostic_vars(idata))
+    worst = diag.table.sort_values("ess_bulk").head(3)
+    full_gradients = 4 * 2000 * steps
+    return {
+        "persons": n_persons, "items": n_items, "answers": int(len(data.response)), "parameters": int(x.size),
+        "ms_per_gradient": round(grad_ms, 2), "compile_s": round(compile_s, 1),
+        "short_run": {"chains": 2, "tune": 300, "draws": 200, "wall_s": round(short_s, 1),
+                      "leapfrog_steps_per_draw": steps, "max_rhat": round(float(diag.table["rhat"].max()), 3),
+                      "lowest_bulk_ess": {k: round(float(v), 1) for k, v in worst["ess_bulk"].items()}},
+        "projected_full_run_s": round(compile_s + full_gradients * grad_ms / 1000 / (os.cpu_count() or 1), 0),
+        "projection": "compile + 4 chains x 2000 iterations x steps per draw x gradient cost / cores",
+    }
+
+
 def cli_run() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "engagement"
@@ -84,6 +134,7 @@ def cli_run() -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--large", action="store_true", help="run the 5,000 x 20 case (long; once)")
+    p.add_argument("--large-probe", action="store_true", help="measure the 5,000 x 20 case's parts and project it")
     p.add_argument("--skip-small", action="store_true")
     p.add_argument("--skip-cli", action="store_true")
     args = p.parse_args(argv)
@@ -96,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_cli:
         results["cli_default"] = {**cli_run(), "machine": machine}
         print("CLI:", json.dumps(results["cli_default"], indent=1))
+    if args.large_probe:
+        results["large_5000x20_probe"] = {**large_probe(), "target_s": 300, "machine": machine}
+        print("5000 x 20 (probe):", json.dumps(results["large_5000x20_probe"], indent=1))
     if args.large:
         results["large_5000x20"] = {**fit_case(5000), "target_s": 300, "machine": machine}
         print("5000 x 20:", json.dumps(results["large_5000x20"], indent=1))

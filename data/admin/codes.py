@@ -3,7 +3,7 @@
 Code lists follow the DfE SSDA903 and CIN census guidance for the collection years the
 evaluation covers (2010-11 to 2019-20) and later; where codes changed between years the
 union is accepted (for example the special guardianship codes E43/E44, used up to 2015-16,
-and E45-E48 from 2016-17). Sources and assumptions are listed in ``docs/admin_data.md``.
+and E45-E48 from 2016-17). Sources and assumptions are listed in the README, section "Real administrative data".
 """
 
 from __future__ import annotations
