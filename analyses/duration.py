@@ -47,6 +47,8 @@ SPEC = OutcomeSpec(
                           "their assessment practice changed with external consultants, unrelated to SofS"),),
     duration_cutoffs=(45.0, 90.0),
     first_record_variant=True,
+    # target_accept stays at 0.9: on the twin every fit passed at 0.9, while at 0.95 the event
+    # study's intercept did not (R-hat 1.013, even with 1,500 draws per chain).
     tune=1000,                 # not yet measured at the runner default of 500
 )
 
