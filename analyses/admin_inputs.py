@@ -42,6 +42,8 @@ ALIASES = {
 #: disclosure rules for the tables ``analyses.did_runner`` writes (model summaries carry no counts)
 RUNNER_TABLE_RULES = {
     "ppc_share": sdc.TableRule(counts=("n",), shares={"observed": "n"}),
+    "ppc_duration": sdc.TableRule(counts=("n",), shares={"observed_same_day_pct": "n"},
+                                  means={"observed_mean_days": "n"}),
     "summary": sdc.TableRule(), "la_effects": sdc.TableRule(), "event_study": sdc.TableRule(),
     "diagnostics": sdc.TableRule(),
     "dropped": sdc.TableRule(counts=("count",)),

@@ -735,6 +735,8 @@ def run(spec: OutcomeSpec, args: argparse.Namespace, argv: list[str] | None) -> 
     guard = sdc_guard(args)  # disclosure control: active for administrative data only
     ppc_table = guard.table("ppc_share", ppc_table, RUNNER_TABLE_RULES["ppc_share"])
     ppc_days = duration_ppc(design, first, analysis, la_trends=la_trends, seed=args.seed) if spec.hurdle else None
+    if ppc_days is not None:
+        ppc_days = guard.table("ppc_duration", ppc_days, RUNNER_TABLE_RULES["ppc_duration"])
     diag_table = pd.concat({k: d.table for k, d in diags.items()}, names=["fit"]).reset_index()
 
     record = {

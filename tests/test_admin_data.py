@@ -396,6 +396,21 @@ def test_small_cell_is_suppressed():
     assert loose.loc[1, "n"] == 7
 
 
+def test_mean_over_a_small_cell_is_suppressed_in_the_duration_ppc():
+    """The runner's ppc_duration rule: a mean duration over fewer children than the threshold
+    is one or a few children's own values, so it goes with its count; predictions stay."""
+    from analyses.admin_inputs import RUNNER_TABLE_RULES
+
+    t = pd.DataFrame({"arm": ["pilot", "pilot"], "year": [2014, 2015], "n": [120, 3],
+                      "observed_mean_days": [21.5, 40.0], "pred_mean_days": [21.0, 25.0],
+                      "observed_same_day_pct": [10.0, 33.3], "pred_same_day_pct": [9.0, 12.0]})
+    safe, report = sdc.protect_table(t, RUNNER_TABLE_RULES["ppc_duration"], name="ppc_duration")
+    assert np.isnan(safe.loc[1, "observed_mean_days"]) and np.isnan(safe.loc[1, "n"])
+    assert np.isnan(safe.loc[1, "observed_same_day_pct"])
+    assert safe.loc[1, "pred_mean_days"] == 25.0 and safe.loc[0, "observed_mean_days"] == 21.5
+    assert (2, "observed_mean_days", "mean over 'n' below threshold") in report.suppressed
+
+
 def test_unsafe_table_is_refused():
     t = pd.DataFrame({"arm": ["pilot"] * 3, "year": ["2014", "2015", "All"], "n": [120, 7, 127]})
     with pytest.raises(sdc.DisclosureError, match="recovered by subtraction") as err:

@@ -61,12 +61,16 @@ class TableRule:
         Count column -> total column whose difference is also a count (``y`` -> ``n``).
     dims
         Dimension columns; a row with ``TOTAL_LABEL`` in one of them is a total over it.
+    means
+        Mean column -> count column it averages over: the mean is suppressed wherever that
+        count is small (a mean over one child is that child's value).
     """
 
     counts: tuple[str, ...] = ()
     shares: Mapping[str, str] = field(default_factory=dict)
     complements: Mapping[str, str] = field(default_factory=dict)
     dims: tuple[str, ...] = ()
+    means: Mapping[str, str] = field(default_factory=dict)
     share_scale: float = 100.0
 
 
@@ -116,7 +120,7 @@ def protect_table(table: pd.DataFrame, rule: TableRule = TableRule(), *, name: s
         raise ValueError(f"the disclosure threshold must be at least 1, got {threshold}")
     check_identifiers(table, name)
     for c in [*rule.counts, *rule.shares, *rule.shares.values(), *rule.complements, *rule.complements.values(),
-              *rule.dims]:
+              *rule.dims, *rule.means, *rule.means.values()]:
         if c not in table.columns:
             raise ValueError(f"table '{name}' has no column '{c}' named in its disclosure rule; "
                              f"columns are {list(table.columns)}")
@@ -142,6 +146,10 @@ def protect_table(table: pd.DataFrame, rule: TableRule = TableRule(), *, name: s
         dn = unsafe.get(denom, small(n)) & ~unsafe[share]
         unsafe[share] |= dn
         reasons[share] = np.where(dn, f"denominator '{denom}' suppressed", reasons[share])
+    for mean, denom in rule.means.items():
+        n = pd.to_numeric(table[denom], errors="coerce").to_numpy(dtype=float)
+        unsafe[mean] = unsafe.get(denom, small(n)).copy()
+        reasons[mean] = np.where(unsafe[mean], f"mean over '{denom}' below threshold", "")
     out = table.copy()
     for c, mask in unsafe.items():
         if mask.any():
