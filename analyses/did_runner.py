@@ -48,7 +48,7 @@ from models.diagnostics import Diagnostics, check_sampling
 from models.did_duration import FrequentistMean, duration_ppc, mean_did
 from models.did_frequentist import FrequentistDid, lpm_did
 from models.did_hierarchical import (build_did_model, did_design, effect_names, effect_priors, is_pre_period,
-                                     model_data, PRIOR_DATA, prior_data, repeated_design)
+                                     PRIOR_DATA, model_data, prior_data, repeated_design)
 from models.priors import PRIOR_NAMES, NamedPrior, select_priors
 from models.sampling import CompiledSampler
 from models.statements import prob, state, summarise_effect
@@ -136,7 +136,6 @@ class OutcomeSpec:
     first_record_variant: bool = False                 # re-fit on each child's first record
     target_accept: float = 0.9                         # NUTS target acceptance (higher: smaller steps)
     tune: int = 500                                    # default tuning draws per chain (see build_parser)
-    centered_effects: bool | None = None               # build_did_model's parametrisation (None: its default)
     zero_label: str = "same-day assessments"
     zero_rope_pp: float = 2.0
     zero_mid_pp: float = 5.0
@@ -669,8 +668,7 @@ def run(spec: OutcomeSpec, args: argparse.Namespace, argv: list[str] | None) -> 
     scales = effect_scales(spec)
     head = scales[0]
     design = did_design(analysis, las=cells.las, pilots=cells.pilots, years=cells.years, covariates=cells.covariates)
-    model = build_did_model(design, priors[0], la_trends=la_trends, likelihood=lik, zero_prior=zero_priors[0],
-                            centered_effects=spec.centered_effects)
+    model = build_did_model(design, priors[0], la_trends=la_trends, likelihood=lik, zero_prior=zero_priors[0])
     log(f"[{spec.name}] compiling the DiD model (once for all priors and re-fits)...", quiet=quiet)
     # cells frozen as constants (faster); priors stay mutable; a re-fit on new cells compiles
     # the mutable model once (models.sampling.CompiledSampler)
@@ -949,8 +947,7 @@ def _heavy_refits(spec, args, inputs, analysis, design, ref, zref, settings, la_
 
     other = "with" if not la_trends else "without"
     log(f"[{spec.name}] specification: the main model {other} LA trends (compiling)...", quiet=quiet)
-    idata = CompiledSampler(build_did_model(design, ref, la_trends=not la_trends, likelihood=lik, zero_prior=zref,
-                                            centered_effects=spec.centered_effects),
+    idata = CompiledSampler(build_did_model(design, ref, la_trends=not la_trends, likelihood=lik, zero_prior=zref),
                             mutable=()).sample(seed=args.seed + 400, **kw)
     post = idata["posterior"]
     diag = check_sampling(idata, _present(post, _diag_vars(spec)))
@@ -967,7 +964,6 @@ def _heavy_refits(spec, args, inputs, analysis, design, ref, zref, settings, la_
         log(f"[{spec.name}] moderators: compiling...", quiet=quiet)
         first = next(iter(available.values()))[0]
         msampler = CompiledSampler(build_did_model(design, ref, la_trends=la_trends, likelihood=lik, zero_prior=zref,
-                                                   centered_effects=spec.centered_effects,
                                                    moderator=first), mutable=("moderator",))
         for j, (k, (vals, text)) in enumerate(available.items()):
             log(f"[{spec.name}] moderator {k}...", quiet=quiet)

@@ -39,7 +39,7 @@ SPEC = OutcomeSpec(
     first_record_variant=True,
     # 0.95 left 2 divergences (sceptical) and R-hat 1.017 for sigma_tau (enthusiastic) on the twin
     # at the default seed; 0.98 passed every check (min bulk ESS 437). A centred parametrisation
-    # (centered_effects=True) was worse (about 20 divergences per prior).
+    # (build_did_model(centered_effects=True)) was worse (about 20 divergences per prior).
     target_accept=0.98,
     tune=1000,                 # not yet measured at the runner default of 500
 )

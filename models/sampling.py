@@ -23,6 +23,8 @@ import pymc as pm
 import xarray as xr
 from pymc.model.transform.optimization import freeze_dims_and_data
 from pytensor.graph.traversal import graph_inputs
+from pytensor.scalar import Cast
+from pytensor.tensor.elemwise import Elemwise
 
 
 def default_cores(chains: int) -> int:
@@ -110,8 +112,8 @@ class CompiledSampler:
 def _is_cast_of(value, data) -> bool:
     """Whether ``value`` is the ``pm.Data`` ``data`` itself or a dtype cast of it."""
     owner = value.owner
-    return value is data or (owner is not None and type(owner.op).__name__ == "Elemwise"
-                             and type(owner.op.scalar_op).__name__ == "Cast" and owner.inputs[0] is data)
+    return value is data or (owner is not None and isinstance(owner.op, Elemwise)
+                             and isinstance(owner.op.scalar_op, Cast) and owner.inputs[0] is data)
 
 
 def sample_model(model: pm.Model, **kwargs: Any) -> xr.DataTree:
