@@ -221,6 +221,16 @@ def test_site_means_keep_the_named_prior_of_the_sofs_effect_and_the_site_effects
     assert np.all(np.abs([np.corrcoef(beta, effect[:, s])[0, 1] for s in range(5)]) < 0.02)
 
 
+def test_row_forward_solve_matches_the_inverse():
+    import pytensor.tensor as pt
+
+    rng = np.random.default_rng(0)
+    L = np.linalg.cholesky(np.cov(rng.normal(size=(4, 50))))
+    g = rng.normal(size=(7, 4))
+    ours = irt._solve_lower_rows(pt.as_tensor(L), pt.as_tensor(g), 4).eval()
+    np.testing.assert_allclose(ours, g @ np.linalg.inv(L).T, atol=1e-12)
+
+
 def _small_data() -> irt.GRMData:
     syn = simulate_engagement(3, instruments=("yatchmenoff",))
     inst = default_instrument("yatchmenoff")
