@@ -492,6 +492,10 @@ def _latent_regression(data: GRMData, priors: GRMPriors, chol, eff_mu: float, ef
     comp = pm.Data("competence_c", des.competence - des.competence_centre, dims="person")
     n_w = np.bincount(des.worker_idx, minlength=W).astype(float)[:, None]
     k_w = (pt.sqrt(1.0 + n_w * sd_w[None, :] ** 2) - 1.0) / n_w
+
+    def worker_sums(x):   # (person, dimension) -> (worker, dimension)
+        return pt.inc_subtensor(pt.zeros((W, D))[des.worker_idx], x)
+
     # The family draws carry the competence term: z_theta_raw ~ N(shift, 1), with shift the
     # draws that reproduce gamma * c through the worker and correlation maps, so that gamma
     # drops out of the likelihood (up to the centring) and is learnt from the draws as a
@@ -499,7 +503,7 @@ def _latent_regression(data: GRMData, priors: GRMPriors, chol, eff_mu: float, ef
     # outside the draws had to drag every draw with it (bulk ESS 184 in 4 x 600 draws at
     # 5,000 families, about 470 in 4 x 2,000 at 60; 1,700-1,900 at 60 this way).
     cg = comp[:, None] * gamma[None, :]
-    cg_sums = pt.inc_subtensor(pt.zeros((W, D))[des.worker_idx], cg)
+    cg_sums = worker_sums(cg)
     g = total[None, :] * (cg - (k_w / (1.0 + n_w * k_w) * cg_sums)[des.worker_idx])
     shift = _solve_lower_rows(chol, g, D) if chol is not None else g   # rows L^-1 g_i
     raw = pm.Normal("z_theta_raw", shift, 1.0, dims=("person", "dimension")) - shift
@@ -507,7 +511,7 @@ def _latent_regression(data: GRMData, priors: GRMPriors, chol, eff_mu: float, ef
     # Residual draws centred over persons, competence centred and site effects with a zero
     # family-weighted sum: the sample mean of theta stays (close to) 0 whatever the effects are.
     eps = z @ chol.T if chol is not None else z
-    sums = pt.inc_subtensor(pt.zeros((W, D))[des.worker_idx], eps)
+    sums = worker_sums(eps)
     resid = (eps + (k_w * sums)[des.worker_idx]) / total[None, :]
     mean = comp[:, None] * gamma[None, :] + site[des.site_idx]
     return pm.Deterministic("theta", mean + resid, dims=("person", "dimension"))
