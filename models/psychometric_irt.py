@@ -108,8 +108,10 @@ from scipy.special import expit
 
 from data.instruments import ARMS, Instrument
 
-#: Padding for the outer "cutpoints" -inf/+inf of the ordered logistic (logit scale).
-_PAD = 1.0e3
+#: The outer "cutpoints" -inf/+inf of the ordered logistic stand this far (logit scale)
+#: beyond an item's first and last cutpoints: exact in double precision while the linear
+#: predictor is within about 250 logits of them, and exp(gap) stays finite.
+_PAD = 300.0
 
 DIMENSION_MODES = ("overall", "subscale", "rater", "rater_subscale")
 
@@ -353,15 +355,50 @@ class GRMPriors:
         return asdict(self)
 
 
-def _grm_logp(value, eta, item, pad):
-    """log P(y | eta, cutpoints) for the ordered logistic, gathering only the two cutpoints needed.
+def padded_cutpoints(cut, xp=np):
+    """(..., item, K-1) cutpoints -> (..., item, K+1), with the outer ones ``_PAD`` beyond the ends."""
+    return xp.concatenate([cut[..., :1] - _PAD, cut, cut[..., -1:] + _PAD], axis=-1)
 
-    ``pad`` is (item, K+1): the K-1 cutpoints with -_PAD and +_PAD on either side.
+
+def category_tables(pad, xp=np):
+    r"""Per (item, category) tables for :func:`log_category_probability`, from padded cutpoints.
+
+    Returns the lower cutpoint :math:`c_{k}`, the gap :math:`g = c_{k+1} - c_k`,
+    :math:`e^{g}` and :math:`\log(e^{g} - 1)`, each (..., item, K). Exact for gaps below
+    about 700 logits (beyond, :math:`e^{g}` overflows).
     """
-    width = pad.shape[-1]
-    flat = pad.ravel()
+    lower = pad[..., :-1]
+    gap = pad[..., 1:] - lower
+    return lower, gap, xp.exp(gap), gap + xp.log1p(-xp.exp(-gap))
+
+
+def log_category_probability(u, gap, exp_gap, log_expm1_gap, xp=np):
+    r""":math:`\log\{\sigma(u) - \sigma(u - g)\}`, stably, with one exponential and one logarithm.
+
+    :math:`u = \eta - c_k` is the linear predictor less the answer's lower cutpoint and
+    :math:`g > 0` the gap to its upper cutpoint. With :math:`e = e^{-u}`,
+    :math:`\sigma(u) - \sigma(u - g) = e\,(e^{g} - 1) / \{(1 + e)(1 + e\,e^{g})\}`; the
+    interval probability is symmetric under :math:`u \to g - u`, so it is evaluated at
+    :math:`u^* = \max(u, g - u) \ge g/2`, where neither exponential overflows. (The direct
+    difference of two logistic functions loses everything when both are near 1: it returned
+    :math:`-\infty` once :math:`\eta` passed the answer's upper cutpoint by about 37 logits.)
+    ``xp`` is ``numpy`` or ``pytensor.tensor``.
+    """
+    u_star = xp.maximum(u, gap - u)
+    e = xp.exp(-u_star)
+    return -u_star + log_expm1_gap - xp.log((1.0 + e) * (1.0 + e * exp_gap))
+
+
+def _grm_logp(value, eta, item, pad):
+    """log P(y | eta, cutpoints) of the ordered logistic (:func:`log_category_probability`).
+
+    ``pad`` is (item, K+1) from :func:`padded_cutpoints`; each answer gathers its row of the
+    (item x category) tables once per table (a flat index: cheap to compile).
+    """
+    width = pad.shape[-1] - 1
     idx = pt.cast(item, "int64") * width + pt.cast(value, "int64")
-    return pt.log(pt.sigmoid(eta - flat[idx]) - pt.sigmoid(eta - flat[idx + 1]))
+    lower, gap, exp_gap, log_expm1_gap = (t.ravel()[idx] for t in category_tables(pad, pt))
+    return log_category_probability(eta - lower, gap, exp_gap, log_expm1_gap, pt)
 
 
 def _centred_normal(name: str, dims: tuple[str, str]) -> pt.TensorVariable:
@@ -621,7 +658,7 @@ def build_grm(
         # (A dense (person, item) form of the linear predictor measured no faster at 5,000 x 20.)
         theta_obs = theta.ravel()[data.person_idx * D + data.item_dimension[item_idx]]
         eta = a[item_idx] * theta_obs
-        pad = pt.concatenate([pt.full((J, 1), -_PAD), cut, pt.full((J, 1), _PAD)], axis=1)
+        pad = padded_cutpoints(cut, pt)
         pm.CustomDist("y", eta, item_idx, pad, logp=_grm_logp,
                       signature="(),(),(j,c)->()", observed=data.response, dims="obs")
     return model
@@ -957,14 +994,10 @@ def pointwise_log_likelihood(theta: np.ndarray, a: np.ndarray, b: np.ndarray, da
     j, p = data.item_idx, data.person_idx
     th = theta[..., p, data.item_dimension[j]]
     aa = a[..., j]
-    cut = aa[..., None] * b[..., j, :]
-    pad = np.concatenate([np.full(cut.shape[:-1] + (1,), -_PAD), cut, np.full(cut.shape[:-1] + (1,), _PAD)], axis=-1)
+    tables = category_tables(padded_cutpoints(aa[..., None] * b[..., j, :]))
     y = np.broadcast_to(data.response, th.shape)[..., None]
-    lo = np.take_along_axis(pad, y, axis=-1)[..., 0]
-    hi = np.take_along_axis(pad, y + 1, axis=-1)[..., 0]
-    eta = aa * th
-    prob = expit(eta - lo) - expit(eta - hi)
-    return np.log(np.maximum(prob, 1e-300))
+    lower, gap, exp_gap, log_expm1_gap = (np.take_along_axis(t, y, axis=-1)[..., 0] for t in tables)
+    return log_category_probability(aa * th - lower, gap, exp_gap, log_expm1_gap)
 
 
 def add_log_likelihood(idata: xr.DataTree, data: GRMData) -> xr.DataTree:

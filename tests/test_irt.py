@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from scipy.special import expit
 import pandas as pd
 import pytest
 
@@ -122,6 +123,30 @@ def test_category_probabilities_information_and_scores():
     assert np.all(irt.marginal_reliability(th, np.zeros_like(th)) < 0.02)
 
 
+def test_log_category_probability_is_exact_and_finite_far_from_the_cutpoints():
+    """The one-exponential form against an independent stable form, log sigma(u) +
+    log sigma(g - u) + log(1 - e^-g), from -250 to 250 logits, and its gradient (PyTensor)
+    against the analytic one; the direct difference of logistic functions fails here."""
+    import pytensor
+    import pytensor.tensor as pt
+
+    u = np.linspace(-250.0, 250.0, 2001)[:, None]
+    gap = np.array([1e-3, 0.5, 2.0, 15.0, irt._PAD])[None, :]
+    exp_gap, log_expm1_gap = np.exp(gap), gap + np.log1p(-np.exp(-gap))
+    reference = -np.logaddexp(0.0, -u) - np.logaddexp(0.0, u - gap) + np.log1p(-np.exp(-gap))
+    ours = irt.log_category_probability(u, gap, exp_gap, log_expm1_gap)
+    np.testing.assert_allclose(ours, reference, rtol=1e-12, atol=1e-12)
+    with np.errstate(divide="ignore"):
+        direct = np.log(expit(u) - expit(u - gap))
+    assert not np.isfinite(direct).all()   # what the old form returned out here
+
+    u_t = pt.dmatrix("u")
+    logp = irt.log_category_probability(u_t, gap, exp_gap, log_expm1_gap, pt)
+    grad = pytensor.function([u_t], pt.grad(logp.sum(), u_t))(np.broadcast_to(u, reference.shape).copy())
+    analytic = expit(-u) - expit(u - gap)   # d/du [log sigma(u) + log sigma(g - u)]
+    np.testing.assert_allclose(grad, analytic, rtol=1e-9, atol=1e-12)
+
+
 def test_numpy_log_likelihood_matches_the_model_density():
     import pytensor.tensor as pt
 
@@ -133,7 +158,7 @@ def test_numpy_log_likelihood_matches_the_model_density():
     ours = irt.pointwise_log_likelihood(theta, a, b, data)
     # Same density through the model's own log-density expression (pytensor).
     cut = a[:, None] * b
-    pad = np.concatenate([np.full((data.n_item, 1), -irt._PAD), cut, np.full((data.n_item, 1), irt._PAD)], 1)
+    pad = irt.padded_cutpoints(cut)
     eta = a[data.item_idx] * theta[data.person_idx, data.item_dimension[data.item_idx]]
     model_logp = irt._grm_logp(pt.as_tensor(data.response), pt.as_tensor(eta), pt.as_tensor(data.item_idx),
                                pt.as_tensor(pad)).eval()
