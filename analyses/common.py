@@ -42,8 +42,20 @@ PACKAGES = (
 )  # fmt: skip
 
 
-def analysis_parser(name: str, description: str | None, *, priors: tuple[str, ...] = ()) -> argparse.ArgumentParser:
-    """The arguments every analysis takes; an analysis adds its own afterwards."""
+def acceptance_rate(text: str) -> float:
+    value = float(text)
+    if not 0.5 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0.5, 1), got {text}")
+    return value
+
+
+def analysis_parser(name: str, description: str | None, *, priors: tuple[str, ...] = (),
+                    target_accept: float | None = None) -> argparse.ArgumentParser:
+    """The arguments every analysis takes; an analysis adds its own afterwards.
+
+    ``target_accept``: the analysis samples with NUTS, and this is its default target
+    acceptance rate (``--target-accept``, checked to lie in [0.5, 1)).
+    """
     p = argparse.ArgumentParser(prog=f"python -m analyses.{name}", description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=None,
@@ -57,6 +69,10 @@ def analysis_parser(name: str, description: str | None, *, priors: tuple[str, ..
     p.add_argument("--tune", type=int, default=1000, help="tuning draws per chain")
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--seed", type=int, default=20201001)
+    if target_accept is not None:
+        p.add_argument("--target-accept", type=acceptance_rate, default=target_accept, metavar="P",
+                       help=f"NUTS target acceptance rate (default {target_accept}; raise it if there are "
+                            "divergences, lower it for faster sampling of large data sets)")
     p.add_argument("--out", type=Path, default=Path("results") / name, help="output folder")
     p.add_argument("--strict", action="store_true",
                    help="exit with status 1 when any sampling diagnostic fails")

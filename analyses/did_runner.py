@@ -187,7 +187,7 @@ def effect_scales(spec: OutcomeSpec) -> list[EffectScale]:
 
 
 def build_parser(spec: OutcomeSpec, doc: str | None) -> argparse.ArgumentParser:
-    p = analysis_parser(spec.name, doc, priors=PRIOR_NAMES)
+    p = analysis_parser(spec.name, doc, priors=PRIOR_NAMES, target_accept=spec.target_accept)
     # nutpie's mass-matrix adaptation settles within a few hundred draws on these models: for
     # the kinship twin, 500 tuning draws gave the same posterior and a larger bulk ESS than
     # 1,000 (benchmarks/kinship.py). Outcomes that need more set ``OutcomeSpec.tune``.
@@ -210,8 +210,6 @@ def build_parser(spec: OutcomeSpec, doc: str | None) -> argparse.ArgumentParser:
                             "child random effect, misclassification grid)")
     group.add_argument("--no-robustness", action="store_true",
                        help="skip every robustness re-fit (the event study and relative magnitudes still run)")
-    p.add_argument("--target-accept", type=float, default=spec.target_accept, metavar="P",
-                   help=f"NUTS target acceptance rate (default {spec.target_accept}; raise it if there are divergences)")
     p.add_argument("--robustness-chains", type=int, default=2, metavar="N",
                    help="chains for each robustness re-fit (default 2; draws and tuning as for the main fits)")
     p.add_argument("--exclude-las", default=None, metavar="LIST",
@@ -1063,8 +1061,6 @@ def main(spec: OutcomeSpec, argv: list[str] | None = None, doc: str | None = Non
     args.cutoff_values = _floats(parser, args.cutoffs, "--cutoffs") if spec.hurdle else ()
     if any(c <= 0 for c in args.cutoff_values):
         parser.error("--cutoffs must be positive numbers of days")
-    if not 0.5 <= args.target_accept < 1:
-        parser.error("--target-accept must lie in [0.5, 1)")
     if args.robustness_chains < 1:
         parser.error("--robustness-chains must be at least 1")
     for name in ("max_duration", "exclude_las", "covariates", "la_attributes"):

@@ -55,6 +55,15 @@ def test_missing_file_exits_2(tmp_path, capsys):
     assert code == 2 and "nope.csv" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("value", ["1.0", "0.3", "often"])
+def test_target_accept_outside_half_to_one_exits_2(tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as stop:
+        engagement.main(["--target-accept", value, "--out", str(tmp_path / "out"), "--quiet"])
+    assert stop.value.code == 2 and "--target-accept" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert engagement._parser().parse_args([]).target_accept == engagement.TARGET_ACCEPT
+
+
 def test_default_data_is_labelled_synthetic():
     args = engagement._parser().parse_args([])
     frame, instruments, source, data_hash, synthetic = engagement._load(args)
@@ -65,11 +74,12 @@ def test_end_to_end_on_a_user_csv(tmp_path, answers):
     """Tiny chains (diagnostics are expected to fail and are not asserted), all three fits,
     LOO, statements beside the report's, figures and provenance."""
     code, out = _run(tmp_path, answers, "--draws", "100", "--tune", "150", "--chains", "2", "--prior", "neutral",
-                     "--seed", "3")
+                     "--seed", "3", "--target-accept", "0.85")
     assert code == 0
     rec = json.loads((out / "statements.json").read_text())
     assert rec["synthetic"] is False and rec["data_source"].endswith("answers.csv")
     assert rec["provenance"]["data_hash"].startswith("sha256:") and rec["provenance"]["seed"] == 3
+    assert rec["provenance"]["target_accept"] == 0.85
     assert set(rec["diagnostics"]) == {"yatchmenoff_subscales / neutral", "yatchmenoff_overall / neutral",
                                        "wai_raters / neutral"}
     texts = [s["statement"] for s in rec["statements"]]
