@@ -550,7 +550,7 @@ def _latent_regression(data: GRMData, priors: GRMPriors, chol, eff_mu: float, ef
     eps = z @ chol.T if chol is not None else z
     sums = worker_sums(eps)
     resid = (eps + (k_w * sums)[des.worker_idx]) / total[None, :]
-    mean = comp[:, None] * gamma[None, :] + site[des.site_idx]
+    mean = cg + site[des.site_idx]
     return pm.Deterministic("theta", mean + resid, dims=("person", "dimension"))
 
 
@@ -992,12 +992,12 @@ def pointwise_log_likelihood(theta: np.ndarray, a: np.ndarray, b: np.ndarray, da
     """log p(y_obs | theta, a, b) per answer: ``theta`` (..., person, dimension), ``a`` (..., item),
     ``b`` (..., item, cut) -> (..., obs). The same density as the model's ``y``."""
     j, p = data.item_idx, data.person_idx
-    th = theta[..., p, data.item_dimension[j]]
-    aa = a[..., j]
-    tables = category_tables(padded_cutpoints(aa[..., None] * b[..., j, :]))
-    y = np.broadcast_to(data.response, th.shape)[..., None]
-    lower, gap, exp_gap, log_expm1_gap = (np.take_along_axis(t, y, axis=-1)[..., 0] for t in tables)
-    return log_category_probability(aa * th - lower, gap, exp_gap, log_expm1_gap)
+    a = np.asarray(a, dtype=float)
+    eta = a[..., j] * theta[..., p, data.item_dimension[j]]
+    # Tables per (item, category), then one row per answer: the exponentials are per item.
+    tables = category_tables(padded_cutpoints(a[..., None] * np.asarray(b, dtype=float)))
+    lower, gap, exp_gap, log_expm1_gap = (t[..., j, data.response] for t in tables)
+    return log_category_probability(eta - lower, gap, exp_gap, log_expm1_gap)
 
 
 def add_log_likelihood(idata: xr.DataTree, data: GRMData) -> xr.DataTree:

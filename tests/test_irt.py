@@ -131,8 +131,11 @@ def test_log_category_probability_is_exact_and_finite_far_from_the_cutpoints():
     import pytensor.tensor as pt
 
     u = np.linspace(-250.0, 250.0, 2001)[:, None]
-    gap = np.array([1e-3, 0.5, 2.0, 15.0, irt._PAD])[None, :]
-    exp_gap, log_expm1_gap = np.exp(gap), gap + np.log1p(-np.exp(-gap))
+    gaps = np.array([1e-3, 0.5, 2.0, 15.0, irt._PAD])
+    lower, gap, exp_gap, log_expm1_gap = irt.category_tables(np.concatenate([[0.0], np.cumsum(gaps)])[None, :])
+    np.testing.assert_allclose(gap[0], gaps, rtol=1e-12)
+    np.testing.assert_allclose(lower[0], np.concatenate([[0.0], np.cumsum(gaps)[:-1]]))
+    gap = gaps[None, :]
     reference = -np.logaddexp(0.0, -u) - np.logaddexp(0.0, u - gap) + np.log1p(-np.exp(-gap))
     ours = irt.log_category_probability(u, gap, exp_gap, log_expm1_gap)
     np.testing.assert_allclose(ours, reference, rtol=1e-12, atol=1e-12)
@@ -167,6 +170,10 @@ def test_numpy_log_likelihood_matches_the_model_density():
     probs = irt.category_probabilities(theta[data.person_idx, data.item_dimension[data.item_idx]],
                                        a[data.item_idx], b[data.item_idx])
     np.testing.assert_allclose(ours, np.log(probs[np.arange(len(ours)), data.response]), rtol=1e-8)
+    # ... and with draws in front (as add_log_likelihood calls it), each draw on its own.
+    stacked = irt.pointwise_log_likelihood(np.stack([theta, -theta]), np.stack([a, a]), np.stack([b, b - 0.5]), data)
+    np.testing.assert_allclose(stacked[0], ours, rtol=1e-12)
+    np.testing.assert_allclose(stacked[1], irt.pointwise_log_likelihood(-theta, a, b - 0.5, data), rtol=1e-12)
 
 
 @pytest.mark.parametrize("form", ["non_centred", "centred"])
