@@ -19,8 +19,8 @@ families, i.e. a negative competence slope on the report's 1-5 scale); the same 
     uv run python -m analyses.engagement                      # embedded SYNTHETIC data
     uv run python -m analyses.engagement --data answers.csv   # your item-level answers
     uv run python -m analyses.engagement --prior neutral --draws 500 --chains 2
-    # thousands of families: longer steps and fewer draws suffice (benchmarks/irt.py, README)
-    uv run python -m analyses.engagement --data answers.csv --target-accept 0.8 --tune 300 --draws 600
+    # thousands of families: longer steps and a short warm-up suffice (benchmarks/irt.py, README)
+    uv run python -m analyses.engagement --data answers.csv --target-accept 0.8 --tune 150 --draws 950
 
 The input format (one row per family; ``family,site,arm,worker,competence`` and one column
 per item) is described in ``data.instruments``; the item keys are configuration
