@@ -119,8 +119,9 @@ def log1p_unit(x):
 
 
 @numba.njit(**_NUMBA)
-def _block_terms(u, gap, exp_gap, log_expm1_gap, logp, d_u, d_gap, m):
-    """Log-probabilities and their derivatives for ``m`` gathered answers (a vectorised loop)."""
+def _block_terms(u, gap, exp_gap, log_expm1_gap, d_u, d_gap, m):
+    """Summed log-probabilities of ``m`` gathered answers, and their derivatives (a vectorised loop)."""
+    block_sum = 0.0
     for t in range(m):
         ut = u[t]
         gt = gap[t]
@@ -128,13 +129,14 @@ def _block_terms(u, gap, exp_gap, log_expm1_gap, logp, d_u, d_gap, m):
         us = max(ut, v)
         e = exp_neg(us)
         e2 = e * exp_gap[t]
-        logp[t] = (-us + log_expm1_gap[t] - log1p_unit(e)
-                   - max(gt - us, 0.0) - log1p_unit(min(e2, 1.0 / max(e2, 1e-300))))
+        block_sum += (-us + log_expm1_gap[t] - log1p_unit(e)
+                      - max(gt - us, 0.0) - log1p_unit(min(e2, 1.0 / max(e2, 1e-300))))
         s1 = e / (1.0 + e)                            # sigma(-u*)
         s2 = 1.0 / (1.0 + e2)                         # sigma(u* - g)
         sign = 1.0 if ut >= v else -1.0
         d_u[t] = sign * (s1 - s2)
         d_gap[t] = s2 + (s1 - s2) * (0.5 - 0.5 * sign)    # s2 if u >= g - u, else s1
+    return block_sum
 
 
 @numba.njit(**_NUMBA)
@@ -174,13 +176,16 @@ def grm_loglik_grad(theta, a, pad, theta_index, cell):
     d_a_cell = np.zeros(n_cell)
     d_lower = np.zeros(n_cell)     # d loglik / d c_{j,k} through u (the gap's share is added below)
     d_gap = np.zeros(n_cell)       # d loglik / d g_{j,k} at fixed u
-    bu = np.empty(_BLOCK)
+    bu = np.empty(_BLOCK)            # per block: u, gap, e^gap, log(e^gap - 1), du, dg
     bg = np.empty(_BLOCK)
     beg = np.empty(_BLOCK)
     blg = np.empty(_BLOCK)
-    blp = np.empty(_BLOCK)
     bdu = np.empty(_BLOCK)
     bdg = np.empty(_BLOCK)
+    b_cell = np.empty(_BLOCK, np.int32)    # ... and each answer's cell, trait index, trait, a
+    b_trait = np.empty(_BLOCK, np.int32)
+    b_theta = np.empty(_BLOCK)
+    b_a = np.empty(_BLOCK)
     total = 0.0
     n = theta_index.shape[0]
     for start in range(0, n, _BLOCK):
@@ -190,18 +195,21 @@ def grm_loglik_grad(theta, a, pad, theta_index, cell):
             p = theta_index[start + t]
             if c < 0 or c >= n_cell or p < 0 or p >= th.size:
                 raise IndexError("grm_loglik_grad: an answer's theta_index or cell is out of range")
-            bu[t] = a_cell[c] * th[p] - lower[c]
+            b_cell[t] = c
+            b_trait[t] = p
+            b_theta[t] = th[p]
+            b_a[t] = a_cell[c]
+            bu[t] = b_a[t] * b_theta[t] - lower[c]
             bg[t] = gap[c]
             beg[t] = exp_gap[c]
             blg[t] = log_expm1_gap[c]
-        _block_terms(bu, bg, beg, blg, blp, bdu, bdg, m)
+        total += _block_terms(bu, bg, beg, blg, bdu, bdg, m)
         for t in range(m):
-            c = cell[start + t]
-            p = theta_index[start + t]
-            total += blp[t]
-            d_theta[p] += bdu[t] * a_cell[c]
-            d_a_cell[c] += bdu[t] * th[p]
-            d_lower[c] -= bdu[t]
+            c = b_cell[t]
+            du = bdu[t]
+            d_theta[b_trait[t]] += du * b_a[t]
+            d_a_cell[c] += du * b_theta[t]
+            d_lower[c] -= du
             d_gap[c] += bdg[t] + inv_expm1_gap[c]     # d log(e^g - 1) / dg = 1 + 1 / (e^g - 1)
     d_a = np.zeros(n_item)
     d_pad = np.zeros((n_item, width))
