@@ -71,8 +71,9 @@ def fit_case(n_persons: int, n_items: int = 20, *, draws: int = 1000, tune: int 
     }
 
 
-def large_probe(n_persons: int = 5000, n_items: int = 20) -> dict:
-    """Parts of the large fit, and the full run's time projected from them (see docstring)."""
+def large_probe(n_persons: int = 5000, n_items: int = 20, *, tune: int, draws: int) -> dict:
+    """Parts of the large fit, and the time of a full run of 4 x (``tune`` + ``draws``) projected
+    from them (see docstring)."""
     import nutpie
     from pymc.model.transform.optimization import freeze_dims_and_data
 
@@ -104,7 +105,7 @@ def large_probe(n_persons: int = 5000, n_items: int = 20) -> dict:
     steps = float(idata["sample_stats"]["n_steps"].mean())
     diag = check_sampling(idata, irt.diagnostic_vars(idata))
     worst = diag.table.sort_values("ess_bulk").head(3)
-    full_gradients = 4 * (150 + 950) * steps
+    full_gradients = 4 * (tune + draws) * steps
     return {
         "persons": n_persons, "items": n_items, "answers": int(len(data.response)), "parameters": int(x.size),
         "ms_per_gradient": round(grad_ms, 2), "compile_s": round(compile_s, 1),
@@ -112,7 +113,7 @@ def large_probe(n_persons: int = 5000, n_items: int = 20) -> dict:
                       "leapfrog_steps_per_draw": steps, "max_rhat": round(float(diag.table["rhat"].max()), 3),
                       "lowest_bulk_ess": {k: round(float(v), 1) for k, v in worst["ess_bulk"].items()}},
         "projected_full_run_s": round(compile_s + full_gradients * grad_ms / 1000 / (os.cpu_count() or 1), 0),
-        "projection": "compile + 4 chains x (150 + 950) iterations x steps per draw x gradient cost / cores",
+        "projection": f"compile + 4 chains x ({tune} + {draws}) iterations x steps per draw x gradient cost / cores",
     }
 
 
@@ -161,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         results["cli_default"] = {**cli_run(), "machine": machine}
         print("CLI:", json.dumps(results["cli_default"], indent=1))
     if args.large_probe:
-        results["large_5000x20_probe"] = {**large_probe(), "target_s": 300, "machine": machine}
+        results["large_5000x20_probe"] = {**large_probe(tune=args.large_tune, draws=args.large_draws),
+                                          "target_s": 300, "machine": machine}
         print("5000 x 20 (probe):", json.dumps(results["large_5000x20_probe"], indent=1))
     if args.large:
         results[args.large_key] = {**fit_case(5000, draws=args.large_draws, tune=args.large_tune,

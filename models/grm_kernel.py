@@ -156,6 +156,9 @@ def grm_loglik_grad(theta, a, pad, theta_index, cell):
     n_item, width = pad.shape
     n_cat = width - 1
     n_cell = n_item * n_cat
+    # The tables of psychometric_irt.category_tables, computed here with the gap's analytic
+    # derivative 1 / (e^g - 1): taking the tables as inputs and letting PyTensor differentiate
+    # them cancels -count against +count at the outer pads (residues of 1e-15 for 1e-130).
     lower = np.empty(n_cell)
     gap = np.empty(n_cell)
     exp_gap = np.empty(n_cell)
