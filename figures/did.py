@@ -77,8 +77,11 @@ def plot_forest(table: pd.DataFrame, *, label_col: str, xlabel: str, title: str,
     return fig
 
 
-def plot_event_study(table: pd.DataFrame, *, threshold: float, ylabel: str, synthetic: bool = False) -> plt.Figure:
-    """Event-study effects by years relative to adoption with 95% intervals and P(|pre| > t)."""
+def plot_event_study(table: pd.DataFrame, *, threshold: float, ylabel: str, xlabel: str = "years relative to adoption",
+                     title: str = "Event study: effects by time relative to adoption (cohorts not mixed)",
+                     synthetic: bool = False) -> plt.Figure:
+    """Event-study effects by time relative to adoption with 95% intervals and P(|pre| > t);
+    the base period (held at 0) is drawn as a hollow marker."""
     fig, ax = plt.subplots(figsize=(7, 4))
     x = np.arange(len(table))
     pre = table["pre_period"].to_numpy(bool)
@@ -87,8 +90,11 @@ def plot_event_study(table: pd.DataFrame, *, threshold: float, ylabel: str, synt
         ax.errorbar(x[mask], table["mean"][mask],
                     yerr=[(table["mean"] - table["eti95_low"])[mask], (table["eti95_high"] - table["mean"])[mask]],
                     fmt="o", color=colour, capsize=3, label=label)
+    if "reference" in table.columns:
+        ref = table["reference"].to_numpy(bool)
+        ax.plot(x[ref], np.zeros(ref.sum()), "o", mfc="white", color="C0", label="base period (reference)")
     for xi, row in zip(x, table.itertuples()):
-        if row.pre_period:
+        if row.pre_period and not getattr(row, "reference", False):
             ax.annotate(f"P(|·|>{threshold:g})\n= {row.p_abs_gt_threshold:.2f}", (xi, row.eti95_high),
                         textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
     ax.axhspan(-threshold, threshold, color="0.9")
@@ -96,35 +102,42 @@ def plot_event_study(table: pd.DataFrame, *, threshold: float, ylabel: str, synt
     lo, hi = ax.get_ylim()
     ax.set_ylim(lo, hi + 0.15 * (hi - lo))   # room for the P(|pre-trend| > t) labels
     ax.set_xticks(x, table["event_time"])
-    ax.set_xlabel("years relative to adoption (reference: -1)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title("Event study: effects by year relative to SofS adoption")
+    ax.set_title(title)
     ax.legend(fontsize=8, frameon=False, loc="lower left")
     _caption(fig, synthetic)
     return fig
 
 
-def plot_share_ppc(table: pd.DataFrame, *, ylabel: str, synthetic: bool = False) -> plt.Figure:
-    """Observed share by arm and year against the posterior predictive mean and 95% band."""
+def plot_share_ppc(table: pd.DataFrame, *, ylabel: str, xlabel: str = "period", synthetic: bool = False) -> plt.Figure:
+    """Observed value by arm and period against the posterior predictive mean and 95% band."""
     fig, ax = plt.subplots(figsize=(7, 4))
+    time = "period" if "period" in table.columns else "year"
     for i, (arm, sub) in enumerate(table.groupby("arm", sort=True)):
-        sub = sub.sort_values("year")
-        ax.fill_between(sub["year"], sub["pred_low"], sub["pred_high"], color=f"C{i}", alpha=0.2)
-        ax.plot(sub["year"], sub["pred_mean"], color=f"C{i}", lw=1.5, label=f"{arm}: posterior predictive")
-        ax.plot(sub["year"], sub["observed"], "o", color=f"C{i}", label=f"{arm}: observed")
-    ax.set_xlabel("financial year (start)")
+        sub = sub.sort_values(time)
+        ax.fill_between(sub[time], sub["pred_low"], sub["pred_high"], color=f"C{i}", alpha=0.2)
+        ax.plot(sub[time], sub["pred_mean"], color=f"C{i}", lw=1.5, label=f"{arm}: posterior predictive")
+        ax.plot(sub[time], sub["observed"], "o", color=f"C{i}", label=f"{arm}: observed")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title("Posterior predictive check: observed vs predicted share by arm and year")
+    ax.set_title("Posterior predictive check: observed vs predicted by arm and period")
     ax.legend(fontsize=8, frameon=False)
     _caption(fig, synthetic)
     return fig
 
 
-def plot_prior_predictive(observed: float, simulated: dict[str, np.ndarray], *, xlabel: str,
+def plot_prior_predictive(observed: float, simulated: dict[str, np.ndarray], *, xlabel: str, share: bool = True,
                           synthetic: bool = False) -> plt.Figure:
-    """Prior predictive distribution of the overall share under each prior, observed marked."""
+    """Prior predictive distribution of the overall value under each prior (a share in % when
+    ``share``), observed marked."""
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    bins = np.linspace(0, 100, 51)
+    if share:
+        bins = np.linspace(0, 100, 51)
+    else:
+        allx = np.concatenate([np.ravel(v) for v in simulated.values()])
+        lo, hi = np.quantile(allx[np.isfinite(allx)], [0.01, 0.99])
+        bins = np.linspace(min(lo, observed), max(hi, observed), 51)
     for i, (name, x) in enumerate(simulated.items()):
         ax.hist(np.ravel(x), bins=bins, histtype="step", lw=1.5, density=True, color=_colour(name, i), label=name)
     ax.axvline(observed, color="firebrick", ls="--", label=f"observed {observed:.1f}")
@@ -207,14 +220,15 @@ def plot_robustness(table: pd.DataFrame, *, xlabel: str, title: str, report_valu
 def plot_duration_ppc(table: pd.DataFrame, *, synthetic: bool = False) -> plt.Figure:
     """Observed vs posterior-predicted mean duration and same-day share by arm and year."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    time = "period" if "period" in table.columns else "year"
     for i, (arm, sub) in enumerate(table.groupby("arm", sort=True)):
-        sub = sub.sort_values("year")
+        sub = sub.sort_values(time)
         for ax, (obs, mean, lo, hi) in zip(axes, [
                 ("observed_mean_days", "pred_mean_days", "pred_low_days", "pred_high_days"),
                 ("observed_same_day_pct", "pred_same_day_pct", "pred_same_day_low", "pred_same_day_high")]):
-            ax.fill_between(sub["year"], sub[lo], sub[hi], color=f"C{i}", alpha=0.2)
-            ax.plot(sub["year"], sub[mean], color=f"C{i}", lw=1.5, label=f"{arm}: posterior predictive")
-            ax.plot(sub["year"], sub[obs], "o", color=f"C{i}", label=f"{arm}: observed")
+            ax.fill_between(sub[time], sub[lo], sub[hi], color=f"C{i}", alpha=0.2)
+            ax.plot(sub[time], sub[mean], color=f"C{i}", lw=1.5, label=f"{arm}: posterior predictive")
+            ax.plot(sub[time], sub[obs], "o", color=f"C{i}", label=f"{arm}: observed")
     axes[0].set_ylabel("mean duration (working days)")
     axes[1].set_ylabel("assessments completed the same day (%)")
     for ax in axes:

@@ -1,7 +1,9 @@
-r"""Design robustness for the hierarchical DiD: pure functions on posterior draws and cells.
+r"""Design robustness for the DiD engine: pure functions on posterior draws and cells, and
+re-fits of one compiled model.
 
 Parallel trends, in place of "assumption met / not met"
-    :func:`pretrend_table` gives, for each pre-adoption event-study bin ``k``,
+    :func:`pretrend_table` gives, for each pre-adoption event time ``k`` of the
+    interaction-weighted event study (:func:`models.did.summaries.aggregate`, ``dynamic``),
     P(|delta_k| > t) on the reporting scale, and P(max_k |delta_k| > t).
 
 Relative magnitudes (after Rambachan and Roth, 2023)
@@ -43,7 +45,6 @@ import numpy as np
 import pandas as pd
 
 from models.diagnostics import check_sampling
-from models.did_hierarchical import is_pre_period
 from models.sampling import CompiledSampler
 
 DEFAULT_M_GRID = tuple(np.round(np.arange(0.0, 2.01, 0.25), 2))
@@ -51,32 +52,25 @@ DEFAULT_MISCLASSIFICATION_GRID = (0.0, 0.05, 0.1, 0.2, 0.3)
 CONCLUSION_PROB = 0.9   # "very likely" on the calibrated verbal ladder
 
 
-def _draws(x) -> np.ndarray:
-    """(samples, ...) array from a DataArray with chain and draw dims, or an array."""
-    if hasattr(x, "stack"):
-        other = [d for d in x.dims if d not in ("chain", "draw")]
-        return x.stack(sample=("chain", "draw")).transpose("sample", *other).values
-    return np.asarray(x)
+def pre_draws(dynamic: dict[int, np.ndarray], anticipation: int = 0) -> dict[int, np.ndarray]:
+    """The pre-adoption event times of a ``dynamic`` aggregate (the base period, held at 0, left out)."""
+    return {k: np.ravel(v) for k, v in dynamic.items() if k < -anticipation and np.any(v)}
 
 
-def max_abs_pre(event, labels: list[str] | None = None) -> np.ndarray:
-    """Per draw, the largest |pre-period event effect| (0 when there is no pre-period bin)."""
-    arr = _draws(event)
-    labels = list(event["event_time"].values) if labels is None else labels
-    pre = np.array([is_pre_period(k) for k in labels])
-    if not pre.any():
-        return np.zeros(arr.shape[0])
-    return np.abs(arr[:, pre]).max(axis=1)
+def max_abs_pre(dynamic: dict[int, np.ndarray], anticipation: int = 0) -> np.ndarray:
+    """Per draw, the largest |pre-period effect| (0 when there is no pre-period)."""
+    pre = pre_draws(dynamic, anticipation)
+    n = len(np.ravel(next(iter(dynamic.values()))))
+    if not pre:
+        return np.zeros(n)
+    return np.abs(np.column_stack(list(pre.values()))).max(axis=1)
 
 
-def pretrend_table(event, threshold: float) -> pd.DataFrame:
-    """P(|delta_k| > threshold) for each pre-period bin and for the largest one."""
-    arr = _draws(event)
-    labels = [str(k) for k in event["event_time"].values]
-    rows = [{"event_time": k, "mean": float(arr[:, j].mean()),
-             "p_abs_gt_threshold": float((np.abs(arr[:, j]) > threshold).mean())}
-            for j, k in enumerate(labels) if is_pre_period(k)]
-    mx = max_abs_pre(event)
+def pretrend_table(dynamic: dict[int, np.ndarray], threshold: float, anticipation: int = 0) -> pd.DataFrame:
+    """P(|delta_k| > threshold) for each pre-period event time and for the largest one."""
+    rows = [{"event_time": str(k), "mean": float(v.mean()), "p_abs_gt_threshold": float((np.abs(v) > threshold).mean())}
+            for k, v in pre_draws(dynamic, anticipation).items()]
+    mx = max_abs_pre(dynamic, anticipation)
     rows.append({"event_time": "max |pre|", "mean": float(mx.mean()), "p_abs_gt_threshold": float((mx > threshold).mean())})
     return pd.DataFrame(rows)
 
@@ -124,12 +118,13 @@ def relative_magnitudes(effect: np.ndarray, max_pre: np.ndarray, grid=DEFAULT_M_
 
 
 def suspect_cells(cells: pd.DataFrame, *, ratio: float = 0.5, count: str = "n") -> tuple[np.ndarray, list[str]]:
-    """Cells in LA-years with fewer than ``ratio`` x the LA's median yearly records, and those LAs."""
-    per_year = cells.groupby(["la", "year"], sort=False)[count].sum()
-    median = per_year.groupby(level="la").transform("median")
+    """Cells in unit-periods with fewer than ``ratio`` x the unit's median records per period,
+    and those units (canonical cells: ``unit``, ``period``)."""
+    per_year = cells.groupby(["unit", "period"], sort=False)[count].sum()
+    median = per_year.groupby(level="unit").transform("median")
     low = (per_year < ratio * median)
     flagged = low[low].index
-    mask = pd.MultiIndex.from_frame(cells[["la", "year"]]).isin(flagged)
+    mask = pd.MultiIndex.from_frame(cells[["unit", "period"]]).isin(flagged)
     las = sorted({la for la, _ in flagged})
     return np.asarray(mask), las
 
@@ -193,8 +188,9 @@ class RefitResult:
 class Refitter:
     """Re-fit a compiled model on new cells of the same shape.
 
-    ``make_data`` turns an analysis-cell frame (same rows as the main fit's) into the
-    ``pm.Data`` values; ``effects`` are the reported variables kept from each refit.
+    ``make_data`` turns a canonical cell frame (same rows as the main fit's) into the
+    ``pm.Data`` values; ``effects`` are the reported variables kept from each refit; every
+    variable in ``diag_vars`` is checked.
     """
 
     sampler: CompiledSampler
@@ -208,10 +204,17 @@ class Refitter:
         data = self.make_data(frame)
         data.update(extra or {})
         idata = self.sampler.sample(data, seed=seed, **self.sample_kwargs)
-        post = idata["posterior"]
-        diag = check_sampling(idata, [v for v in self.diag_vars if v in post and post[v].size > 0])
-        draws = {v: post[v].values.ravel() for v in self.effects if v in post}
-        return RefitResult(name, family, description, draws, diag.ok, diag.problems, note)
+        return refit_result(idata, self.diag_vars, self.effects, name=name, family=family, description=description,
+                            note=note)
+
+
+def refit_result(idata, diag_vars: list[str], effects: list[str], *, name: str, family: str, description: str,
+                 note: str = "") -> RefitResult:
+    """A re-fit's effect draws and whether every checked variable passed its diagnostics."""
+    post = idata["posterior"]
+    diag = check_sampling(idata, [v for v in diag_vars if v in post and post[v].size > 0])
+    draws = {v: post[v].values.ravel() for v in effects if v in post}
+    return RefitResult(name, family, description, draws, diag.ok, diag.problems, note)
 
 
 def refit_row(result: RefitResult, var: str, main: np.ndarray | None) -> dict:

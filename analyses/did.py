@@ -1,0 +1,203 @@
+"""Staggered-adoption difference-in-differences on your own panel, with posterior statements.
+
+Any panel of units (LAs, counties, schools) over periods, with a first-treated period per unit
+(0 or empty: never treated), and any outcome the engine's likelihoods take (shares, counts
+with exposure, continuous values, durations), child-level or aggregated, CSV or Parquet.
+The model (``models.did``) estimates effects by adoption cohort and period, ATT(g,t),
+partially pooled, and aggregates them as R's ``did`` does (simple, dynamic, group, calendar)::
+
+    uv run python -m analyses.did --data ../shared/validation/mpdta/mpdta.csv \\
+        --unit countyreal --time year --cohort first.treat --outcome lemp --likelihood normal \\
+        --label "log teen employment" --units "log points" --rope 0.01 --mid 0.03 --target -0.05
+
+    uv run python -m analyses.did --data my_children.csv --unit la --time year --cohort adoption_year \\
+        --outcome kinship --likelihood binomial --direction up --relative-target 0.2 --label "kinship care"
+
+Every label, unit and threshold is yours: ``--rope`` (region of practical equivalence),
+``--mid`` (minimal important difference) and ``--target`` are in the outcome's units (pp for
+shares); numbers are printed to the precision the posterior supports. Outputs as for the
+SofS commands: posterior netCDF per named prior, ``statements.json`` (the typed result),
+tables (``aggregates``, ``att_gt``, ``event_study``, ...), figures, diagnostics, the
+frequentist cross-check (saturated Sun-Abraham regression and two-way fixed effects), and
+``--strict`` exits 1 when any diagnostic fails. Bad input exits 2 naming file, row and column.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from analyses.common import analysis_parser, run_cli
+from analyses.did_runner import Inputs, Plan, finish, run_plan, settings_from
+from data.did_panel import PanelColumns, load_panel
+from data.errors import DataError
+from models.did.crosscheck import mean_did, staggered_did
+from models.did.design import BASES, CONTROLS, EFFECTS, DesignSpec
+from models.did.likelihoods import LIKELIHOODS, get_likelihood
+from models.did.model import ModelSpec
+from models.did.priors import effect_priors
+from models.did.summaries import Reading
+from models.priors import PRIOR_NAMES, select_priors
+
+NAME = "did"
+DIRECTIONS = {"up": 1, "down": -1, "none": 0}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = analysis_parser(NAME, __doc__, priors=PRIOR_NAMES, target_accept=0.95)
+    p.set_defaults(tune=1000)
+    g = p.add_argument_group("your data's columns")
+    g.add_argument("--unit", required=True, metavar="COL", help="unit identifier (an LA, a county)")
+    g.add_argument("--time", required=True, metavar="COL", help="period (a whole number, e.g. a year)")
+    g.add_argument("--cohort", required=True, metavar="COL", help="first treated period (0 or empty: never treated)")
+    g.add_argument("--outcome", required=True, metavar="COL", help="the outcome column (see --likelihood)")
+    g.add_argument("--trials", metavar="COL", help="binomial: trials per row (successes in --outcome)")
+    g.add_argument("--exposure", metavar="COL", help="poisson/negbinomial: exposure per row (default 1)")
+    g.add_argument("--covariates", default="", metavar="LIST", help="comma-separated categorical covariates")
+    g.add_argument("--settling", metavar="COL", help="periods after adoption to leave out (per unit; default none)")
+    m = p.add_argument_group("the model")
+    m.add_argument("--likelihood", required=True, choices=sorted(LIKELIHOODS))
+    m.add_argument("--effects", default="cohort_period", choices=EFFECTS,
+                   help="cohort_period: ATT(g,t) (default); unit: one effect per treated unit")
+    m.add_argument("--control", default="never", choices=CONTROLS, help="never-treated (default) or not-yet-treated")
+    m.add_argument("--base", default="last", choices=BASES,
+                   help="last: the last period before adoption, as did and Sun-Abraham (default); all: every "
+                        "pre-adoption period, as the imputation estimator of Borusyak, Jaravel and Spiess")
+    m.add_argument("--anticipation", type=int, default=0, metavar="K", help="periods of anticipation (default 0)")
+    m.add_argument("--unit-trends", action="store_true", help="unit-specific linear trends (needs --base all)")
+    m.add_argument("--unit-deviations", action="store_true",
+                   help="cohort_period: units' own deviations from their cohort's effects (partial pooling)")
+    m.add_argument("--reweight", action="store_true",
+                   help="sample the broadest prior only and reweight it for the others (PSIS; refits when k > 0.7)")
+    r = p.add_argument_group("how results are read (in the outcome's units)")
+    r.add_argument("--label", default=None, metavar="TEXT", help="what the outcome is, in words (default: its column)")
+    r.add_argument("--units", default=None, metavar="TEXT",
+                   help="units of effects (default: pp for shares, the outcome's units otherwise)")
+    r.add_argument("--rope", type=float, default=None, metavar="X", help="half-width of the region of practical "
+                   "equivalence (default: 0.1 x the outcome's within-unit SD)")
+    r.add_argument("--mid", type=float, default=None, metavar="Y", help="minimal important difference "
+                   "(default: 2.5 x --rope)")
+    r.add_argument("--target", type=float, default=None, metavar="T", help="the change the programme claims (signed, "
+                   "in the outcome's units); anchors the sceptical and enthusiastic priors")
+    r.add_argument("--relative-target", type=float, default=0.2, metavar="R",
+                   help="used when --target is not given: a relative change in --direction (default 0.2)")
+    r.add_argument("--direction", default="none", choices=sorted(DIRECTIONS),
+                   help="the direction the programme expects (default none)")
+    r.add_argument("--per", type=float, default=None, metavar="F",
+                   help="counts: report rates per F units of exposure (e.g. 10000); shares are in pp")
+    r.add_argument("--decimals", type=int, default=None, metavar="D", help="decimals (default: from the posterior SD)")
+    r.add_argument("--subject", default="the treatment", metavar="TEXT", help="what is evaluated, in sentences")
+    r.add_argument("--pretrend-threshold", type=float, default=None, metavar="X",
+                   help="pre-trend departures larger than this are reported (default: --mid)")
+    return p
+
+
+def load_inputs(args: argparse.Namespace) -> Inputs:
+    if args.data is None:
+        raise DataError("analyses.did needs your data: --data FILE (see --help; the mpdta example is in the README)")
+    cols = PanelColumns(unit=args.unit, time=args.time, cohort=args.cohort, outcome=args.outcome, trials=args.trials,
+                        exposure=args.exposure, settling=args.settling,
+                        covariates=tuple(c.strip() for c in args.covariates.split(",") if c.strip()))
+    pc = load_panel(args.data, cols, args.likelihood, control=args.control, anticipation=args.anticipation)
+    return Inputs(pc.cells, pc.source, pc.data_hash, pc.synthetic, pc.n_records, pc.notes, pc.missing)
+
+
+def make_plan(args: argparse.Namespace, inputs: Inputs, argv: list[str] | None) -> Plan:
+    lik = get_likelihood(args.likelihood)
+    covariates = tuple(c.strip() for c in args.covariates.split(",") if c.strip())
+    try:
+        design = DesignSpec(args.likelihood, effects=args.effects, control=args.control, base=args.base,
+                            anticipation=args.anticipation, unit_trends=args.unit_trends, covariates=covariates)
+    except ValueError as err:
+        raise DataError(str(err), column="--unit-trends") from None
+    factor = args.per if (args.per and lik.link == "log") else None
+    model = ModelSpec(period_effects="fixed", unit_deviations=args.unit_deviations, factor=factor)
+    cells = inputs.cells
+    y = cells["y"].to_numpy(float)
+    within = float(np.std(y - cells.groupby("unit")["y"].transform("mean").to_numpy())) if lik.identity else None
+    units = args.units or (lik.default_units if not lik.identity else f"units of {args.outcome}")
+    if lik.link == "log" and not lik.hurdle and args.per:
+        units = args.units or f"per {args.per:g} of exposure"
+    default_rope = 0.1 * within if lik.identity else (1.0 if lik.link == "logit" else 0.1 * np.mean(y / cells["n"]) *
+                                                     (factor or 1.0))
+    rope = args.rope if args.rope is not None else float(f"{default_rope:.2g}")
+    mid = args.mid if args.mid is not None else 2.5 * rope
+    direction = DIRECTIONS[args.direction]
+    reading = Reading(label=args.label or args.outcome, units=units, rope=rope, mid=mid, direction=direction,
+                      target=args.target, relative_target=args.relative_target if (args.target is None and direction) else None,
+                      decimals=args.decimals, subject=args.subject, where="the treated units")
+    from models.did.experiment import DidExperiment
+
+    pre = DidExperiment(cells, design, model, reading).pre_level()
+    rel = args.relative_target if args.target is None else None
+    if args.target is None and direction == 0:
+        # no claimed direction: the sceptical and enthusiastic priors need one; use a rise of the relative target
+        rel_dir = 1
+    else:
+        rel_dir = direction
+    named = effect_priors(lik, pre, direction=rel_dir, relative_target=rel, target=args.target, factor=factor,
+                          outcome_label=reading.label, outcome_sd=float(np.std(y)) if lik.identity else None)
+    try:
+        priors = select_priors(named, args.prior, args.prior_override)
+    except ValueError as err:
+        raise DataError(str(err), column="--prior-override") from None
+    secondary = None
+    zero_priors = None
+    if lik.hurdle:
+        secondary = Reading(label="same-day records", units="pp", rope=2.0, mid=5.0, decimals=1, subject=args.subject,
+                            where=reading.where)
+        share = float(np.clip(cells["y"].sum() / cells["n"].sum(), 1e-3, 0.8))
+        zero = effect_priors(get_likelihood("binomial"), share, direction=-(rel_dir or 1), relative_target=0.2,
+                             outcome_label="same-day records")
+        zero_priors = [zero.get(p.name, zero["neutral"]) for p in priors]
+
+    def frequentist(plan, exp):
+        out = []
+        c = exp.design.cells.assign(treated_post=(exp.design.data["treated"] > 0).astype(float))
+        share_like = lik.link == "logit"
+        f_units = reading.units
+        mult = 100.0 if share_like else (factor or 1.0)
+        if not lik.hurdle:
+            st, _ = staggered_did(exp.design.cells[exp.design.cells["phase"] != "settling"], units=f_units,
+                                  factor=mult if not lik.identity else 1.0, share=not lik.identity, label="staggered")
+            out.append(st)
+        tot = "dur_sum" if lik.hurdle else None
+        twfe = mean_did(c if tot else c.assign(y=c["y"] / c["n"] * mult if not lik.identity else c["y"]), covariates,
+                        total=tot, units=f_units, label="two-way fixed effects, one effect")
+        out.append(twfe)
+        return out
+
+    return Plan(name=NAME, title=f"{reading.label}: Bayesian staggered difference-in-differences", reading=reading,
+                design_spec=design, model_spec=model, priors=priors, settings=settings_from(args), seed=args.seed,
+                out=args.out, population="", secondary=secondary, zero_priors=zero_priors, reported=None,
+                pretrend_threshold=args.pretrend_threshold if args.pretrend_threshold is not None else mid,
+                reweight=args.reweight, strict=args.strict, quiet=args.quiet, argv=argv,
+                provenance_extra={"columns": vars(PanelColumns(args.unit, args.time, args.cohort, args.outcome,
+                                                               args.trials, args.exposure, covariates, args.settling)),
+                                  "likelihood": args.likelihood},
+                frequentist=frequentist,
+                why=(f"Design chosen by the user: {args.effects} effects, {args.control}-treated controls, base "
+                     f"{args.base}."))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.anticipation < 0:
+        parser.error("--anticipation must be >= 0")
+    for name in ("rope", "mid"):
+        if getattr(args, name) is not None and getattr(args, name) < 0:
+            parser.error(f"--{name} must be >= 0")
+
+    def body() -> int:
+        inputs = load_inputs(args)
+        plan = make_plan(args, inputs, argv)
+        return finish(run_plan(plan, inputs))
+
+    return run_cli(body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,541 @@
+r"""The one hierarchical DiD of the toolkit: linear predictor, effects, g-computation.
+
+For a cell ``c`` of unit ``i``, period ``t`` (centred time ``s_t``) and covariates ``x_c``, each
+part of the likelihood (one; the duration hurdle has two, the same-day part suffixed
+``_zero``) has the untreated linear predictor::
+
+    eta0_c = a_i + v_t + (c0 + g_i) s_t + x_c' beta + pi[c]
+    a_i   = alpha + kappa[cohort(i)] + sigma_unit z_i    unit intercepts, partially pooled around
+                                                         their adoption cohort's level (centred:
+                                                         a_i ~ N(alpha + kappa, sigma_unit^2))
+    kappa ~ ZeroSumNormal(s)                             cohort levels (a correlated random effect:
+                                                         cohorts are not pulled towards each other, so
+                                                         DiD contrasts equal the fixed-effects ones)
+    sigma_unit ~ HalfNormal(s),  alpha ~ N(m0, (2 s)^2)
+    v ~ ZeroSumNormal(0.5 s)... see ``period_effects``  period effects
+    g ~ sigma_trend ZeroSumNormal(1), sigma_trend ~ HalfNormal(0.1 s)     unit trends (optional)
+    beta ~ N(0, s^2)                                     covariate contrasts (centred)
+    pi = B w,  w ~ N(0, s^2)                             pre-trend terms (models.did.design)
+
+and the treated predictor ``eta_c = eta0_c + D_c tau_c`` on the effect cells ``D_c = 1``:
+
+``effects="cohort_period"`` (ATT(g,t))::
+
+    tau_{g,t} = mu_tau + delta_{t-g} + sigma_cohort (B_w z)_{g,t}
+    delta = s B_W u,  u ~ N(0, 1)      event-time deviations (a fixed, wide scale s: event times are
+                                       tied by mu_tau, not shrunk towards each other)
+    sigma_cohort ~ HalfNormal(s_w),  z ~ N(0, 1)
+                                       cohorts' deviations, partially pooled within each event time
+    B_W, B_w                           orthonormal bases (:func:`constrained_basis`): the deviations
+                                       have a zero mean under the weights of the ``simple`` aggregate
+                                       (W_e: post-adoption weight at event time e; w: within e)
+    optional unit deviations: + sigma_dev (K v)_i, v ~ N(0, 1), K the same basis within each cohort,
+                               sigma_dev ~ HalfNormal(0.5 s_w)
+
+so that, on the identity link, ``mu_tau`` *is* the simple aggregate of ATT(g,t) and the named
+prior on it is a prior on the reported ``simple`` effect (on other links, on its link-scale
+counterpart). ``s_w`` is the within-unit scale (:func:`change_scale`).
+
+``effects="unit"`` (one effect per treated unit, constant after settling-in)::
+
+    tau_i = mu_tau + gamma (M_i - mean M) + sigma_tau z_i,   sigma_tau ~ HalfNormal(0.5 s)
+
+In both, ``mu_tau ~ N(m, sd^2)`` is the named prior (``pm.Data`` ``prior_mean``/``prior_sd``,
+``..._zero`` for the hurdle's same-day part), so one compiled model serves every prior.
+``s`` is the outcome's scale: 1 on logit and log links, sd(y) on the identity link; ``s_w``
+(:func:`change_scale`) the scale of changes within a unit (1, or the within-unit sd), used for
+period effects, trends, pre-trend terms and every effect SD.
+
+``period_effects="fixed"`` (default): ``v ~ ZeroSumNormal(period_sd s)`` with a fixed scale
+(nuisance effects, not shrunk). ``"hierarchical"``: ``v = sigma_period B u`` with ``B``
+orthonormal to a constant and to time, ``sigma_period ~ HalfNormal(0.5 s)``, and a common
+trend ``c0 ~ N(0, (0.5 s)^2)``: the years' deviations from a common linear trend, shrunk.
+
+Reported by g-computation on the response scale (probability, rate, mean, mean duration;
+times the reading ``factor``, e.g. 100 for percentage points), with ``w_c = n_c``::
+
+    att_gt[g,t]   = sum_{c in (g,t)} w_c [r(eta_c) - r(eta0_c)] / sum w_c       ATT(g,t)
+    att           = the same over every post-adoption effect cell (e >= 0)        these units
+    att_unit[i]   = the same over unit i's post cells
+    counterfactual, att_relative = sum w [r(eta) - r(eta0)] / sum w r(eta0)
+    att_typical   = att with every tau replaced by mu_tau (unit structure): the mean effect
+                    mu_tau applied to these units' cells (no new unit's effect is drawn)
+
+Binomial, unit-structure extensions: ``moderator`` (above), ``misclassification`` (a share
+``m_c`` of a cell's records does not belong to the population, with its own probability ``q``:
+``p = (1 - m) expit(eta) + m expit(q)``), ``repeated`` (a child random effect, population-
+averaged by Gauss-Hermite quadrature; children seen more than once enter with their exact
+marginal likelihood).
+
+Assumptions: parallel trends of untreated outcomes given the model's unit, period, trend and
+covariate terms; no anticipation beyond ``anticipation`` periods; no spillovers; cells
+independent given the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor.tensor as pt
+
+from models.did.design import PERIOD_EFFECTS, DidDesign, constrained_basis, group_basis
+from models.did.likelihoods import Likelihood
+from models.priors import NamedPrior
+
+QUADRATURE_NODES = 9
+#: The ``pm.Data`` holding the named priors' hyper-parameters.
+PRIOR_DATA = ("prior_mean", "prior_sd", "prior_mean_zero", "prior_sd_zero")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Priors' scales and parametrisation (multiples of the outcome's scale ``s``)."""
+
+    period_effects: str = "fixed"
+    period_sd: float = 1.0
+    cohort_levels: bool = True
+    unit_centred: bool | None = None       # None: chosen from the data (:func:`choose_centring`)
+    effect_centred: bool = False           # unit structure: tau ~ N(mu_tau, sigma_tau) when True
+    period_centred: bool = False           # hierarchical period deviations centred
+    unit_deviations: bool = False          # cohort_period: units' deviations within their cohort
+    factor: float | None = None            # response -> reading units (default: the likelihood's)
+
+    def __post_init__(self) -> None:
+        if self.period_effects not in PERIOD_EFFECTS:
+            raise ValueError(f"period_effects must be one of {PERIOD_EFFECTS}, got {self.period_effects!r}")
+
+    def reading_factor(self, lik: Likelihood) -> float:
+        return lik.factor if self.factor is None else self.factor
+
+
+@dataclass
+class DidModel:
+    """A built model with what is needed to read it."""
+
+    model: pm.Model
+    design: DidDesign
+    spec: ModelSpec
+    unit_centred: bool
+    scale: float
+    change: float
+
+    @property
+    def lik(self) -> Likelihood:
+        return self.design.lik
+
+
+def outcome_scale(design: DidDesign) -> float:
+    """``s``: 1 on logit and log links; the sd of the cell values on the identity link."""
+    if not design.lik.identity:
+        return 1.0
+    return float(max(np.std(design.data["y"]), 1e-6))
+
+
+def change_scale(design: DidDesign) -> float:
+    """``s_w``: 1 on logit and log links; on the identity link the sd of the cell values
+    around their unit's mean (how much an outcome moves within a unit: the natural scale of
+    period effects, trends and treatment effects), never below 5% of ``s``."""
+    if not design.lik.identity:
+        return 1.0
+    d = design.data
+    y = np.asarray(d["y"], float)
+    frame = pd.DataFrame({"u": d["unit_idx"], "y": y})
+    within = float(np.std(y - frame.groupby("u")["y"].transform("mean").to_numpy()))
+    return max(within, 0.05 * outcome_scale(design))
+
+
+def choose_centring(design: DidDesign) -> bool:
+    """Centred unit intercepts when each unit's data pin its level more tightly than units
+    differ (the centred form then has no funnel; the non-centred form has a ridge).
+
+    The data's precision for a unit's level is approximated on the link scale (binomial:
+    ``sum n p (1 - p)``; counts: ``sum n rate``; identity: ``sum n / sigma_w^2`` with the
+    within-unit sd); the spread of units from the sd of their raw levels. Centred when the
+    median unit's ``precision x spread^2`` exceeds 1.
+    """
+    d, lik = design.data, design.lik
+    frame = pd.DataFrame({"u": d["unit_idx"], "y": np.asarray(d["y"], float), "n": d["n"]})
+    if lik.identity:
+        level = frame.groupby("u").apply(lambda f: np.average(f["y"], weights=f["n"]), include_groups=False)
+        resid = frame["y"] - frame["u"].map(level)
+        sw2 = max(float(np.average(resid ** 2, weights=frame["n"])), 1e-12)
+        precision = frame.groupby("u")["n"].sum() / sw2
+    else:
+        agg = frame.groupby("u")[["y", "n"]].sum()
+        if lik.link == "log" and not lik.hurdle:
+            rate = (agg["y"] + 0.5) / agg["n"]
+            level = np.log(rate)
+            precision = agg["y"] + 0.5
+        else:
+            p = ((agg["y"] + 0.5) / (agg["n"] + 1)).clip(1e-4, 1 - 1e-4)
+            level = np.log(p / (1 - p))
+            precision = agg["n"] * p * (1 - p)
+    spread = float(np.std(level)) if len(level) > 1 else 1.0
+    spread = max(spread, 0.05 * (outcome_scale(design) if lik.identity else 1.0))
+    return bool(np.median(precision * spread ** 2) > 1.0)
+
+
+def period_basis(periods) -> np.ndarray:
+    """Orthonormal columns spanning period effects with no mean and no linear trend."""
+    t = np.asarray(periods, dtype=float)
+    x = np.column_stack([np.ones(t.size), t - t.mean()])[:, : min(2, t.size)]
+    u, _, _ = np.linalg.svd(x, full_matrices=True)
+    return u[:, x.shape[1]:]
+
+
+def unit_weights(design: DidDesign) -> np.ndarray:
+    """Each treated unit's total weight (``n``) in post-adoption effect cells."""
+    d = design.data
+    post = (d["gt_idx"] >= 0) & (d["event_time"] >= 0)
+    return np.bincount(d["treated_unit_idx"][post], weights=d["n"][post], minlength=len(design.treated_units))
+
+
+def _gauss_hermite(k: int = QUADRATURE_NODES) -> tuple[np.ndarray, np.ndarray]:
+    nodes, weights = np.polynomial.hermite_e.hermegauss(k)
+    return nodes, weights / weights.sum()
+
+
+def _mean0(design: DidDesign, part: str) -> float:
+    d, lik = design.data, design.lik
+    if lik.identity:
+        return float(np.average(np.asarray(d["y"], float), weights=np.maximum(d["n"], 1e-12)))
+    if part == "" and lik.hurdle:
+        return float(d["log_sum"].sum() / max(d["n_pos"].sum(), 1))
+    return 0.0
+
+
+def _part(design: DidDesign, spec: ModelSpec, data: dict, *, suffix: str, scale: float, change: float,
+          unit_centred: bool, prior_mean, prior_sd, moderator) -> dict:
+    """One part's untreated and treated linear predictors (variables named with ``suffix``);
+    ``scale`` sets the priors of levels, ``change`` those of changes within units."""
+    ds, d = design.spec, design.data
+    alpha = pm.Normal(f"alpha{suffix}", _mean0(design, suffix), 2.0 * scale)
+    sigma_unit = pm.HalfNormal(f"sigma_unit{suffix}", 1.0 * scale)
+    centre = alpha
+    if spec.cohort_levels and len(design.cohort_levels) > 1:
+        kappa = pm.ZeroSumNormal(f"cohort_level{suffix}", sigma=1.0 * scale, dims="cohort")
+        centre = alpha + kappa[d["unit_cohort_idx"]]
+    if unit_centred:
+        a = pm.Normal(f"unit_intercept{suffix}", centre, sigma_unit, dims="unit")
+    else:
+        z = pm.Normal(f"unit_raw{suffix}", 0.0, 1.0, dims="unit")
+        a = pm.Deterministic(f"unit_intercept{suffix}", centre + sigma_unit * z, dims="unit")
+    if spec.period_effects == "fixed":
+        v = pm.ZeroSumNormal(f"period_effect{suffix}", sigma=spec.period_sd * change, dims="period")
+        trend = 0.0
+    else:
+        sigma_period = pm.HalfNormal(f"sigma_period{suffix}", 0.5 * change)
+        basis = period_basis(design.periods)
+        if spec.period_centred:
+            raw = pm.Normal(f"period_raw{suffix}", 0.0, sigma_period, dims="period_deviation")
+            v = pm.Deterministic(f"period_effect{suffix}", pt.dot(basis, raw), dims="period")
+        else:
+            raw = pm.Normal(f"period_raw{suffix}", 0.0, 1.0, dims="period_deviation")
+            v = pm.Deterministic(f"period_effect{suffix}", sigma_period * pt.dot(basis, raw), dims="period")
+        trend = pm.Normal(f"common_trend{suffix}", 0.0, 0.5 * change) * data["time_c"]
+    eta0 = a[data["unit_idx"]] + v[data["period_idx"]] + trend
+    if d["x"].shape[1]:
+        beta = pm.Normal(f"beta{suffix}", 0.0, 1.0 * scale, dims="covariate")
+        eta0 = eta0 + pt.dot(data["x"], beta)
+    if ds.unit_trends:
+        sigma_trend = pm.HalfNormal(f"sigma_trend{suffix}", 0.1 * change)
+        g_raw = pm.ZeroSumNormal(f"trend_raw{suffix}", sigma=1.0, dims="unit")
+        g = pm.Deterministic(f"unit_trend{suffix}", sigma_trend * g_raw, dims="unit")
+        eta0 = eta0 + g[data["unit_idx"]] * data["time_c"]
+    basis = d["pre_basis"]
+    if basis.shape[1]:
+        w = pm.Normal(f"pretrend_raw{suffix}", 0.0, 1.0 * change, dims="pretrend_param")
+        pi = pm.Deterministic(f"pretrend{suffix}", pt.dot(basis, w), dims="pre_cohort_period")
+        has = (d["pre_idx"] >= 0).astype(float)
+        cell_pi = has * pi[np.maximum(d["pre_idx"], 0)]
+        eta0 = eta0 + cell_pi
+    else:
+        cell_pi = None
+
+    out = {"eta0": eta0, "cell_pi": cell_pi}
+    mu_tau = pm.Normal(f"mu_tau{suffix}", prior_mean, prior_sd)
+    out["mu_tau"] = mu_tau
+    if ds.effects == "unit":
+        sigma_tau = pm.HalfNormal(f"sigma_tau{suffix}", 0.5 * change)
+        shift = 0.0
+        if moderator is not None:
+            gamma = pm.Normal(f"moderator_effect{suffix}", 0.0, 1.0 * change)
+            mc = pt.mean(moderator)
+            shift = gamma * (moderator - mc)
+            out["typical_high"] = mu_tau + gamma * (1.0 - mc)
+            out["typical_low"] = mu_tau - gamma * mc
+        if spec.effect_centred:
+            tau = pm.Normal(f"tau{suffix}", mu_tau + shift, sigma_tau, dims="treated_unit")
+        else:
+            z = pm.Normal(f"tau_raw{suffix}", 0.0, 1.0, dims="treated_unit")
+            tau = pm.Deterministic(f"tau{suffix}", mu_tau + shift + sigma_tau * z, dims="treated_unit")
+        cell_tau = tau[data["treated_unit_idx"]]
+    else:
+        events = np.array(sorted(set(d["gt_event"])))
+        ev_idx = np.searchsorted(events, d["gt_event"])
+        w_gt = d["gt_weight"] * (d["gt_event"] >= 0)        # the simple aggregate's weights
+        w_ev = np.bincount(ev_idx, weights=w_gt, minlength=len(events))
+        delta = 0.0
+        if len(events) > 1:
+            z_ev = pm.Normal(f"event_raw{suffix}", 0.0, 1.0, shape=len(events) - 1)
+            delta = pm.Deterministic(f"event_deviation{suffix}", scale * pt.dot(constrained_basis(w_ev), z_ev),
+                                     dims="event_time")[ev_idx]
+        cell = mu_tau + delta
+        gb = group_basis(ev_idx, d["gt_weight"])
+        if gb.shape[1]:
+            sigma_cohort = pm.HalfNormal(f"sigma_cohort{suffix}", 1.0 * change)
+            zc = pm.Normal(f"cohort_raw{suffix}", 0.0, 1.0, shape=gb.shape[1])
+            cell = cell + sigma_cohort * pt.dot(gb, zc)
+        tau = pm.Deterministic(f"tau{suffix}", cell * np.ones(len(ev_idx)), dims="cohort_period")
+        cell_tau = tau[np.maximum(d["gt_idx"], 0)]
+        if spec.unit_deviations and len(design.treated_units) > 1:
+            tu_cohort = np.array([design.unit_cohort[design.units.index(u)] for u in design.treated_units])
+            ub = group_basis(tu_cohort, unit_weights(design))
+            if ub.shape[1]:
+                sigma_dev = pm.HalfNormal(f"sigma_unit_effect{suffix}", 0.5 * change)
+                zv = pm.Normal(f"unit_effect_raw{suffix}", 0.0, 1.0, shape=ub.shape[1])
+                dev = pm.Deterministic(f"unit_effect_deviation{suffix}", sigma_dev * pt.dot(ub, zv), dims="treated_unit")
+                cell_tau = cell_tau + dev[data["treated_unit_idx"]]
+    out["eta"] = eta0 + data["treated"] * cell_tau
+    out["cell_tau"] = cell_tau
+    return out
+
+
+def _segment_sum(values, segment, n_segments):
+    return pt.inc_subtensor(pt.zeros(n_segments)[segment], values)
+
+
+def build_did_model(design: DidDesign, prior: NamedPrior, *, spec: ModelSpec | None = None,
+                    zero_prior: NamedPrior | None = None, moderator: np.ndarray | None = None,
+                    misclassification: np.ndarray | None = None, repeated: dict | None = None) -> DidModel:
+    """The DiD as a :class:`DidModel` (see the module docstring).
+
+    ``prior`` (and, for the hurdle, ``zero_prior`` for the same-day part; default N(0, 1))
+    initialise the ``pm.Data`` of the named priors. ``moderator`` (one 0/1 value per treated
+    unit), ``misclassification`` (one share per cell) and ``repeated`` (from
+    :func:`repeated_design`) need the binomial likelihood and the unit structure.
+    """
+    spec = spec or ModelSpec()
+    lik = design.lik
+    d = design.data
+    used = [k for k, v in {"moderator": moderator, "misclassification": misclassification,
+                           "repeated": repeated}.items() if v is not None]
+    if used and design.spec.effects != "unit":
+        raise ValueError(f"{used} need the unit effect structure")
+    if (misclassification is not None or repeated is not None) and lik.name != "binomial":
+        raise ValueError("misclassification and repeated-children extensions need the binomial likelihood")
+    if misclassification is not None and repeated is not None:
+        raise ValueError("use misclassification or repeated, not both")
+    scale, change = outcome_scale(design), change_scale(design)
+    unit_centred = choose_centring(design) if spec.unit_centred is None else spec.unit_centred
+    factor = spec.reading_factor(lik)
+    coords = dict(design.coords)
+    coords["period_deviation"] = list(range(max(len(design.periods) - 2, 0)))
+    with pm.Model(coords=coords) as model:
+        data = {k: pm.Data(k, d[k]) for k in ("unit_idx", "period_idx", "time_c", "x", "treated", "n", "y")}
+        for stat in lik.stats + lik.optional:
+            if stat in d and stat not in data:
+                data[stat] = pm.Data(stat, d[stat])
+        data["treated_unit_idx"] = d["treated_unit_idx"]
+        prior_mean = pm.Data("prior_mean", prior.mean)
+        prior_sd = pm.Data("prior_sd", prior.sd)
+        mod = pm.Data("moderator", np.asarray(moderator, float)) if moderator is not None else None
+        parts = {}
+        for suffix in lik.parts:
+            if suffix == "_zero":
+                zp = zero_prior or NamedPrior("neutral", 0.0, 1.0, "log-odds ratio", "weakly informative")
+                pm_, ps_ = pm.Data("prior_mean_zero", zp.mean), pm.Data("prior_sd_zero", zp.sd)
+                part_scale = 1.0
+            else:
+                pm_, ps_, part_scale = prior_mean, prior_sd, scale
+            parts[suffix] = _part(design, spec, data, suffix=suffix, scale=part_scale,
+                                  change=change if suffix == "" else 1.0, unit_centred=unit_centred,
+                                  prior_mean=pm_, prior_sd=ps_, moderator=mod)
+        nuis = lik.nuisance(change)
+        eta = {k: v["eta"] for k, v in parts.items()}
+        eta0 = {k: v["eta0"] for k, v in parts.items()}
+        to_response = lambda e: lik.response(e, nuis)  # noqa: E731
+        if repeated is not None:
+            sigma_child = pm.HalfNormal("sigma_child", 1.0)
+            nodes, weights = _gauss_hermite()
+
+            def to_response(e):  # noqa: F811 - population-averaged probability over the child effect
+                return pt.sum(weights * pm.math.invlogit(e[""][:, None] + sigma_child * nodes[None, :]), axis=1)
+        _effects(design, data, factor, to_response(eta), to_response(eta0), suffix="")
+        if design.spec.effects == "unit":
+            typical = {k: v["eta0"] + data["treated"] * v["mu_tau"] for k, v in parts.items()}
+            _typical(data, factor, to_response(typical), to_response(eta0), "att_typical")
+            if moderator is not None:
+                for grp in ("high", "low"):
+                    e = {k: v["eta0"] + data["treated"] * v[f"typical_{grp}"] for k, v in parts.items()}
+                    _typical(data, factor, to_response(e), to_response(eta0), f"att_moderator_{grp}")
+                pm.Deterministic("moderator_diff", model["att_moderator_high"] - model["att_moderator_low"])
+        if design.pretrend_cells and parts[lik.parts[-1]]["cell_pi"] is not None:
+            flat = {k: v["eta0"] - v["cell_pi"] for k, v in parts.items()}
+            _pretrends(design, data, factor, to_response(eta0), to_response(flat), suffix="")
+            if lik.hurdle:
+                _pretrends(design, data, 100.0, lik.secondary_response(eta0), lik.secondary_response(flat),
+                           suffix="_zero")
+        if lik.hurdle:
+            _effects(design, data, 100.0, lik.secondary_response(eta), lik.secondary_response(eta0), suffix="_zero")
+            if design.spec.effects == "unit":
+                typical = {k: v["eta0"] + data["treated"] * v["mu_tau"] for k, v in parts.items()}
+                _typical(data, 100.0, lik.secondary_response(typical), lik.secondary_response(eta0), "att_typical_zero")
+        if repeated is not None:
+            _repeated_likelihood(repeated, eta[""], to_response, sigma_child, nodes, weights)
+        elif misclassification is not None:
+            misclass = pm.Data("misclass", np.asarray(misclassification, float))
+            share = float(np.clip(d["y"].sum() / max(d["n"].sum(), 1), 0.01, 0.99))
+            q_logit = pm.Normal("miscoded_logit", float(np.log(share / (1 - share))), 1.0)
+            pm.Binomial("y_obs", n=data["n"], p=(1.0 - misclass) * pm.math.invlogit(eta[""])
+                        + misclass * pm.math.invlogit(q_logit), observed=data["y"])
+        else:
+            lik.observe(eta, data, nuis)
+    return DidModel(model, design, spec, unit_centred, scale, change)
+
+
+def _post_weights(design: DidDesign, data: dict):
+    """Weights of the post-adoption effect cells (e >= 0): n on those cells, 0 elsewhere."""
+    d = design.data
+    post = (d["gt_idx"] >= 0) & (d["event_time"] >= 0)
+    if design.spec.effects == "unit":
+        post = post & (d["treated"] > 0)
+    return data["n"] * post.astype(float)
+
+
+def _effects(design: DidDesign, data: dict, factor: float, r1, r0, *, suffix: str) -> None:
+    """att_gt, att, att_unit, counterfactual and att_relative (named with ``suffix``)."""
+    d = design.data
+    diff = r1 - r0
+    has_gt = (d["gt_idx"] >= 0).astype(float)
+    gt = np.maximum(d["gt_idx"], 0)
+    k = len(design.effect_cells)
+    wn = data["n"] * has_gt
+    if k:
+        num = _segment_sum(wn * diff, gt, k)
+        den = _segment_sum(wn, gt, k)
+        pm.Deterministic(f"att_gt{suffix}", factor * num / pt.maximum(den, 1e-12), dims="cohort_period")
+    w = _post_weights(design, data)
+    sw = pt.maximum(pt.sum(w), 1e-12)
+    pm.Deterministic(f"att{suffix}", factor * pt.sum(w * diff) / sw)
+    pm.Deterministic(f"counterfactual{suffix}", factor * pt.sum(w * r0) / sw)
+    pm.Deterministic(f"att_relative{suffix}", pt.sum(w * diff) / pt.maximum(pt.sum(w * r0), 1e-12))
+    nt = len(design.treated_units)
+    num = _segment_sum(w * diff, data["treated_unit_idx"], nt)
+    den = _segment_sum(w, data["treated_unit_idx"], nt)
+    pm.Deterministic(f"att_unit{suffix}", factor * num / pt.maximum(den, 1e-12), dims="treated_unit")
+
+
+def _pretrends(design: DidDesign, data: dict, factor: float, r0, r_flat, *, suffix: str) -> None:
+    """``pre_gt``: each pre-trend cell's departure from parallel trends on the reading scale,
+    ``sum w [r(eta0) - r(eta0 - pi)] / sum w`` (the event study's pre-period effects)."""
+    d = design.data
+    has = (d["pre_idx"] >= 0).astype(float)
+    idx = np.maximum(d["pre_idx"], 0)
+    k = len(design.pretrend_cells)
+    num = _segment_sum(data["n"] * has * (r0 - r_flat), idx, k)
+    den = _segment_sum(data["n"] * has, idx, k)
+    pm.Deterministic(f"pre_gt{suffix}", factor * num / pt.maximum(den, 1e-12), dims="pre_cohort_period")
+
+
+def _typical(data: dict, factor: float, r_typ, r0, name: str) -> None:
+    w = data["n"] * data["treated"]
+    pm.Deterministic(name, factor * pt.sum(w * (r_typ - r0)) / pt.maximum(pt.sum(w), 1e-12))
+
+
+def _repeated_likelihood(rep: dict, eta, to_response, sigma_child, nodes, weights) -> None:
+    """Children seen once: aggregated binomial on the marginal probability; children seen more
+    than once: the exact marginal likelihood of their records (quadrature over ``b_i``)."""
+    n_once = pm.Data("n_once", rep["n_once"])
+    y_once = pm.Data("y_once", rep["y_once"])
+    rep_cell = pm.Data("rep_cell", rep["rep_cell"])
+    rep_child = pm.Data("rep_child", rep["rep_child"])
+    rep_y = pm.Data("rep_y", rep["rep_y"])
+    p_once = pt.clip(to_response({"": eta}), 1e-12, 1 - 1e-12)
+    pm.Binomial("y_obs", n=n_once, p=p_once, observed=y_once)
+    logits = eta[rep_cell][:, None] + sigma_child * nodes[None, :]
+    ll = rep_y[:, None] * logits - pt.softplus(logits)
+    per_child = pt.inc_subtensor(pt.zeros((int(rep["n_children"]), nodes.size))[rep_child], ll)
+    pm.Potential("repeated_children", pt.sum(pm.math.logsumexp(per_child + np.log(weights)[None, :], axis=1)))
+
+
+def repeated_design(cells: pd.DataFrame, repeated: pd.DataFrame, keys: list[str]) -> dict:
+    """Arrays for ``build_did_model(..., repeated=...)``: the once-seen counts per cell of
+    ``cells`` and the records of repeated children mapped to cell rows (``keys`` identify a
+    cell in both frames). Records in cells that are not analysed are dropped."""
+    index = cells[keys].reset_index(drop=True).reset_index().rename(columns={"index": "_cell"})
+    rec = repeated.merge(index, on=keys, how="inner")
+    n_rep = np.bincount(rec["_cell"], minlength=len(cells))
+    y_rep = np.bincount(rec["_cell"], weights=rec["y"], minlength=len(cells)).astype(int)
+    child = pd.factorize(rec["child_id"])[0]
+    return {"n_once": cells["n"].to_numpy(int) - n_rep, "y_once": cells["y"].to_numpy(int) - y_rep,
+            "rep_cell": rec["_cell"].to_numpy(int), "rep_child": child.astype(int), "rep_y": rec["y"].to_numpy(int),
+            "n_children": int(child.max() + 1) if len(child) else 0}
+
+
+def prior_data(prior: NamedPrior | None = None, zero_prior: NamedPrior | None = None) -> dict:
+    """Values of the prior hyper-parameters' ``pm.Data`` (:data:`PRIOR_DATA`)."""
+    out = {}
+    if prior is not None:
+        out.update(prior_mean=np.asarray(prior.mean, float), prior_sd=np.asarray(prior.sd, float))
+    if zero_prior is not None:
+        out.update(prior_mean_zero=np.asarray(zero_prior.mean, float), prior_sd_zero=np.asarray(zero_prior.sd, float))
+    return out
+
+
+def model_data(design: DidDesign, prior: NamedPrior | None = None, zero_prior: NamedPrior | None = None) -> dict:
+    """Values for every cell ``pm.Data`` of a model built from a design of the same shape
+    (to re-use a compiled model on new cells)."""
+    lik = design.lik
+    keys = ["unit_idx", "period_idx", "time_c", "x", "treated", "n", "y",
+            *[s for s in lik.stats + lik.optional if s in design.data and s not in ("y", "n")]]
+    return {**{k: design.data[k] for k in keys}, **prior_data(prior, zero_prior)}
+
+
+# ---------------------------------------------------------------- the same predictors in NumPy
+
+def _draws(posterior, name: str, idx: np.ndarray | None = None) -> np.ndarray:
+    """(samples, ...) array of a posterior variable, chains stacked (optionally a subset)."""
+    x = np.asarray(posterior[name].transpose("chain", "draw", ...).values)
+    x = x.reshape(-1, *x.shape[2:])
+    return x if idx is None else x[idx]
+
+
+def cell_predictors(dm: DidModel, posterior, *, idx: np.ndarray | None = None,
+                    design: DidDesign | None = None) -> tuple[dict, dict, dict]:
+    """Posterior draws (samples, cells) of each part's untreated and treated linear
+    predictors, and the likelihood's nuisance draws, recomputed in NumPy: for predictive
+    checks and figures without a second graph (tested against the model's own deterministics).
+    ``design`` (default: the model's) may hold other cells of the same units and periods."""
+    design = design or dm.design
+    d = design.data
+    eta0, eta = {}, {}
+    for suffix in dm.lik.parts:
+        get = lambda name: _draws(posterior, f"{name}{suffix}", idx)  # noqa: E731
+        e0 = get("unit_intercept")[:, d["unit_idx"]] + get("period_effect")[:, d["period_idx"]]
+        if f"common_trend{suffix}" in posterior:
+            e0 = e0 + get("common_trend")[:, None] * d["time_c"]
+        if d["x"].shape[1]:
+            e0 = e0 + get("beta") @ d["x"].T
+        if f"unit_trend{suffix}" in posterior:
+            e0 = e0 + get("unit_trend")[:, d["unit_idx"]] * d["time_c"]
+        if f"pretrend{suffix}" in posterior:
+            has = d["pre_idx"] >= 0
+            e0 = e0 + has * get("pretrend")[:, np.maximum(d["pre_idx"], 0)]
+        tau = get("tau")
+        if design.spec.effects == "unit":
+            cell_tau = tau[:, d["treated_unit_idx"]]
+        else:
+            cell_tau = tau[:, np.maximum(d["gt_idx"], 0)]
+            if f"unit_effect_deviation{suffix}" in posterior:
+                cell_tau = cell_tau + get("unit_effect_deviation")[:, d["treated_unit_idx"]]
+        eta0[suffix] = e0
+        eta[suffix] = e0 + d["treated"] * cell_tau
+    nuis = {}
+    for name in ("phi", "alpha_nb", "sigma_obs", "sigma_log"):
+        if name in posterior:
+            nuis[name] = _draws(posterior, name, idx)
+    return eta0, eta, nuis
