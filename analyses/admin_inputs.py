@@ -41,6 +41,7 @@ ALIASES = {
 
 #: disclosure rules for the tables ``analyses.did_runner`` writes (model summaries carry no counts)
 RUNNER_TABLE_RULES = {
+    "ppc": sdc.TableRule(counts=("n",), shares={"observed": "n"}),
     "ppc_share": sdc.TableRule(counts=("n",), shares={"observed": "n"}),
     "ppc_duration": sdc.TableRule(counts=("n",), shares={"observed_same_day_pct": "n"},
                                   means={"observed_mean_days": "n"}),

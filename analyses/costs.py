@@ -67,10 +67,10 @@ def build_parser():
         elif action.dest == "strict":
             action.help = "exit with status 1 when a posterior file's sampling diagnostics fail"
     p.add_argument("--kinship-posterior", type=Path, default=None, metavar="PATH",
-                   help="ArviZ netCDF with posterior variable att_pp (pp of kinship care), e.g. "
+                   help="ArviZ netCDF with posterior variable att (the ATT in pp of kinship care), e.g. "
                         "results/kinship/posterior_neutral.nc; default: published estimate -12.63 pp (p = 0.03)")
     p.add_argument("--rereferral-posterior", type=Path, default=None, metavar="PATH",
-                   help="ArviZ netCDF with posterior variable att_pp (pp of re-referral within 6 months); "
+                   help="ArviZ netCDF with posterior variable att (the ATT in pp of re-referral within 6 months); "
                         "default: published estimate -9.8 pp (p = 0.001)")
     p.add_argument("--price-year", type=int, default=2019,
                    help="financial year of the prices reported (2019 = 2019-20; default 2019)")

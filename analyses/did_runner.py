@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analyses.admin_inputs import RUNNER_TABLE_RULES as TABLE_RULES
 from analyses.common import EXIT_DIAGNOSTICS, EXIT_OK, OutputDir, log, provenance
 from data.admin import sdc
 from figures import did as fig
@@ -38,14 +39,6 @@ from models.did.result import (DataInfo, DesignInfo, DidResult, Frequentist, Out
 from models.did.summaries import Reading, decimals_for, gt_table, interval_table, ppc_coverage, ppc_table
 from models.priors import NamedPrior
 from models.statements import state
-
-#: the tables a DiD command writes from data (disclosure rules: cells' counts and shares)
-TABLE_RULES = {
-    "ppc": sdc.TableRule(counts=("n",), shares={"observed": "n"}),
-    "ppc_share": sdc.TableRule(counts=("n",), shares={"observed": "n"}),
-    "ppc_duration": sdc.TableRule(counts=("n",), shares={"observed_same_day_pct": "n"}, means={"observed_mean_days": "n"}),
-}
-
 
 @dataclass
 class Inputs:
@@ -96,7 +89,8 @@ class Plan:
     sdc: sdc.SdcGuard = field(default_factory=lambda: sdc.SdcGuard(None))
     why: str = ""
     extra: dict = field(default_factory=dict)
-    extra_outputs: Callable | None = None   # (out, result, run) -> None: command-specific files
+    extra_outputs: Callable | None = None   # (out, run) -> None: command-specific files
+    extra_markdown: Callable | None = None  # (run) -> list of lines appended to report.md
     m_grid: tuple[float, ...] = rb.DEFAULT_M_GRID
     prior_draws: int = 500
 
@@ -388,6 +382,8 @@ def markdown_page(run: Run) -> str:
     lines += [f"- {k}: " + v.banner().replace("\n", " ") for k, v in run.diagnostics.items()]
     if res.truth is not None and "att" in res.truth:
         lines += ["", "## Known truth (synthetic data only)", "", f"True ATT {f(res.truth['att'])} {r.units}."]
+    if plan.extra_markdown is not None:
+        lines += [""] + plan.extra_markdown(run)
     return "\n".join(lines) + "\n"
 
 
@@ -412,7 +408,8 @@ def write_outputs(run: Run) -> Path:
     unit_effects = pd.concat(unit_tables, ignore_index=True)
     share = exp.lik.hurdle
     factor = plan.model_spec.reading_factor(exp.lik)
-    ppc = guard.table("ppc", ppc_table(exp.design, run.y_rep, factor=factor, share=share), TABLE_RULES["ppc"])
+    ppc_name = "ppc_share" if share else "ppc"
+    ppc = guard.table(ppc_name, ppc_table(exp.design, run.y_rep, factor=factor, share=share), TABLE_RULES[ppc_name])
     diag_table = pd.concat({k: d.table for k, d in run.diagnostics.items()}, names=["fit"]).reset_index()
     events = pd.DataFrame(res.event_study)
     with OutputDir(plan.out) as out:
@@ -430,8 +427,9 @@ def write_outputs(run: Run) -> Path:
         if share:
             from models.did.summaries import duration_ppc_table
 
-            out.write_table("ppc_duration", guard.table("ppc_duration", duration_ppc_table(exp.design, run.y_rep),
-                                                         TABLE_RULES["ppc_duration"]))
+            days = guard.table("ppc_duration", duration_ppc_table(exp.design, run.y_rep), TABLE_RULES["ppc_duration"])
+            out.write_table("ppc_duration", days)
+            out.save_figure("ppc_duration.png", fig.plot_duration_ppc(days, synthetic=syn))
         out.write_table("diagnostics", diag_table)
         for name, table in run.robustness_tables.items():
             out.write_table(name, table)

@@ -2,7 +2,7 @@
 
 Population: completed assessments; outcome the duration in working days from start to
 authorisation (England's bank holidays excluded; 0 = the same day). A hurdle likelihood
-(``models.did_hierarchical``, ``likelihood="hurdle_lognormal"``): a point mass for same-day
+(``models.did``, ``likelihood="hurdle_lognormal"``): a point mass for same-day
 assessments and a lognormal for the rest, each with the hierarchical DiD structure; effects on
 the mean duration (working days) and on P(same day) (pp). Sensitivity re-fits: maximum
 durations (``--cutoffs``; the report's result moved with it) and Pilots 1 and 2 left out
@@ -21,7 +21,8 @@ the other specification and shows how far the answer moves)::
 
 from __future__ import annotations
 
-from analyses.did_runner import Exclusion, OutcomeSpec, ReportedResult, main as run_outcome
+from analyses.sofs_did import Exclusion, OutcomeSpec, main as run_outcome
+from models.did.result import ReportedResult
 from data.synthetic import assessment_twin
 
 SPEC = OutcomeSpec(
@@ -31,16 +32,17 @@ SPEC = OutcomeSpec(
     population="completed assessments (duration in working days; 0 = the same day)",
     rises_if_programme_works=False,          # 'unclear - shorter is better if quality is not compromised'
     reported=ReportedResult(
-        effect_pp=None, effect=3.0, unit="working days", p_value=0.0, before_after="'by almost 3 working days'",
+        effect=3.0, units="working days", p_value=0.0, before_after="'by almost 3 working days'",
         grade="no clear evidence (assumptions not met; sensitive to the cut-off and to excluding Pilot 2)",
         source="RR1054, 'Duration of assessments' and Table 8",
         secondary=(("same-day assessments", -3.9, "pp", 0.04),)),
     default_data=assessment_twin,
     likelihood="hurdle_lognormal",
+    units="working days",
     la_trends=False,             # durations break (consultants, backlogs) rather than drift; see the docstring
-    rope_pp=1.0,                 # working days
-    mid_pp=3.0,                  # working days
-    pretrend_threshold_pp=1.0,   # working days
+    rope=1.0,                 # working days
+    mid=3.0,                  # working days
+    pretrend_threshold=1.0,   # working days
     covariates=("age_band", "sex"),
     robustness_by_default=True,
     exclusions=(Exclusion("without Pilots 1 and 2", ("Pilot 1", "Pilot 2"),

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from functools import partial
 
-from analyses.did_runner import OutcomeSpec, ReportedResult, main as run_outcome
+from analyses.sofs_did import OutcomeSpec, main as run_outcome
+from models.did.result import ReportedResult
 from data.synthetic import ReferralStudyConfig, referral_twin
 
 SPEC = OutcomeSpec(
@@ -24,13 +25,13 @@ SPEC = OutcomeSpec(
     population="referrals closed with no further action (NFA) or case closed",
     rises_if_programme_works=False,
     reported=ReportedResult(
-        effect_pp=None, p_value=None, before_after="a reduction; direction unstable across specifications",
+        effect=None, units="pp", p_value=None, before_after="a reduction; direction unstable across specifications",
         grade="not moderate or high strength evidence (assumptions not met; only 2 pilot and 2 comparator LAs)",
         source="RR1054, 'Likelihood of a re-referral within 6 months that leads to a CPP or LAC plan' and Table 8"),
     default_data=partial(referral_twin, "escalation"),
-    rope_pp=1.0,
-    mid_pp=2.0,
-    pretrend_threshold_pp=1.0,
+    rope=1.0,
+    mid=2.0,
+    pretrend_threshold=1.0,
     covariates=("age_band", "sex"),
     robustness_by_default=True,
     nfa_population=True,

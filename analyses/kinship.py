@@ -2,7 +2,7 @@
 
 Population: children in the first 12 months of a period of care; outcome 1 when the child is
 placed with a relative or friend (or leaves care on a special guardianship order), 0 for other
-placements. Hierarchical Bayesian DiD (``models.did_hierarchical``) on the embedded synthetic
+placements. Hierarchical Bayesian DiD (``models.did``) on the embedded synthetic
 study twin, or on your own file with ``--data``::
 
     uv run python -m analyses.kinship                       # all three named priors
@@ -11,7 +11,8 @@ study twin, or on your own file with ``--data``::
 
 from __future__ import annotations
 
-from analyses.did_runner import OutcomeSpec, ReportedResult, main as run_outcome
+from analyses.sofs_did import OutcomeSpec, main as run_outcome
+from models.did.result import ReportedResult
 from data.synthetic import kinship_twin
 
 SPEC = OutcomeSpec(
@@ -21,7 +22,7 @@ SPEC = OutcomeSpec(
     population="looked-after children in the first 12 months of a period of care",
     rises_if_programme_works=True,
     reported=ReportedResult(
-        effect_pp=-12.63, p_value=0.03, before_after="62% -> 49%",
+        effect=-12.63, units="pp", p_value=0.03, before_after="62% -> 49%",
         grade="moderate strength evidence of decreased kinship care",
         source="RR1054, 'Likelihood of kinship care compared with non-kinship care' and Table 8"),
     default_data=kinship_twin,

@@ -24,14 +24,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analyses.common import (EXIT_DIAGNOSTICS, EXIT_OK, OutputDir, analysis_parser, log, provenance, run_cli)
+from analyses.common import analysis_parser, log, run_cli
+from analyses.did_runner import Inputs, Plan, finish, run_plan, settings_from
 from data import la_panel as lp
 from figures import did as did_fig
 from figures import la_panel as fig
-from models import la_panel as lm
-from models.did_hierarchical import effect_priors
+from models.did.crosscheck import mean_did, two_factor_anova
+from models.did.design import DesignSpec, canonical_cells
+from models.did.likelihoods import get_likelihood
+from models.did.model import ModelSpec, cell_predictors
+from models.did.priors import effect_priors
+from models.did.result import ReportedResult
+from models.did.summaries import Reading, trend_table
 from models.priors import PRIOR_NAMES, select_priors
-from models.statements import state
 
 NAME = "la_panel"
 REPORT_YEARS = (2015, 2019)  # 2014/15-2018/19, the report's analysis period, as years ending March
@@ -77,8 +82,19 @@ NOTES = {
 }
 
 
+#: Likelihoods by indicator kind (the engine's table, models.did.likelihoods)
+PANEL_LIKELIHOODS = ("betabinomial", "binomial", "student", "normal")
+DEFAULT_LIKELIHOOD = {"count": "betabinomial", "continuous": "student"}
+#: Year effects: a fixed N(0, 0.5^2) scale (times the within-LA sd for continuous outcomes).
+#: With eight to thirteen years there is little to pool, and on the real referrals panel a
+#: learned scale was small and about as uncertain as the effects: a funnel that caused
+#: divergent transitions in the event study.
+YEAR_SD = 0.5
+
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = analysis_parser(NAME, __doc__, priors=PRIOR_NAMES)
+    p = analysis_parser(NAME, __doc__, priors=PRIOR_NAMES, target_accept=0.9)
     for action in p._actions:  # the shared --data is a file; here it is the panel folder
         if action.dest == "data":
             action.help = f"folder holding the three panel CSVs (default: {lp.DEFAULT_PANEL_DIR})"
@@ -104,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--first-year", type=int, default=None, help="first year ending March (default: the panel's first)")
     p.add_argument("--last-year", type=int, default=2020,
                    help="last year ending March (default 2020: the end of Round 2 in September 2019)")
-    p.add_argument("--likelihood", default=None, choices=lm.PANEL_LIKELIHOODS,
+    p.add_argument("--likelihood", default=None, choices=PANEL_LIKELIHOODS,
                    help="default: betabinomial for re-referrals, student for rates and caseloads")
     p.add_argument("--la-trends", action="store_true", help="add LA-specific linear trends (main form)")
     p.add_argument("--no-reweight", action="store_true",
@@ -112,112 +128,104 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# ---------------------------------------------------------------------------- text
-
 def _cap(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _fmt(x: float, unit: str) -> str:
-    return f"{x:+.1f} {unit}" if unit == "pp" else f"{x:+.2f} {unit}"
-
-
-def headline(outcome: lp.Outcome, design: lp.PanelDesign, statements: list[dict], verdict: ReportVerdict) -> str:
+def headline(outcome: lp.Outcome, design: lp.PanelDesign, result, verdict: ReportedVerdict) -> str:
     """One paragraph: the estimate under each prior beside the report's verdict."""
-    u = outcome.unit
-    main = next((s for s in statements if s["prior"] == "neutral"), statements[0])
-    a = main["att"]
-    text = (f"{_cap(outcome.label)}, {len(design.pilots)} pilot LA{'s' if len(design.pilots) != 1 else ''} vs {len(design.comparator_las)} statistical "
-            f"neighbours, {design.first_year}-{design.last_year} (years ending March): effect of SofS "
-            f"{_fmt(a['mean'], u)} (95% interval {_fmt(a['eti95_low'], u)} to {_fmt(a['eti95_high'], u)}) under the "
-            f"{main['prior']} prior; {main['statements'][0]}; {main['statements'][2]}.")
-    others = [f"{s['prior']} {_fmt(s['att']['mean'], u)} [{_fmt(s['att']['eti95_low'], u)}, {_fmt(s['att']['eti95_high'], u)}]"
-              for s in statements if s is not main]
+    r = result.outcome
+    f = lambda x: f"{x:+.{r.decimals}f} {r.units}"  # noqa: E731
+    main = result.headline
+    a = main.effect
+    text = (f"{_cap(outcome.label)}, {len(design.pilots)} pilot LA{'s' if len(design.pilots) != 1 else ''} vs "
+            f"{len(design.comparator_las)} statistical neighbours, {design.first_year}-{design.last_year} (years ending "
+            f"March): effect of SofS {f(a['mean'])} (95% interval {f(a['eti95_low'])} to {f(a['eti95_high'])}) under the "
+            f"{main.prior} prior; {main.statements[0]}; {main.statements[2]}.")
+    others = [f"{s.prior} {f(s.effect['mean'])} [{f(s.effect['eti95_low'])}, {f(s.effect['eti95_high'])}]"
+              for s in result.results if s is not main]
     if others:
         text += " Other priors: " + "; ".join(others) + "."
     return text + f" Report: \"{verdict.verdict}\" ({verdict.table_row.split(':')[0]})."
 
 
-def markdown_page(ctx: dict) -> str:
-    o: lp.Outcome = ctx["outcome"]
-    d: lp.PanelDesign = ctx["design"]
-    v: ReportVerdict = ctx["verdict"]
-    lines = [f"# {_cap(o.label)}: LA-level Bayesian re-analysis of the SofS pilots", "",
-             "Real data: published DfE official statistics (children in need census, children's social work "
-             "workforce), pilots named in RR1054 footnote 2, compared with their DfE statistical neighbours.", ""]
-    lines += [f"> {n}" for n in ctx["notes"]] + [""]
-    lines += ["## Headline", "", ctx["headline"], "",
-              "## The report's verdict", "", f"*{v.verdict}* — {v.table_row}.", "", f"> {v.text}", "",
-              f"Method: {v.method}.", "",
-              "## Our posterior statements", ""]
-    for st in ctx["statements"]:
-        a = st["att"]
-        lines += [f"**{st['prior']} prior** ({st['prior_description']}): effect {_fmt(a['mean'], o.unit)} "
-                  f"(95% interval {_fmt(a['eti95_low'], o.unit)} to {_fmt(a['eti95_high'], o.unit)}); relative change "
-                  f"{100 * st['att_relative_mean']:+.0f}%; counterfactual {st['counterfactual_mean']:.1f}.", ""]
-        if ctx["reweighting"].get(st["prior"]):
-            r = ctx["reweighting"][st["prior"]]
-            lines += [f"(Obtained by PSIS reweighting of the {r['reference_prior']} fit: Pareto k {r['pareto_k']:.2f}, "
-                      f"importance ESS {r['importance_ess']:.0f} of {r['n_draws']}.)", ""]
-        lines += [f"- {s}" for s in st["statements"]] + [""]
-    lines += ["## Summary table", "", ctx["summary"].to_markdown(index=False, floatfmt=".3f"), "",
-              "## Pilot LAs", "", ctx["la_effects"].to_markdown(index=False, floatfmt=".2f"), ""]
-    if len(d.pilots_excluded):
-        lines += ["Pilots left out:", ""] + [f"- {r.pilot}: {r.reason}" for r in d.pilots_excluded.itertuples()] + [""]
-    lines += ["## Parallel trends and dynamics (event study)", "", ctx["events"].to_markdown(index=False, floatfmt=".3f"),
-              ""] + [f"- {s}" for s in ctx["pretrend"]] + [""]
-    an = ctx["anova"]
-    lines += ["## The report's method on these data", ""]
-    if "p_interaction" in an:
-        lines += [f"Two-factor ANOVA ({an['method']}), years ending March {an['years'][0]}-{an['years'][1]}, "
-                  f"{an['n_pilots']} pilots and {an['n_comparators']} neighbours: pilot status p = {an['p_pilot_status']:.3f}, "
-                  f"year p = {an['p_year']:.3f}, interaction p = {an['p_interaction']:.3f} (pilot mean "
-                  f"{an['mean_pilot']:.1f}, neighbours {an['mean_comparator']:.1f}). For the Round 1 pilots every one of "
-                  "these years is after adoption, so the report's design had no before period for them: a level "
-                  "difference could itself be the effect, and 'no change over time' is not evidence of no effect.", ""]
-    else:
-        lines += [an.get("note", "not run"), ""]
-    lines += ["## Data decisions", "",
-              f"Window: years ending March {d.first_year}-{d.last_year}; neighbours per pilot: {d.settings['n_neighbours']}; "
-              f"boundary changes: {d.settings['boundary']}; after a pilot left: {d.settings['after_exit']}; "
-              f"likelihood: {ctx['likelihood']}; LA trends: {ctx['la_trends']}.", "",
-              "Comparators chosen (nearest first; see comparators.csv for every neighbour and why it was skipped):", ""]
-    for pilot, nbs in d.neighbours_of().items():
-        lines.append(f"- {pilot}: {', '.join(nbs)}")
-    lines += [""]
-    if len(d.boundary):
-        lines += ["Boundary changes among these LAs:", ""] + [
-            f"- {r.la_name} ({r.la_code}): {r.action}{' -> ' + r.unit if r.unit else ''}" for r in d.boundary.itertuples()] + [""]
-    if len(d.exclusions):
-        lines += ["Excluded by the user:", ""] + [f"- {r.la_name} ({r.la_code}): {r.reason}" for r in d.exclusions.itertuples()] + [""]
-    if len(d.missing):
-        lines += [f"Missing LA-years (published as codes, left out): " + ", ".join(
-            f"{r.la_name} {r.year} ({r.code})" for r in d.missing.itertuples()), ""]
-    lines += ["## Checks", "", f"Posterior predictive: {100 * ctx['ppc_coverage']:.0f}% of LA-year cells lie inside "
-              "their 95% predictive interval.", ""]
-    for name, dg in ctx["diagnostics"].items():
-        lines.append(f"- {name}: " + dg.banner().replace("\n", " "))
-    lines += ["", "Figures: trends.png, la_effects.png, att_posterior.png, event_study.png, ppc.png, prior_predictive.png."]
-    return "\n".join(lines) + "\n"
+def extra_markdown(outcome: lp.Outcome, design: lp.PanelDesign, verdict: ReportedVerdict, notes: list[str],
+                   anova: dict, likelihood: str, la_trends: bool):
+    def lines(run) -> list[str]:
+        d = design
+        out = ["## Data (real: published DfE official statistics)", "",
+               "Children in need census and children's social work workforce; pilots named in RR1054 footnote 2, "
+               "compared with their DfE statistical neighbours.", ""]
+        out += [f"> {n}" for n in notes] + [""]
+        out += ["## Headline", "", headline(outcome, d, run.result, verdict), "",
+                "## The report's verdict", "", f"*{verdict.verdict}* — {verdict.table_row}.", "", f"> {verdict.text}", "",
+                f"Method: {verdict.method}.", ""]
+        for st in run.result.results:
+            if st.reweighting:
+                rw = st.reweighting
+                out += [f"({st.prior} prior obtained by PSIS reweighting of the {rw['reference_prior']} fit: Pareto k "
+                        f"{rw['pareto_k']:.2f}, importance ESS {rw['importance_ess']:.0f} of {rw['n_draws']}.)", ""]
+        if len(d.pilots_excluded):
+            out += ["Pilots left out:", ""] + [f"- {r.pilot}: {r.reason}" for r in d.pilots_excluded.itertuples()] + [""]
+        out += ["## The report's method on these data", ""]
+        if "p_interaction" in anova:
+            out += [f"Two-factor ANOVA ({anova['method']}), years ending March {anova['years'][0]}-{anova['years'][1]}, "
+                    f"{anova['n_pilots']} pilots and {anova['n_comparators']} neighbours: pilot status p = "
+                    f"{anova['p_pilot_status']:.3f}, year p = {anova['p_year']:.3f}, interaction p = "
+                    f"{anova['p_interaction']:.3f} (pilot mean {anova['mean_pilot']:.1f}, neighbours "
+                    f"{anova['mean_comparator']:.1f}). For the Round 1 pilots every one of these years is after "
+                    "adoption, so the report's design had no before period for them: a level difference could itself "
+                    "be the effect, and 'no change over time' is not evidence of no effect.", ""]
+        else:
+            out += [anova.get("note", "not run"), ""]
+        out += ["## Data decisions", "",
+                f"Window: years ending March {d.first_year}-{d.last_year}; neighbours per pilot: "
+                f"{d.settings['n_neighbours']}; boundary changes: {d.settings['boundary']}; after a pilot left: "
+                f"{d.settings['after_exit']}; likelihood: {likelihood}; LA trends: {la_trends}.", "",
+                "Comparators chosen (nearest first; see comparators.csv for every neighbour and why it was skipped):", ""]
+        out += [f"- {pilot}: {', '.join(nbs)}" for pilot, nbs in d.neighbours_of().items()] + [""]
+        if len(d.boundary):
+            out += ["Boundary changes among these LAs:", ""] + [
+                f"- {r.la_name} ({r.la_code}): {r.action}{' -> ' + r.unit if r.unit else ''}" for r in d.boundary.itertuples()]
+            out += [""]
+        if len(d.exclusions):
+            out += ["Excluded by the user:", ""] + [f"- {r.la_name} ({r.la_code}): {r.reason}"
+                                                   for r in d.exclusions.itertuples()] + [""]
+        if len(d.missing):
+            out += ["Missing LA-years (published as codes, left out): " + ", ".join(
+                f"{r.la_name} {r.year} ({r.code})" for r in d.missing.itertuples()), ""]
+        return out
+    return lines
 
 
-# ---------------------------------------------------------------------------- the run
-
-def _priors(outcome: lp.Outcome, cells: pd.DataFrame, likelihood: str, args) -> list:
-    pre = cells[cells.phase == "pre"]
-    if lm.is_count(likelihood):
-        named = effect_priors(float(pre["y"].sum() / pre["n"].sum()), direction=outcome.direction,
-                              outcome_label=outcome.label, likelihood="binomial")
-    else:
-        named = effect_priors(float(pre["y"].mean()), direction=outcome.direction, outcome_label=outcome.label,
-                              likelihood="normal", outcome_sd=float(cells["y"].std()))
-    return select_priors(named, args.prior, args.prior_override)
+def extra_outputs(outcome: lp.Outcome, design: lp.PanelDesign, notes: list[str], ylabel: str):
+    def write(out, run) -> None:
+        exp = run.experiment
+        ref = run.fits.fits[run.plan.priors[0].name]
+        eta0, eta, nuis = cell_predictors(run.fits.model, ref.posterior)
+        lik = exp.lik
+        mu, mu0 = lik.response(eta, nuis, lib=np), lik.response(eta0, nuis, lib=np)
+        panels = {"All pilots": (design.pilots, design.comparator_las),
+                  **{p: ([p], nbs) for p, nbs in design.neighbours_of().items()}}
+        trends = trend_table(exp.design, mu, mu0, panels, factor=100.0)
+        out.write_table("comparators", design.comparators)
+        out.write_table("boundary", design.boundary)
+        out.write_table("cells", design.cells)
+        out.write_table("trends", trends)
+        adoption = {r.la_name: int(r.adoption_year) for r in design.treatment.itertuples()}
+        adoption["All pilots"] = int(design.treatment["adoption_year"].min())
+        out.save_figure("trends.png", fig.plot_trends(
+            trends, ylabel=ylabel, adoption=adoption,
+            title=f"{_cap(outcome.label)}: pilots vs their statistical neighbours",
+            note=notes[0] + " Bands: 95% posterior intervals (" + run.plan.priors[0].name + " prior); dotted line: adoption."))
+    return write
 
 
 def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     quiet = args.quiet
     outcome = lp.OUTCOMES[args.outcome]
-    likelihood = args.likelihood or lm.DEFAULT_LIKELIHOOD[outcome.kind]
+    likelihood = args.likelihood or DEFAULT_LIKELIHOOD[outcome.kind]
+    lik = get_likelihood(likelihood)
     out_path = args.out or Path("results") / NAME / outcome.name
 
     panel = lp.load_panel(args.data, referrals=args.referrals, workforce=args.workforce, neighbours=args.neighbours)
@@ -226,139 +234,73 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     design = lp.build_design(panel, outcome, treatment, exclusions=exclusions, n_neighbours=args.n_neighbours,
                              first_year=args.first_year, last_year=args.last_year, boundary=args.boundary,
                              after_exit=args.after_exit)
-    cells = design.analysis_cells()
+    cells = canonical_cells(design.cells.assign(exited=design.cells["phase"].eq("exited")), unit="la", period="year",
+                            cohort="adoption_year", settling="settling_years")
     log(f"[{NAME}] {outcome.name}: {len(design.pilots)} pilots, {len(design.comparator_las)} neighbours, "
         f"{len(cells)} LA-year cells, {design.first_year}-{design.last_year}", quiet=quiet)
     for r in design.pilots_excluded.itertuples():
         log(f"[{NAME}] pilot left out: {r.pilot}: {r.reason}", quiet=quiet)
+    units = "pp" if outcome.kind == "count" else outcome.unit
+    reading = Reading(outcome.short, units, outcome.rope, outcome.mid, outcome.direction, relative_target=0.2,
+                      decimals=1 if units == "pp" else 2, subject="SofS", where="the pilot LAs")
+    design_spec = DesignSpec(likelihood, effects="unit", control="never", base="all", unit_trends=args.la_trends)
+    model_spec = ModelSpec(period_effects="fixed", period_sd=YEAR_SD, cohort_levels=False)   # as its earlier releases
+    from models.did.experiment import DidExperiment
 
-    priors = _priors(outcome, cells, likelihood, args)
-    md = lm.panel_design(cells, las=design.las, pilots=design.pilots, years=design.years, likelihood=likelihood)
-    log(f"[{NAME}] compiling the {likelihood} DiD (one graph for every prior and the event study)...", quiet=quiet)
-    fits = lm.fit_panel(md, priors, likelihood=likelihood, la_trends=args.la_trends, draws=args.draws, tune=args.tune,
-                        chains=args.chains, seed=args.seed, reweight=not args.no_reweight, progress=not quiet,
-                        log=lambda m: log(f"[{NAME}] {m}", quiet=quiet))
-    for name, dg in fits.diagnostics.items():
-        log(f"[{NAME}] {name}: " + dg.banner(), quiet=quiet and dg.ok)
-    log(f"[{NAME}] event study: " + fits.event_diagnostics.banner(), quiet=quiet and fits.event_diagnostics.ok)
-
-    # summaries (pure functions of the draws)
-    t_sum = time.perf_counter()
-    nm = lm.names_for(likelihood)
-    reading = lm.Reading(outcome.short, outcome.unit, outcome.rope, outcome.mid, outcome.direction)
-    statements = [lm.effect_statements(reading, p, fits.fits[p.name]["posterior"], likelihood=likelihood) for p in priors]
-    summary = pd.DataFrame([lm.summary_row(s, fits.diagnostics[s["prior"]], outcome.unit) for s in statements])
-    la_effects = pd.concat([lm.interval_table(fits.fits[p.name]["posterior"], nm["att_la"], "pilot", p.name,
-                                              outcome.direction) for p in priors], ignore_index=True)
-    events = lm.event_table(fits.event["posterior"], nm["event"], outcome.mid, md)
-    pretrend = [state(float(r.p_abs_gt_threshold), f"the pre-adoption effect at year {r.event_time} exceeds "
-                                                   f"±{outcome.mid:g} {outcome.unit} (parallel trends violated; "
-                                                   f"{r.n_pilots} pilot LA{'s' if r.n_pilots != 1 else ''} in this bin)")
-                for r in events.itertuples() if r.pre_period]
-    ref_post = fits.fits[fits.reference]["posterior"]
-    mu, mu0 = lm.cell_expectations(md, ref_post, likelihood=likelihood, la_trends=args.la_trends)
-    y_rep = lm.posterior_predict(md, ref_post, mu, likelihood=likelihood, rng=np.random.default_rng(args.seed + 7))
-    coverage = lm.ppc_coverage(cells, y_rep)
-    ppc = lm.ppc_table(cells, y_rep, count=lm.is_count(likelihood))
-    trends = lm.trend_table(cells, mu, mu0, design.neighbours_of(), count=lm.is_count(likelihood))
-    anova = lm.two_factor_anova(design.cells, years=REPORT_YEARS, count=lm.is_count(likelihood))
-    log(f"[{NAME}] prior predictive check...", quiet=quiet)
-    t_pp = time.perf_counter()
-    prior_pred = lm.prior_predictive(md, priors, likelihood=likelihood, la_trends=args.la_trends, seed=args.seed + 300)
-    t_pp = time.perf_counter() - t_pp
-    t_sum = time.perf_counter() - t_sum - t_pp
+    pre = DidExperiment(cells, design_spec, model_spec, reading).pre_level()
+    named = effect_priors(lik, pre, direction=outcome.direction, relative_target=0.2, outcome_label=outcome.label,
+                          outcome_sd=float(cells["y"].std()) if lik.identity else None)
+    priors = select_priors(named, args.prior, args.prior_override)
     verdict = REPORT[outcome.file]
     notes = [NOTES["rereferral"] if outcome.name == "rereferral" else NOTES["workforce"]]
-    if lm.is_count(likelihood):
+    if outcome.kind == "count":
         notes.append("Effects are in percentage points (pp) of the re-referral share, averaged over the pilots' "
                      "treated years weighted by referrals.")
-    diags = {**{f"main ({k})": v for k, v in fits.diagnostics.items()}, "event study": fits.event_diagnostics}
-    ok = all(d.ok for d in diags.values())
-    text = headline(outcome, design, statements, verdict)
-
-    ctx = {"outcome": outcome, "design": design, "verdict": verdict, "notes": notes, "headline": text,
-           "statements": statements, "summary": summary, "la_effects": la_effects, "events": events,
-           "pretrend": pretrend, "anova": anova, "ppc_coverage": coverage, "diagnostics": diags,
-           "reweighting": fits.reweighting, "likelihood": likelihood, "la_trends": args.la_trends}
-    record = {
-        "outcome": outcome.name, "label": outcome.label, "unit": outcome.unit, "real_data": True,
-        "headline": text, "notes": notes,
-        "report": {"indicator_group": outcome.file, **vars(verdict)},
-        "reports_method_on_these_data": anova,
-        "priors": {p.name: vars(p) for p in priors}, "results": statements, "reweighting": fits.reweighting,
-        "event_study": events.to_dict(orient="records"), "pretrend_statements": pretrend,
-        "ppc_coverage_95": coverage,
-        "design": {"pilots": design.pilots, "comparators": design.comparator_las, "neighbours_of": design.neighbours_of(),
-                   "pilots_excluded": design.pilots_excluded.to_dict(orient="records"),
-                   "boundary": design.boundary.to_dict(orient="records"),
-                   "exclusions": design.exclusions.to_dict(orient="records"),
-                   "missing_cells": design.missing.to_dict(orient="records"), "n_cells": len(cells),
-                   **design.settings, "likelihood": likelihood, "la_trends": args.la_trends},
-        "diagnostics": {k: d.to_dict() for k, d in diags.items()}, "diagnostics_ok": ok,
-        "timings_seconds": {"compile": fits.compile_seconds, **fits.sample_seconds, "prior_predictive": round(t_pp, 2),
-                            "summaries": round(t_sum, 2)},
-        "provenance": provenance(seed=args.seed, data_hash=";".join(f"{k}={v}" for k, v in panel.hashes.items()),
-                                 data_label=", ".join(str(p) for p in panel.paths.values()), argv=argv,
-                                 treatment=str(args.treatment), exclusions=str(args.exclude) if args.exclude else None,
-                                 draws=args.draws, tune=args.tune, chains=args.chains),
-    }
-
+    anova = two_factor_anova(cells.assign(phase=design.cells["phase"].to_numpy()), years=REPORT_YEARS,
+                             share=outcome.kind == "count")
     ylabel = "re-referrals (% of referrals)" if outcome.kind == "count" else outcome.label
-    t_out = time.perf_counter()
-    with OutputDir(out_path) as out:
-        for name, idata in fits.fits.items():
-            idata.to_netcdf(out / f"posterior_{name}.nc")
-        fits.event.to_netcdf(out / "posterior_event_study.nc")
-        out.write_table("summary", summary)
-        out.write_table("la_effects", la_effects)
-        out.write_table("event_study", events)
-        out.write_table("comparators", design.comparators)
-        out.write_table("boundary", design.boundary)
-        out.write_table("cells", design.cells)
-        out.write_table("trends", trends)
-        out.write_table("ppc", ppc)
-        out.write_table("diagnostics", pd.concat({k: d.table for k, d in diags.items()}, names=["fit"]).reset_index())
-        out.write_json("statements.json", record)
-        out.write_text("report.md", markdown_page(ctx))
-        adoption = {r.la_name: int(r.adoption_year) for r in design.treatment.itertuples()}
-        adoption["All pilots"] = int(design.treatment["adoption_year"].min())
-        out.save_figure("trends.png", fig.plot_trends(
-            trends, ylabel=ylabel, adoption=adoption,
-            title=f"{_cap(outcome.label)}: pilots vs their statistical neighbours",
-            note=notes[0] + " Bands: 95% posterior intervals (" + fits.reference + " prior); dotted line: adoption."))
-        out.save_figure("la_effects.png", did_fig.plot_forest(
-            la_effects, label_col="pilot", xlabel=f"effect on {outcome.label} ({outcome.unit})",
-            title="Effect in each pilot LA (partial pooling)"))
-        out.save_figure("att_posterior.png", did_fig.plot_effect_by_prior(
-            {p.name: fits.fits[p.name]["posterior"][nm["att"]].values for p in priors}, rope=outcome.rope,
-            xlabel=f"effect of SofS on {outcome.label} ({outcome.unit})",
-            prior_draws={k: v["att"] for k, v in prior_pred.items()},
-            title=f"Effect in the pilot LAs by prior (report: '{verdict.verdict}')"))
-        out.save_figure("event_study.png", did_fig.plot_event_study(
-            events, threshold=outcome.mid, ylabel=f"effect on {outcome.label} ({outcome.unit})"))
-        out.save_figure("ppc.png", fig.relabel_years(did_fig.plot_share_ppc(ppc, ylabel=ylabel),
-                                                     title=f"Posterior predictive check ({100 * coverage:.0f}% of "
-                                                           "LA-years inside their 95% interval)"))
-        observed = float(100 * cells["y"].sum() / cells["n"].sum()) if lm.is_count(likelihood) else float(cells["y"].mean())
-        out.save_figure("prior_predictive.png", did_fig.plot_prior_predictive(
-            observed, {k: v["overall"] for k, v in prior_pred.items()}, xlabel=f"overall {outcome.label}"))
-        out.commit()
-    log(f"[{NAME}] outputs written in {time.perf_counter() - t_out:.1f} s", quiet=quiet)
+    inputs = Inputs(cells, ", ".join(str(p) for p in panel.paths.values()),
+                    ";".join(f"{k}={v}" for k, v in panel.hashes.items()), False, float(cells["n"].sum()), notes)
 
-    print(text)
-    for st in statements:
-        print(f"  {st['prior']:>12}: " + "; ".join(st["statements"][:3]))
+    def frequentist(plan, exp):
+        c = exp.design.cells.assign(treated_post=(exp.design.data["treated"] > 0).astype(float))
+        if outcome.kind == "count":
+            c = c.assign(y=100 * c["y"] / c["n"], n=1.0)
+        return [mean_did(c, total=None, units=units, label="two-way fixed effects on LA-year values")]
+
+    plan = Plan(name=NAME, title=f"{_cap(outcome.label)}: LA-level Bayesian re-analysis of the SofS pilots",
+                reading=reading, design_spec=design_spec, model_spec=model_spec, priors=priors,
+                settings=settings_from(args), seed=args.seed, out=out_path,
+                population="LA-year indicators of the pilots and their statistical neighbours",
+                reported=ReportedResult(None, units, None, "", verdict.verdict, verdict.table_row),
+                pretrend_threshold=outcome.mid, unit_word="LA", unit_file="la_effects", period_word="year ending March",
+                reweight=not args.no_reweight, strict=args.strict, quiet=quiet, argv=argv,
+                provenance_extra={"treatment": str(args.treatment), "exclusions": str(args.exclude) if args.exclude else None,
+                                  "outcome": outcome.name},
+                frequentist=frequentist,
+                why=("One effect per pilot LA after settling-in, partially pooled; comparators never treated; the event "
+                     "study is a cohort-by-period companion fit."),
+                extra={"real_data": True, "indicator": outcome.name, "notes": notes,
+                       "report_verdict": {"indicator_group": outcome.file, **vars(verdict)},
+                       "reports_method_on_these_data": anova,
+                       "design": {"pilots": design.pilots, "comparators": design.comparator_las,
+                                  "neighbours_of": design.neighbours_of(),
+                                  "pilots_excluded": design.pilots_excluded.to_dict(orient="records"),
+                                  "boundary": design.boundary.to_dict(orient="records"),
+                                  "exclusions": design.exclusions.to_dict(orient="records"),
+                                  "missing_cells": design.missing.to_dict(orient="records"), "n_cells": len(cells),
+                                  **design.settings, "likelihood": likelihood, "la_trends": args.la_trends}},
+                extra_outputs=extra_outputs(outcome, design, notes, ylabel),
+                extra_markdown=extra_markdown(outcome, design, verdict, notes, anova, likelihood, args.la_trends))
+    result_run = run_plan(plan, inputs)
+    result_run.result.extra["headline"] = headline(outcome, design, result_run.result, verdict)
+    code = finish(result_run)
+    print(result_run.result.extra["headline"])
     if "p_interaction" in anova:
         print(f"  the report's two-factor ANOVA on these data ({anova['years'][0]}-{anova['years'][1]}): "
               f"pilot status p = {anova['p_pilot_status']:.3f}, interaction p = {anova['p_interaction']:.3f}")
     print(f"  note: {notes[0]}")
-    if not ok:
-        print("  WARNING: sampling diagnostics failed (see above and statements.json)")
-    print(f"  outputs: {out_path}/")
-    if args.strict and not ok:
-        log("--strict: sampling diagnostics failed; exiting with status 1")
-        return EXIT_DIAGNOSTICS
-    return EXIT_OK
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -367,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.n_neighbours <= lp.N_NEIGHBOURS:
         parser.error(f"--n-neighbours must be between 1 and {lp.N_NEIGHBOURS}")
     kind = lp.OUTCOMES[args.outcome].kind
-    if args.likelihood and lm.is_count(args.likelihood) != (kind == "count"):
+    if args.likelihood and (get_likelihood(args.likelihood).link == "logit") != (kind == "count"):
         parser.error(f"--likelihood {args.likelihood} does not fit {args.outcome} ({kind}); use "
                      + ("betabinomial or binomial" if kind == "count" else "student or normal"))
     return run_cli(lambda: run(args, argv))

@@ -1,7 +1,7 @@
 """Re-referral: did SofS change re-referral within 6 months of a referral closed with no further action?
 
 Population: referrals closed with no further action (NFA) or 'case closed'; outcome 1 when the
-child is referred again within 6 months. Hierarchical Bayesian DiD (``models.did_hierarchical``)
+child is referred again within 6 months. Hierarchical Bayesian DiD (``models.did``)
 on the embedded synthetic referral twin, or on your own file with ``--data`` (one row per NFA
 referral: la, year, arm, adoption_year, settling_years, rereferral, optional covariates and
 ``child_id``; or aggregated cells with ``n``)::
@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from functools import partial
 
-from analyses.did_runner import OutcomeSpec, ReportedResult, main as run_outcome
+from analyses.sofs_did import OutcomeSpec, main as run_outcome
+from models.did.result import ReportedResult
 from data.synthetic import referral_twin
 
 SPEC = OutcomeSpec(
@@ -29,7 +30,7 @@ SPEC = OutcomeSpec(
     population="referrals closed with no further action (NFA) or case closed",
     rises_if_programme_works=False,
     reported=ReportedResult(
-        effect_pp=-9.8, p_value=0.001, before_after="31% -> 21%",
+        effect=-9.8, units="pp", p_value=0.001, before_after="31% -> 21%",
         grade="not moderate or high strength evidence (serial correlation not accounted for; NFA coding problems)",
         source="RR1054, 'Likelihood of a re-referral within 6 months' and Table 8"),
     default_data=partial(referral_twin, "rereferral"),

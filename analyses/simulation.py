@@ -141,8 +141,13 @@ def design_note(settings: sim.StudySettings) -> str:
              "covariate effects set to zero, fitted on LA x year cells")
     what = {"recovery": "data from the generator", "sbc": "parameters and data from the model's prior "
             "(children per cell fixed from one generator draw)", "few-las": "data from the generator"}[settings.study]
+    trends = "with" if settings.la_trends else "without"
+    model = ("" if not settings.bayes else
+             f" Model: the DiD engine (models.did) as the kinship analysis fits it: one effect per pilot LA after "
+             f"settling-in, partially pooled; LA intercepts pooled around their adoption cohort's level (centred); "
+             f"hierarchical year effects around a common trend; {trends} LA-specific trends.")
     return (f"Kinship-sized design: {size}, financial years 2010-2018, ~80 children per LA-year, staggered "
-            f"adoption with settling-in; {what}; {cells}.")
+            f"adoption with settling-in; {what}; {cells}.{model}")
 
 
 def make_client(args: argparse.Namespace):
@@ -179,14 +184,14 @@ def summarise(args, settings, scenarios, store, replicates, argv, runs: list[dic
         if settings.study == "recovery":
             table = sim.recovery_table(records)
             out.write_table("recovery", table)
-            att = table.set_index("parameter").loc["att_pp"] if "att_pp" in set(table.get("parameter", [])) else None
+            att = table.set_index("parameter").loc["att"] if "att" in set(table.get("parameter", [])) else None
             if att is not None:
                 cov = float(att["coverage_90"])
                 checks.append(("ATT 90% interval coverage within 0.86-0.94",
                                COVERAGE_TARGET[0] <= cov <= COVERAGE_TARGET[1],
                                f"{cov:.3f} (MC SE {att['mc_se_90']:.3f}, {int(att['replicates'])} replicates)"))
                 out.save_figure("coverage.png", fig.plot_coverage(table, target=COVERAGE_TARGET))
-                out.save_figure("att_intervals.png", fig.plot_interval_recovery(sim.recovery_frame(records, "att_pp"),
+                out.save_figure("att_intervals.png", fig.plot_interval_recovery(sim.recovery_frame(records, "att"),
                                 xlabel="true ATT in the pilots (pp)", ylabel="posterior 90% interval (pp)"))
             summary["recovery"] = table.to_dict(orient="records")
         elif settings.study == "sbc":
@@ -238,8 +243,9 @@ def headline(study: str, summary: dict, checks: list[tuple]) -> list[str]:
                      f"prior on the typical-LA effect: {s['prior']}.")
     d = summary["diagnostics"]
     if d.get("replicates"):
-        lines.append(f"Diagnostics: {100 * d['share_failed']:.0f}% of replicates failed a check (R-hat <= 1.01, "
-                     f"ESS >= 400, no divergences); {100 * d['share_with_divergences']:.0f}% had divergences; "
+        lines.append(f"Diagnostics (every sampled quantity and reported effect): {100 * d['share_failed']:.0f}% of "
+                     f"replicates failed a check (R-hat <= 1.01, ESS >= 400, no divergences); "
+                     f"{100 * d['share_with_divergences']:.0f}% had divergences; "
                      f"median min bulk ESS {d['median_min_ess_bulk']:.0f}; mean sampling "
                      f"{d['timing'].get('mean_sample_s', float('nan')):.2f} s and overhead "
                      f"{d['timing'].get('mean_overhead_s', float('nan')):.2f} s per replicate.")

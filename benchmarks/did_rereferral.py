@@ -64,7 +64,11 @@ def one_size(n_referrals: int, seed: int = 1) -> dict:
     from data.did_input import cells_from_frame, first_record_mask
     from data.synthetic import simulate_referral_study
     from models.diagnostics import check_sampling
-    from models.did_hierarchical import build_did_model, did_design, effect_priors, model_data
+    from analyses.sofs_did import canonical
+    from models.did.design import DesignSpec, did_design
+    from models.did.likelihoods import get_likelihood
+    from models.did.model import SOFS_MODEL_SPEC, build_did_model, model_data
+    from models.did.priors import effect_priors
     from models.sampling import CompiledSampler
 
     out: dict = {"target_referrals": n_referrals}
@@ -78,24 +82,28 @@ def one_size(n_referrals: int, seed: int = 1) -> dict:
     t0 = time.perf_counter()
     cells = cells_from_frame(study.children, SPEC.column, covariates=SPEC.covariates,
                              variants={"first_record": first_record_mask})
-    analysis = cells.analysis_cells()
-    design = did_design(analysis, las=cells.las, pilots=cells.pilots, years=cells.years, covariates=cells.covariates)
+    design = did_design(canonical(cells.cells), DesignSpec("binomial", effects="unit", base="all", unit_trends=True,
+                                                           covariates=cells.covariates))
+    analysis = design.cells
     out["aggregate_s"] = round(time.perf_counter() - t0, 2)
     out["cells"] = int(len(analysis))
     del study
 
     pre = analysis[analysis.phase == "pre"]
-    prior = effect_priors(float(pre["y"].sum() / pre["n"].sum()), direction=-1)["neutral"]
+    prior = effect_priors(get_likelihood("binomial"), float(pre["y"].sum() / pre["n"].sum()), direction=-1)["neutral"]
     t0 = time.perf_counter()
-    sampler = CompiledSampler(build_did_model(design, prior))
+    dm = build_did_model(design, prior, spec=SOFS_MODEL_SPEC)
+    sampler = CompiledSampler(dm.model)
     out["compile_s"] = round(time.perf_counter() - t0, 2)
     t0 = time.perf_counter()
-    idata = sampler.sample(model_data(design, prior), draws=1000, tune=1000, chains=4, seed=seed)
+    idata = sampler.sample(model_data(dm, prior=prior), draws=1000, tune=1000, chains=4, seed=seed)
     out["sample_s"] = round(time.perf_counter() - t0, 2)
     out["model_cost_s"] = round(out["aggregate_s"] + out["compile_s"] + out["sample_s"], 2)
     out["wall_s"] = round(out["simulate_s"] + out["model_cost_s"], 2)
-    diag = check_sampling(idata, ["att_pp", "mu_tau", "sigma_tau", "alpha", "common_trend"])
-    out["att_pp_mean"] = round(float(idata["posterior"]["att_pp"].mean()), 2)
+    from models.did.fit import diagnostic_vars
+
+    diag = check_sampling(idata, diagnostic_vars(dm, idata["posterior"]))
+    out["att_pp_mean"] = round(float(idata["posterior"]["att"].mean()), 2)
     out["max_rhat"] = round(float(diag.table["rhat"].max()), 4)
     out["min_ess_bulk"] = round(float(diag.table["ess_bulk"].min()), 0)
     out["divergences"] = diag.divergences

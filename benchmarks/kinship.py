@@ -6,7 +6,7 @@ Measures, on this machine:
    machine: every function compiled from scratch) and ``warm`` (caches filled by the cold run);
 2. its parts, with the runner's settings (cells frozen as constants, prior hyper-parameters
    mutable, 4 chains x 1000 draws after 500 tuning draws): compile of the main model, sampling
-   per prior, compile and sampling of the event-study model;
+   per prior, compile and sampling of the cohort-by-period event-study model;
 and checks the targets: whole run <= 90 s, R-hat <= 1.01, bulk ESS >= 400 for the ATT,
 0 divergences. Results are printed and written to benchmarks/results/kinship.json.
 
@@ -43,7 +43,7 @@ def whole_run(cold: bool) -> dict:
             raise SystemExit(proc.stderr)
         record = json.loads((out / "statements.json").read_text())
     diag = record["diagnostics"]
-    att = [next(v for v in d["variables"] if v["variable"] == "att_pp") for k, d in diag.items() if k != "event study"]
+    att = [next(v for v in d["variables"] if v["variable"] == "att") for k, d in diag.items() if k != "event study"]
     return {
         "wall_s": round(wall, 1),
         "max_rhat": max(v["rhat"] for d in diag.values() for v in d["variables"]),
@@ -54,25 +54,32 @@ def whole_run(cold: bool) -> dict:
 
 
 def parts() -> dict:
+    from dataclasses import replace
+
+    from analyses.sofs_did import canonical
     from data.did_input import cells_from_frame
     from data.synthetic import kinship_twin
-    from models.did_hierarchical import PRIOR_DATA, build_did_model, did_design, effect_priors, prior_data
+    from models.did.design import DesignSpec, did_design
+    from models.did.likelihoods import get_likelihood
+    from models.did.model import PRIOR_DATA, SOFS_MODEL_SPEC, build_did_model, prior_data
+    from models.did.priors import effect_priors
     from models.sampling import CompiledSampler
 
     cells = cells_from_frame(kinship_twin().children, "kinship", synthetic=True)
-    analysis = cells.analysis_cells()
-    design = did_design(analysis, las=cells.las, pilots=cells.pilots, years=cells.years, covariates=cells.covariates)
-    priors = effect_priors(0.62, outcome_label="kinship care")
+    spec = DesignSpec("binomial", effects="unit", base="all", unit_trends=True, covariates=cells.covariates)
+    design = did_design(canonical(cells.cells), spec)
+    priors = effect_priors(get_likelihood("binomial"), 0.62, direction=1, outcome_label="kinship care")
     t0 = time.perf_counter()
-    sampler = CompiledSampler(build_did_model(design, priors["neutral"]), mutable=PRIOR_DATA)
-    out = {"cells": len(analysis), "children": cells.n_children, "compile_main_s": round(time.perf_counter() - t0, 1)}
+    sampler = CompiledSampler(build_did_model(design, priors["neutral"], spec=SOFS_MODEL_SPEC).model, mutable=PRIOR_DATA)
+    out = {"cells": len(design.cells), "children": cells.n_children, "compile_main_s": round(time.perf_counter() - t0, 1)}
     for i, (name, prior) in enumerate(priors.items()):
         t0 = time.perf_counter()
         sampler.sample(prior_data(prior), draws=1000, tune=500, chains=4, seed=i)
         out[f"sample_{name}_s"] = round(time.perf_counter() - t0, 1)
-    ev = did_design(cells.cells, las=cells.las, pilots=cells.pilots, years=cells.years, covariates=cells.covariates)
+    ev = did_design(canonical(cells.cells), replace(spec, effects="cohort_period", base="last", unit_trends=False,
+                                                    exclude_settling=False))
     t0 = time.perf_counter()
-    es = CompiledSampler(build_did_model(ev, priors["neutral"], event_study=True), mutable=())
+    es = CompiledSampler(build_did_model(ev, priors["neutral"], spec=SOFS_MODEL_SPEC).model, mutable=())
     out["compile_event_study_s"] = round(time.perf_counter() - t0, 1)
     t0 = time.perf_counter()
     es.sample(draws=1000, tune=500, chains=4, seed=9)

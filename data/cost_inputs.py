@@ -412,7 +412,7 @@ REPORT_COST_VERDICT = (
 # --------------------------------------------------------------------------------------------
 
 
-def load_effect_draws(path: Path | str, *, var: str = "att_pp") -> tuple[np.ndarray, Any]:
+def load_effect_draws(path: Path | str, *, var: str = "att") -> tuple[np.ndarray, Any]:
     """Posterior draws of ``var`` (dims chain, draw) from an ArviZ DataTree netCDF file.
 
     Returns the draws flattened chain-major (``chain 0 draw 0, chain 0 draw 1, ...``) and the

@@ -275,16 +275,6 @@ def cells_from_frame(frame: pd.DataFrame, outcome: str, *, source: str = "<data 
                     kind=kind, variants=tuple(done), repeated=repeated, notes=tuple(notes))
 
 
-def mask_las(cells: pd.DataFrame, las: list[str] | tuple[str, ...], stats: tuple[str, ...] = BINARY_STATS) -> pd.DataFrame:
-    """``cells`` with every statistic of the LAs ``las`` set to zero (rows kept, so that a model
-    compiled for ``cells`` can be re-used: the LAs then contribute nothing to the likelihood)."""
-    out = cells.copy()
-    hit = out["la"].isin(list(las)).to_numpy()
-    for s in stats:
-        out.loc[hit, s] = 0
-    return out
-
-
 def add_design(cells: pd.DataFrame) -> pd.DataFrame:
     """Relative time, phase and the treated-post indicator from the design columns."""
     out = cells.copy()

@@ -559,3 +559,67 @@ ASSESSMENT_TWIN_SEED = 1
 def assessment_twin(seed: int = ASSESSMENT_TWIN_SEED) -> SyntheticStudy:
     """Embedded default for ``analyses.duration`` (synthetic): 18 LAs x 9 years, ~45,000 assessments."""
     return simulate_assessment_study(AssessmentStudyConfig(), seed=seed)
+
+
+# ---------------------------------------------------------------- a staggered panel with dynamic effects
+
+@dataclass(frozen=True)
+class StaggeredPanelConfig:
+    """A unit-by-period panel (one continuous value per unit and period) with staggered
+    adoption and effects that grow with time since adoption: ``y_it = a_i + v_t + tau(t - g_i)
+    + e_it``, ``tau(e) = effect_start + effect_slope * e`` for ``e >= 0``."""
+
+    n_units: int = 400
+    periods: tuple[int, ...] = tuple(range(2001, 2011))
+    cohorts: tuple[int, ...] = (2004, 2006, 2008)
+    cohort_shares: tuple[float, ...] = (0.2, 0.2, 0.3)     # the rest are never treated
+    sd_unit: float = 1.0
+    sd_period: float = 0.1
+    sd_noise: float = 0.15
+    effect_start: float = -0.02
+    effect_slope: float = -0.04
+
+    def effect(self, e: np.ndarray) -> np.ndarray:
+        e = np.asarray(e, float)
+        return np.where(e >= 0, self.effect_start + self.effect_slope * e, 0.0)
+
+
+def simulate_staggered_panel(config: StaggeredPanelConfig = StaggeredPanelConfig(), seed: int = 0
+                             ) -> tuple[pd.DataFrame, dict]:
+    """Rows ``unit``, ``period``, ``cohort`` (0 = never treated), ``y``; and the truth: ATT(g,t)
+    (``att_gt``: ``"g:t" -> effect``) and the four aggregates of R's ``did`` computed from it
+    with the realised cohort sizes (``simple``, ``dynamic`` by event time, ``group``,
+    ``calendar``)."""
+    rng = np.random.default_rng(seed)
+    n, periods = config.n_units, np.asarray(config.periods)
+    cohort = rng.choice(np.r_[config.cohorts, 0], size=n, p=np.r_[config.cohort_shares, 1 - sum(config.cohort_shares)])
+    a = rng.normal(0, config.sd_unit, n)
+    v = rng.normal(0, config.sd_period, periods.size)
+    unit = np.repeat(np.arange(n), periods.size)
+    t = np.tile(periods, n)
+    g = cohort[unit]
+    e = np.where(g > 0, t - g, -999)
+    effect = config.effect(np.where(g > 0, e, -1))
+    y = a[unit] + np.tile(v, n) + effect + rng.normal(0, config.sd_noise, unit.size)
+    frame = pd.DataFrame({"unit": [f"u{i:03d}" for i in unit], "period": t, "cohort": g, "y": y})
+    att_gt = {}
+    weights = {}
+    for gg in config.cohorts:
+        size = int((cohort == gg).sum())
+        for tt in periods[periods >= gg]:
+            att_gt[f"{gg}:{tt}"] = float(config.effect(tt - gg))
+            weights[(gg, int(tt))] = size
+    keys = list(weights)
+    w = np.array([weights[k] for k in keys], float)
+    val = np.array([att_gt[f"{g_}:{t_}"] for g_, t_ in keys])
+    ev = np.array([t_ - g_ for g_, t_ in keys])
+    dynamic = {int(k): float(val[ev == k] @ w[ev == k] / w[ev == k].sum()) for k in sorted(set(ev))}
+    group = {int(g_): float(val[[k[0] == g_ for k in keys]].mean()) for g_ in config.cohorts}
+    sizes = {g_: float((cohort == g_).sum()) for g_ in config.cohorts}
+    cal = {int(t_): float(val[[k[1] == t_ for k in keys]] @ w[[k[1] == t_ for k in keys]]
+                          / w[[k[1] == t_ for k in keys]].sum()) for t_ in sorted({k[1] for k in keys})}
+    truth = {"att_gt": att_gt, "simple": float(val @ w / w.sum()), "dynamic": dynamic,
+             "dynamic_overall": float(np.mean(list(dynamic.values()))), "group": group,
+             "group_overall": float(sum(group[k] * sizes[k] for k in group) / sum(sizes.values())),
+             "calendar": cal, "calendar_overall": float(np.mean(list(cal.values())))}
+    return frame, truth

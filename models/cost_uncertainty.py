@@ -175,10 +175,10 @@ def published_effect_draws(outcome: str, n: int, seed: int) -> EffectDraws:
 def posterior_effect_draws(outcome: str, draws: np.ndarray, path: str) -> EffectDraws:
     """Wrap draws read from a posterior file (see :func:`data.cost_inputs.load_effect_draws`)."""
     draws = np.asarray(draws, dtype=float).ravel()
-    return EffectDraws(outcome, draws, "posterior", f"posterior draws of att_pp from {path} ({draws.size} draws)")
+    return EffectDraws(outcome, draws, "posterior", f"posterior draws of att from {path} ({draws.size} draws)")
 
 
-def effect_diagnostics(tree: Any, var: str = "att_pp") -> dict[str, Any]:
+def effect_diagnostics(tree: Any, var: str = "att") -> dict[str, Any]:
     """Sampling diagnostics of a posterior file's effect (R-hat, ESS; divergences and E-BFMI
     when the file has a ``sample_stats`` group), with the project's thresholds and a banner."""
     from models.diagnostics import ESS_MIN, RHAT_MAX, check_sampling

@@ -1,13 +1,21 @@
 r"""Simulation studies of the hierarchical DiD: recovery, calibration (SBC), few treated LAs.
 
+The model is the DiD engine's (:mod:`models.did`) as the SofS kinship analysis fits it
+(:func:`analyses.sofs_did.make_plan`): binomial cells, one effect per pilot LA after
+settling-in (``effects="unit"``), never-treated controls, all pre-adoption years as base,
+LA-specific linear trends (``la_trends``), hierarchical year effects around a common trend;
+the unit intercepts are centred in every replicate (:data:`MODEL_SPEC`: a fixed compiled
+graph; it is also what the engine chooses from the data at these sizes).
+
 Three studies, each a set of *replicates* (one simulated dataset, one fit), run on Dask:
 
 ``recovery``
     Datasets from the generator (:func:`data.synthetic.simulate_did_study`) at the kinship
     design; the hierarchical DiD is fitted to each and its posterior compared with the truth:
-    bias, RMSE and coverage of the central 50%, 90% and 95% intervals for the ATT (pp,
-    realised in the pilots), the between-LA SD of the effect (``sigma_tau``), the typical-LA
-    effect (``mu_tau``) and the between-LA SD of the outcome level (``sigma_la``).
+    bias, RMSE and coverage of the central 50%, 90% and 95% intervals for the ATT (``att``,
+    pp, realised in the pilots), the between-LA SD of the effect (``sigma_tau``), the
+    typical-LA effect (``mu_tau``) and the between-LA SD of the outcome level (``sigma_unit``,
+    around each adoption cohort's level; the generator's ``sd_la``).
 ``sbc``
     Simulation-based calibration (Talts et al. 2018): parameters drawn from the model's own
     prior, data from its prior predictive on a fixed kinship-sized design, the model fitted;
@@ -19,7 +27,7 @@ Three studies, each a set of *replicates* (one simulated dataset, one fit), run 
     2, 4 or 9 treated LAs (and, by default, as many comparators), growing between-LA effect
     heterogeneity ``sd_tau`` and either a null (``mu_tau = 0``) or the published effect; on
     each the hierarchical Bayesian DiD and the report's frequentist DiD (linear probability
-    model, LA-clustered SE, :func:`models.did_frequentist.lpm_did`) plus a wild cluster
+    model, LA-clustered SE, :func:`models.did.crosscheck.lpm_did`) plus a wild cluster
     bootstrap (:func:`wild_cluster_bootstrap`). Type I error and power are rejection rates.
 
 Design choices (stated in every output):
@@ -29,9 +37,10 @@ Design choices (stated in every output):
   to zero and the fit on LA x year cells, so the model is correctly specified and a fit takes
   ~1 s instead of ~20 s for the ~4,000 covariate strata. ``covariates=True`` keeps the
   generator's covariate effects and fits the covariate strata (the exact kinship analysis).
-- *Compile once.* Each Dask worker compiles the model once per design shape (LAs, pilots,
-  years, covariates) and re-uses it with new ``pm.Data`` values: the number of cells may
-  change between replicates (verified: nutpie's ``with_data`` accepts new lengths).
+- *Compile once.* Each Dask worker compiles the model once per design shape (LAs, pilots and
+  their cohorts, years, covariates) and re-uses it with new ``pm.Data`` values: the cells'
+  statistics and layout (which pilot a cell belongs to, which cells are treated) are data, and
+  the number of cells may change between replicates (nutpie's ``with_data`` accepts new lengths).
 - *A seed per replicate*: ``SeedSequence([seed, crc32(scenario), k])`` gives the data, the
   sampler and the bootstrap seeds, so replicate ``k`` can be re-run alone with the same result.
 - Results are written replicate by replicate (:class:`ReplicateStore`): an interrupted study
@@ -63,14 +72,22 @@ from scipy import stats
 
 from data.did_input import DidCells, cells_from_frame
 from data.synthetic import AGE_BANDS, DISABILITY, ETHNIC_GROUPS, SEXES, DidStudyConfig, simulate_did_study
-from models.did_hierarchical import DidDesign, build_did_model, did_design, effect_priors, model_data
+from models.did.design import DesignSpec, DidDesign, canonical_cells, did_design
+from models.did.likelihoods import get_likelihood
+from models.did.model import SOFS_MODEL_SPEC, DidModel, ModelSpec, build_did_model, model_data
+from models.did.priors import effect_priors
 
 STUDIES = ("recovery", "sbc", "few-las")
 INTERVALS = (0.5, 0.9, 0.95)
 QUANTILES = (0.025, 0.05, 0.25, 0.5, 0.75, 0.95, 0.975)
-RECOVERY_VARS = ("att_pp", "sigma_tau", "mu_tau", "sigma_la", "att_typical_pp")
-SBC_VARS = ("alpha", "sigma_la", "sigma_period", "sigma_trend", "mu_tau", "sigma_tau", "att_pp", "tau[0]")
-DIAG_VARS = ["alpha", "sigma_la", "sigma_period", "mu_tau", "sigma_tau", "att_pp"]
+RECOVERY_VARS = ("att", "sigma_tau", "mu_tau", "sigma_unit", "att_typical")
+SBC_VARS = ("alpha", "sigma_unit", "sigma_period", "sigma_trend", "mu_tau", "sigma_tau", "att", "tau[0]")
+#: The engine's model as the SofS kinship analysis fits it, unit intercepts centred in every
+#: replicate (one compiled graph; the engine's own choice from the data at these sizes).
+MODEL_SPEC = replace(SOFS_MODEL_SPEC, unit_centred=True)
+#: Stored with every study's settings, so that a study folder fitted with another model is
+#: not resumed with this one.
+MODEL_ID = "models.did binomial: unit effects, never-treated controls, all-pre base; hierarchical years; centred"
 COVARIATE_LEVELS = {"age_band": AGE_BANDS, "sex": SEXES, "ethnicity": ETHNIC_GROUPS, "disability": DISABILITY}
 NO_COVARIATE_EFFECTS = {"age_effects": (0.0, 0.0, 0.0, 0.0), "male_effect": 0.0,
                         "ethnic_effects": (0.0,) * 5, "disability_effect": 0.0}
@@ -136,8 +153,11 @@ class StudySettings:
     n_boot: int = 999            # wild cluster bootstrap draws (all sign patterns when fewer)
     target_accept: float = 0.9
     bayes: bool = True           # few-LAs study: False runs the frequentist methods only
+    model: str = MODEL_ID        # the model this code fits (not a choice: it marks the study folder)
 
     def __post_init__(self) -> None:
+        if self.model != MODEL_ID:
+            raise ValueError(f"this code fits {MODEL_ID!r}, not {self.model!r}")
         if self.study not in STUDIES:
             raise ValueError(f"study must be one of {STUDIES}, got {self.study!r}")
         if self.prior not in ("sceptical", "neutral", "enthusiastic"):
@@ -181,17 +201,30 @@ def covariate_names(covariates: Sequence[str]) -> list[str]:
     return names
 
 
-def replicate_design(cells: DidCells) -> DidDesign:
+def canonical(frame: pd.DataFrame) -> pd.DataFrame:
+    """SofS cells (la, year, adoption_year, settling_years) with the engine's column names
+    (unit, period, cohort, settling): the conversion of :func:`analyses.sofs_did.canonical`."""
+    return canonical_cells(frame, unit="la", period="year", cohort="adoption_year", settling="settling_years")
+
+
+def design_spec(covariates: Sequence[str] = (), la_trends: bool = True) -> DesignSpec:
+    """The SofS kinship analysis's design (:func:`analyses.sofs_did.make_plan`)."""
+    return DesignSpec("binomial", effects="unit", control="never", base="all", unit_trends=la_trends,
+                      covariates=tuple(covariates))
+
+
+def replicate_design(cells: DidCells, la_trends: bool = True) -> DidDesign:
     """The model's design for a replicate, with a fixed set of covariate columns.
 
-    A replicate that lacks a covariate level gets a zero column for it, so that every
-    replicate fits the same compiled model (``beta`` keeps its shape).
+    Settling-in cells are left out by the design (``design.cells`` are the analysis cells).
+    A replicate that lacks a covariate level gets a zero column for it, so that ``beta`` keeps
+    its shape in every replicate.
     """
-    analysis = cells.analysis_cells()
-    design = did_design(analysis, las=cells.las, pilots=cells.pilots, years=cells.years,
-                        covariates=cells.covariates)
+    design = did_design(canonical(cells.cells), design_spec(cells.covariates, la_trends), units=cells.las,
+                        periods=cells.years)
     names = covariate_names(cells.covariates)
     if design.covariate_names != names:
+        analysis = design.cells
         x = np.zeros((len(analysis), len(names)))
         for j, name in enumerate(names):
             cov, level = name[:-1].split("[", 1)
@@ -201,16 +234,25 @@ def replicate_design(cells: DidCells) -> DidDesign:
     return design
 
 
-def pre_share(cells: DidCells) -> float:
-    analysis = cells.analysis_cells()
-    pre = analysis[analysis.phase == "pre"]
+def frequentist_cells(design: DidDesign) -> pd.DataFrame:
+    """The design's analysis cells (canonical columns) with ``treated_post`` (0/1: the cells
+    where the pilots' effect acts), for :func:`models.did.crosscheck.lpm_did` and the wild
+    cluster bootstrap."""
+    return design.cells.assign(treated_post=(design.data["treated"] > 0).astype(float))
+
+
+def pre_share(design: DidDesign) -> float:
+    """The pilots' share before adoption (their analysis cells in the pre-adoption phase)."""
+    cells = design.cells
+    pre = cells[cells["phase"] == "pre"]
     return float(pre["y"].sum() / pre["n"].sum())
 
 
-def study_prior(cells: DidCells, name: str):
+def study_prior(design: DidDesign, name: str):
     """The named prior for ``mu_tau``, anchored as the kinship analysis anchors it."""
-    share = min(max(pre_share(cells), 0.01), 0.99)
-    return effect_priors(share, direction=+1, outcome_label="kinship care")[name]
+    share = min(max(pre_share(design), 0.01), 0.99)
+    return effect_priors(get_likelihood("binomial"), share, direction=+1, relative_target=0.2,
+                         outcome_label="kinship care")[name]
 
 
 # ------------------------------------------------------------------------------ compiled models (per worker)
@@ -219,27 +261,37 @@ _COMPILED: dict[tuple, dict] = {}
 _COMPILE_LOCK = threading.Lock()   # in-process (threaded) workers share one cache
 
 
-def _design_key(design: DidDesign, la_trends: bool) -> tuple:
-    return (tuple(design.las), tuple(design.pilots), tuple(design.years), tuple(design.covariate_names), la_trends)
+def _design_key(design: DidDesign) -> tuple:
+    """What a compiled model is valid for: the coordinates and the design's choices (the cells'
+    layout and statistics are ``pm.Data``, so replicates with other cells re-use it)."""
+    return (tuple(design.units), tuple(design.treated_units), tuple(design.unit_cohort), tuple(design.periods),
+            tuple(design.covariate_names), design.spec, MODEL_SPEC)
 
 
-def compiled_model(design: DidDesign, prior, la_trends: bool) -> tuple[dict, float, bool]:
+def compiled_model(design: DidDesign, prior) -> tuple[dict, float, bool]:
     """This process's compiled model for ``design``'s shape: compiled on first use only.
 
-    Returns the cache entry (``sampler``, ``model``), the seconds spent getting it (compiling,
-    or waiting for another thread's compilation) and whether it was compiled by this call.
+    Returns the cache entry (``sampler``, ``dm``: the :class:`~models.did.model.DidModel`), the
+    seconds spent getting it (compiling, or waiting for another thread's compilation) and
+    whether it was compiled by this call.
     """
     t0 = time.perf_counter()
     from models.sampling import CompiledSampler   # imports nutpie: counted with the compilation
 
-    key = _design_key(design, la_trends)
+    key = _design_key(design)
     with _COMPILE_LOCK:
         if key in _COMPILED:
             return _COMPILED[key], time.perf_counter() - t0, False
-        model = build_did_model(design, prior, la_trends=la_trends)
-        entry = {"model": model, "sampler": CompiledSampler(model), "forward": None, "lock": threading.Lock()}
+        dm = build_did_model(design, prior, spec=MODEL_SPEC)
+        entry = {"dm": dm, "model": dm.model, "sampler": CompiledSampler(dm.model), "forward": None,
+                 "lock": threading.Lock()}
         _COMPILED[key] = entry
         return entry, time.perf_counter() - t0, True
+
+
+def replicate_data(entry: dict, design: DidDesign, prior) -> dict:
+    """The ``pm.Data`` values of ``design`` (and ``prior``) for the compiled model."""
+    return model_data(entry["dm"], design, prior)
 
 
 def _forward_sampler(entry: dict) -> tuple[Callable, list[str], list]:
@@ -269,18 +321,20 @@ def _posterior_summary(values: np.ndarray) -> dict:
             "p_negative": float(np.mean(v < 0))}
 
 
-def _diagnostics(idata) -> dict:
+def _diagnostics(dm: DidModel, idata) -> dict:
+    """Sampling checks over every sampled quantity and reported effect (the project standard:
+    :func:`models.did.fit.diagnostic_vars`, LA trends and ``sigma_trend`` included)."""
     from models.diagnostics import check_sampling
+    from models.did.fit import diagnostic_vars
 
-    names = [v for v in DIAG_VARS if v in idata["posterior"]]
-    d = check_sampling(idata, names)
+    d = check_sampling(idata, diagnostic_vars(dm, idata["posterior"]))
     return {"ok": d.ok, "max_rhat": float(d.table["rhat"].max()), "min_ess_bulk": float(d.table["ess_bulk"].min()),
             "min_ess_tail": float(d.table["ess_tail"].min()), "divergences": d.divergences,
             "problems": d.problems[:5]}
 
 
 def _fit(entry: dict, design: DidDesign, prior, settings: StudySettings, seed: int, cores: int | None):
-    return entry["sampler"].sample(model_data(design, prior), draws=settings.draws, tune=settings.tune,
+    return entry["sampler"].sample(replicate_data(entry, design, prior), draws=settings.draws, tune=settings.tune,
                                    chains=settings.chains, seed=seed, cores=cores, progress=False,
                                    target_accept=settings.target_accept)
 
@@ -311,22 +365,22 @@ def _recovery(settings: StudySettings, scenario: Scenario, seeds: dict, cores: i
     t0 = time.perf_counter()
     config = scenario.config(settings.covariates)
     cells, truth = simulate_cells(config, seeds["data"], covariates=settings.covariates)
-    design = replicate_design(cells)
-    prior = study_prior(cells, settings.prior)
+    design = replicate_design(cells, settings.la_trends)
+    prior = study_prior(design, settings.prior)
     t_sim = time.perf_counter() - t0
-    entry, t_compile, compiled = compiled_model(design, prior, settings.la_trends)
+    entry, t_compile, compiled = compiled_model(design, prior)
     t1 = time.perf_counter()
     idata = _fit(entry, design, prior, settings, seeds["sampler"], cores)
     t_sample = time.perf_counter() - t1
     post = idata["posterior"]
     t2 = time.perf_counter()
     out = {
-        "truth": {"att_pp": truth["att_pp"], "sigma_tau": config.sd_tau, "mu_tau": config.mu_tau,
-                  "sigma_la": config.sd_la, "n_children": truth["n_children"]},
+        "truth": {"att": truth["att_pp"], "sigma_tau": config.sd_tau, "mu_tau": config.mu_tau,
+                  "sigma_unit": config.sd_la, "n_children": truth["n_children"]},
         "posterior": {v: _posterior_summary(post[v].values) for v in RECOVERY_VARS if v in post},
         "n_cells": int(len(design.data["n"])),
         "prior": {"name": prior.name, "mean": prior.mean, "sd": prior.sd},
-        "diagnostics": _diagnostics(idata),
+        "diagnostics": _diagnostics(entry["dm"], idata),
     }
     out["timing"] = {"simulate_s": t_sim, "compile_s": t_compile, "compiled_here": compiled, "sample_s": t_sample,
                      "summarise_s": time.perf_counter() - t2}
@@ -337,7 +391,7 @@ def sbc_template(settings: StudySettings) -> tuple[DidCells, DidDesign]:
     """The fixed design of the SBC study: one kinship-sized study's cells (its children counts)."""
     config = Scenario("sbc").config(settings.covariates)
     cells, _ = simulate_cells(config, int(settings.seed), covariates=settings.covariates)
-    return cells, replicate_design(cells)
+    return cells, replicate_design(cells, settings.la_trends)
 
 
 _SBC_TEMPLATES: dict[tuple, tuple] = {}
@@ -345,12 +399,12 @@ _SBC_TEMPLATES: dict[tuple, tuple] = {}
 
 def _sbc(settings: StudySettings, scenario: Scenario, seeds: dict, cores: int | None) -> dict:
     t0 = time.perf_counter()
-    tkey = (settings.seed, settings.covariates)
+    tkey = (settings.seed, settings.covariates, settings.la_trends)
     if tkey not in _SBC_TEMPLATES:
         _SBC_TEMPLATES[tkey] = sbc_template(settings)
     cells, design = _SBC_TEMPLATES[tkey]
-    prior = study_prior(cells, settings.prior)
-    entry, t_compile, compiled = compiled_model(design, prior, settings.la_trends)
+    prior = study_prior(design, settings.prior)
+    entry, t_compile, compiled = compiled_model(design, prior)
     from pymc.pytensorf import reseed_rngs
 
     with entry["lock"]:   # the prior draw: the model's data (and named prior) set, rngs reseeded
@@ -360,7 +414,7 @@ def _sbc(settings: StudySettings, scenario: Scenario, seeds: dict, cores: int | 
         t_compile += time.perf_counter() - t_fw if fresh else 0.0
         compiled = compiled or fresh
         model = entry["model"]
-        for name, value in model_data(design, prior).items():
+        for name, value in model_data(entry["dm"], design, prior).items():
             model[name].set_value(np.asarray(value, dtype=model[name].dtype))
         reseed_rngs(rngs, seeds["data"])
         draw = dict(zip(names, fn()))
@@ -370,8 +424,7 @@ def _sbc(settings: StudySettings, scenario: Scenario, seeds: dict, cores: int | 
         if base in draw:
             truth[v] = float(np.ravel(draw[base])[int(index[:-1])] if index else draw[base])
     y = np.asarray(draw["y_obs"]).astype(int)
-    rep_design = DidDesign(design.las, design.pilots, design.years, design.covariate_names, design.event_labels,
-                           {**design.data, "y": y})
+    rep_design = replace(design, data={**design.data, "y": y})
     t_sim = time.perf_counter() - t0 - t_compile
     t1 = time.perf_counter()
     idata = _fit(entry, rep_design, prior, settings, seeds["sampler"], cores)
@@ -389,7 +442,7 @@ def _sbc(settings: StudySettings, scenario: Scenario, seeds: dict, cores: int | 
     return {"truth": truth, "ranks": ranks, "sbc_draws": settings.sbc_draws,
             "observed_share": float(y.sum() / design.data["n"].sum()),
             "prior": {"name": prior.name, "mean": prior.mean, "sd": prior.sd},
-            "diagnostics": _diagnostics(idata),
+            "diagnostics": _diagnostics(entry["dm"], idata),
             "timing": {"simulate_s": t_sim, "compile_s": t_compile, "compiled_here": compiled, "sample_s": t_sample,
                        "summarise_s": time.perf_counter() - t2}}
 
@@ -404,41 +457,41 @@ def thin_draws(values: np.ndarray, n_keep: int) -> np.ndarray:
 
 
 def _few_las(settings: StudySettings, scenario: Scenario, seeds: dict, cores: int | None) -> dict:
-    from models.did_frequentist import lpm_did
+    from models.did.crosscheck import lpm_did
 
     t0 = time.perf_counter()
     config = scenario.config(settings.covariates)
     cells, truth = simulate_cells(config, seeds["data"], covariates=settings.covariates)
-    design = replicate_design(cells)
-    prior = study_prior(cells, settings.prior)
-    analysis = cells.analysis_cells()
+    design = replicate_design(cells, settings.la_trends)
+    prior = study_prior(design, settings.prior)
+    analysis = frequentist_cells(design)
     t_sim = time.perf_counter() - t0
     t1 = time.perf_counter()
-    freq = lpm_did(analysis, cells.covariates)
+    freq = lpm_did(analysis, list(cells.covariates))
     g = freq.n_clusters
-    z = freq.estimate_pp / freq.se_pp if freq.se_pp > 0 else np.nan
+    z = freq.estimate / freq.se if freq.se > 0 else np.nan
     boot = {w: wild_cluster_bootstrap(analysis, cells.covariates, n_boot=settings.n_boot, weights=w,
                                       seed=seeds["bootstrap"]) for w in ("webb", "rademacher")}
     t_freq = time.perf_counter() - t1
     out = {
         "design": {"n_pilot": scenario.n_pilot, "n_comparator": scenario.n_comparator, "sd_tau": scenario.sd_tau,
                    "mu_tau": scenario.mu_tau, "effect": scenario.effect, "n_cells": int(len(analysis))},
-        "truth": {"att_pp": truth["att_pp"], "mu_tau": config.mu_tau, "sigma_tau": config.sd_tau},
-        "frequentist": {**freq.to_dict(), "p_t": float(2 * stats.t.sf(abs(z), max(g - 1, 1)))},
+        "truth": {"att": truth["att_pp"], "mu_tau": config.mu_tau, "sigma_tau": config.sd_tau},
+        "frequentist": {**asdict(freq), "p_t": float(2 * stats.t.sf(abs(z), max(g - 1, 1)))},
         "bootstrap": {w: b.to_dict() for w, b in boot.items()},
     }
     timing = {"simulate_s": t_sim, "frequentist_s": t_freq}
     if settings.bayes:
-        entry, t_compile, compiled = compiled_model(design, prior, settings.la_trends)
+        entry, t_compile, compiled = compiled_model(design, prior)
         t2 = time.perf_counter()
         idata = _fit(entry, design, prior, settings, seeds["sampler"], cores)
         timing.update(compile_s=t_compile, compiled_here=compiled, sample_s=time.perf_counter() - t2)
         t3 = time.perf_counter()
         post = idata["posterior"]
         out["posterior"] = {v: _posterior_summary(post[v].values)
-                            for v in ("att_pp", "mu_tau", "att_typical_pp", "sigma_tau")}
+                            for v in ("att", "mu_tau", "att_typical", "sigma_tau")}
         out["prior"] = {"name": prior.name, "mean": prior.mean, "sd": prior.sd}
-        out["diagnostics"] = _diagnostics(idata)
+        out["diagnostics"] = _diagnostics(entry["dm"], idata)
         timing["summarise_s"] = time.perf_counter() - t3
     out["timing"] = timing
     return out
@@ -483,7 +536,7 @@ def _cluster_pieces(cells: pd.DataFrame, covariates: Sequence[str]) -> dict:
     if (n <= 0).any():
         raise ValueError("cells need n > 0")
     sw = np.sqrt(n)
-    z = np.column_stack([np.ones(len(cells)), _dummies(cells["la"]), _dummies(cells["year"]),
+    z = np.column_stack([np.ones(len(cells)), _dummies(cells["unit"]), _dummies(cells["period"]),
                          *[_dummies(cells[c]) for c in covariates]])
     u, s, _ = np.linalg.svd(z * sw[:, None], full_matrices=False)
     q = u[:, s > s.max() * 1e-10]
@@ -493,7 +546,7 @@ def _cluster_pieces(cells: pd.DataFrame, covariates: Sequence[str]) -> dict:
     s_dd = float(dt @ dt)
     if s_dd <= 1e-12:
         raise ValueError("the treatment indicator is collinear with the fixed effects")
-    groups, labels = pd.factorize(cells["la"])
+    groups, labels = pd.factorize(cells["unit"])
     n_clusters = len(labels)
     big_n, k = n.sum(), q.shape[1] + 1
     cr1 = n_clusters / max(n_clusters - 1, 1) * (big_n - 1) / (big_n - k)
@@ -815,18 +868,18 @@ def few_las_frame(records: Sequence[dict], alpha: float = 0.05) -> pd.DataFrame:
         bayes = {"bayes_mu_tau": np.nan, "bayes_att": np.nan, "bayes_att_mean_pp": np.nan,
                  "bayes_att_covers": np.nan, "diagnostics_ok": np.nan}
         if post is not None:
-            att = post["att_pp"]
+            att = post["att"]
             bayes = {"bayes_mu_tau": excl(post["mu_tau"]), "bayes_att": excl(att), "bayes_att_mean_pp": att["mean"],
-                     "bayes_att_covers": (att["q"].get(lo, np.nan) <= r["truth"]["att_pp"] <= att["q"].get(hi, np.nan)),
+                     "bayes_att_covers": (att["q"].get(lo, np.nan) <= r["truth"]["att"] <= att["q"].get(hi, np.nan)),
                      "diagnostics_ok": r["diagnostics"]["ok"]}
         rows.append({
             "scenario": r["scenario"], "replicate": r["replicate"], **r["design"],
-            "true_att_pp": r["truth"]["att_pp"],
-            "lpm_estimate_pp": freq["estimate_pp"], "lpm_se_pp": freq["se_pp"],
+            "true_att_pp": r["truth"]["att"],
+            "lpm_estimate_pp": freq["estimate"], "lpm_se_pp": freq["se"],
             "lpm_cluster_z": freq["p_value"] < alpha, "lpm_cluster_t": freq["p_t"] < alpha,
             "wcb_webb": boot["webb"]["p_value"] < alpha, "wcb_rademacher": boot["rademacher"]["p_value"] < alpha,
             **bayes,
-            "lpm_ci_covers": freq["ci95_low_pp"] <= r["truth"]["att_pp"] <= freq["ci95_high_pp"],
+            "lpm_ci_covers": freq["ci95_low"] <= r["truth"]["att"] <= freq["ci95_high"],
         })
     return pd.DataFrame(rows)
 
@@ -867,7 +920,7 @@ def diagnostics_summary(records: Sequence[dict]) -> dict:
             "max_rhat": float(np.max([x["max_rhat"] for x in d])), "timing": timing}
 
 
-def recovery_frame(records: Sequence[dict], var: str = "att_pp") -> pd.DataFrame:
+def recovery_frame(records: Sequence[dict], var: str = "att") -> pd.DataFrame:
     """Per replicate: the truth, the posterior mean and the 90% interval of ``var``."""
     rows = [{"replicate": r["replicate"], "truth": r["truth"][var], "mean": r["posterior"][var]["mean"],
              "q05": r["posterior"][var]["q"]["0.05"], "q95": r["posterior"][var]["q"]["0.95"]}

@@ -490,7 +490,11 @@ def test_admin_args_and_outcome_names(s903):
 
 
 def test_raw_files_to_posterior(tmp_path):
-    from models.did_hierarchical import build_did_model, did_design, effect_priors
+    from analyses.sofs_did import canonical
+    from models.did.design import DesignSpec, did_design
+    from models.did.likelihoods import get_likelihood
+    from models.did.model import SOFS_MODEL_SPEC, build_did_model
+    from models.did.priors import effect_priors
     from models.sampling import CompiledSampler
 
     config = DidStudyConfig(n_pilot=4, n_comparator=4, years=tuple(range(2011, 2018)),
@@ -506,10 +510,12 @@ def test_raw_files_to_posterior(tmp_path):
 
     analysis = cells.analysis_cells()
     pre = analysis[analysis.phase == "pre"]
-    prior = effect_priors(float(pre["y"].sum() / pre["n"].sum()), direction=1)["neutral"]
-    design = did_design(analysis, las=cells.las, pilots=cells.pilots, years=cells.years, covariates=cells.covariates)
-    idata = CompiledSampler(build_did_model(design, prior)).sample(draws=150, tune=200, chains=2, seed=1)
-    att = idata["posterior"]["att_pp"].values.ravel()
+    prior = effect_priors(get_likelihood("binomial"), float(pre["y"].sum() / pre["n"].sum()), direction=1)["neutral"]
+    design = did_design(canonical(cells.cells), DesignSpec("binomial", effects="unit", base="all", unit_trends=True,
+                                                           covariates=cells.covariates))
+    idata = CompiledSampler(build_did_model(design, prior, spec=SOFS_MODEL_SPEC).model).sample(
+        draws=150, tune=200, chains=2, seed=1)
+    att = idata["posterior"]["att"].values.ravel()
     assert np.isfinite(att).all()
     lo, hi = np.quantile(att, [0.005, 0.995])
     assert lo - 3 < study.truth["att_pp"] < hi + 3                 # the truth is inside the posterior's range

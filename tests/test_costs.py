@@ -272,7 +272,7 @@ def test_yaml_table_gives_the_same_costs(tmp_path):
 # ----------------------------------------------------------------------------------------------
 
 
-def write_posterior(path: Path, draws: np.ndarray, *, sample_stats: bool = True, var: str = "att_pp") -> Path:
+def write_posterior(path: Path, draws: np.ndarray, *, sample_stats: bool = True, var: str = "att") -> Path:
     chains, n = draws.shape
     coords = {"chain": np.arange(chains), "draw": np.arange(n)}
     groups = {"posterior": xr.Dataset({var: (("chain", "draw"), draws)}, coords=coords)}
@@ -285,13 +285,13 @@ def write_posterior(path: Path, draws: np.ndarray, *, sample_stats: bool = True,
     return path
 
 
-def test_reads_att_pp_chain_major(tmp_path):
+def test_reads_att_chain_major(tmp_path):
     arr = np.arange(12.0).reshape(3, 4) - 20
     draws, tree = load_effect_draws(write_posterior(tmp_path / "p.nc", arr, sample_stats=False))
     np.testing.assert_array_equal(draws, arr.ravel())
     with pytest.raises(DataError) as err:
-        load_effect_draws(write_posterior(tmp_path / "q.nc", arr, var="att"))
-    assert err.value.column == "att_pp"
+        load_effect_draws(write_posterior(tmp_path / "q.nc", arr, var="att_pp"))
+    assert err.value.column == "att"
 
 
 def test_cli_end_to_end_with_posterior_files(tmp_path, capsys):
@@ -317,11 +317,11 @@ def test_cli_end_to_end_with_posterior_files(tmp_path, capsys):
     assert 0 <= head["p_saves_money"] <= 1 and "rate_0.015" in summary["headline"]
     assert "SofS saves money" in summary["statements"]["saves_money_0.035"]
     ds = xr.open_dataset(out / "draws.nc")
-    posterior = xr.open_datatree(kin)["posterior"]["att_pp"].values.ravel()
+    posterior = xr.open_datatree(kin)["posterior"]["att"].values.ravel()
     np.testing.assert_allclose(ds["kinship_pp"].values, posterior[np.arange(3000) % 2000])
     ds.close()
     stdout = capsys.readouterr().out
-    assert "posterior draws of att_pp" in stdout and "P = " in stdout
+    assert "posterior draws of att" in stdout and "P = " in stdout
 
 
 def test_cli_default_uses_published_estimates_and_strict_flags_bad_posterior(tmp_path, capsys):

@@ -15,14 +15,18 @@ import pandas as pd
 import pytest
 from scipy.special import gammaln
 
-from analyses import did_runner, duration, escalation, rereferral
-from data.did_input import (cells_from_frame, first_record_mask, mask_las, max_value_mask, validate_la_attributes)
+from analyses import duration, escalation, rereferral, sofs_did
+from analyses.sofs_did import canonical, mask_units
+from data.did_input import cells_from_frame, first_record_mask, max_value_mask, validate_la_attributes
 from data.errors import DataError
 from data.synthetic import (AssessmentStudyConfig, DidStudyConfig, ReferralStudyConfig, assessment_twin,
                             referral_twin, simulate_assessment_study, simulate_referral_study)
-from models import did_sensitivity as sens
-from models.did_duration import mean_did
-from models.did_hierarchical import build_did_model, did_design, effect_priors, model_data, repeated_design
+from models.did import robustness as sens
+from models.did.crosscheck import mean_did
+from models.did.design import DesignSpec, did_design
+from models.did.likelihoods import get_likelihood
+from models.did.model import SOFS_MODEL_SPEC, build_did_model, model_data, repeated_design
+from models.did.priors import effect_priors
 from models.sampling import CompiledSampler
 
 FAST = "FAST_COMPILE"   # exact log-density checks: no C compilation needed
@@ -122,17 +126,18 @@ def test_duration_cells_hold_exact_sufficient_statistics():
     assert cut.n_children == (kids["assessment_days"] <= 30).sum() and "left out" in cut.notes[0]
 
 
-def test_repeated_children_records_and_mask_las():
+def test_repeated_children_records_and_masked_units():
     kids = simulate_referral_study(SMALL_REFERRALS, seed=2).children
     cells = cells_from_frame(kids, "rereferral", covariates=("sex",))
     counts = kids["child_id"].value_counts()
     assert len(cells.repeated) == int(counts[counts > 1].sum())
     analysis = cells.analysis_cells()
-    rep = repeated_design(analysis, cells.repeated, cells.covariates)
+    canon = canonical(analysis)
+    rep = repeated_design(canon, canonical(cells.repeated), ["unit", "period", *cells.covariates])
     assert (rep["n_once"] >= 0).all() and (rep["y_once"] >= 0).all()
     assert rep["n_once"].sum() + len(rep["rep_y"]) == analysis["n"].sum()
-    masked = mask_las(analysis, ["Pilot 1"])
-    assert masked.loc[masked.la == "Pilot 1", ["n", "y"]].eq(0).all().all()
+    masked = mask_units(canon, ["Pilot 1"], ("n", "y"))
+    assert masked.loc[masked.unit == "Pilot 1", ["n", "y"]].eq(0).all().all()
     assert len(masked) == len(analysis) and masked["n"].sum() < analysis["n"].sum()
 
 
@@ -189,7 +194,7 @@ def test_relative_magnitudes_and_breakdown_m_match_a_hand_computation():
 
 def test_suspect_cells_find_the_lAs_with_unreliable_nfa_coding():
     cells = cells_from_frame(referral_twin().children, "rereferral", covariates=())
-    mask, las = sens.suspect_cells(cells.cells)
+    mask, las = sens.suspect_cells(canonical(cells.cells))
     assert sorted(las) == sorted(ReferralStudyConfig().unreliable_las)
     assert set(cells.cells.loc[mask, "year"]) <= set(range(2010, 2014))
 
@@ -208,18 +213,20 @@ def test_moderator_groups_and_similar_practice_from_attributes():
 
 
 def test_robustness_plan_lists_the_cheap_refits():
-    inputs = did_runner.Inputs(cells_from_frame(referral_twin("escalation").children, "escalation",
-                                                covariates=(), variants={"first_record": first_record_mask}),
-                               None, None, "none")
-    inputs.attributes = validate_la_attributes(referral_twin().la_attributes, inputs.cells.las)
-    plan, notes = did_runner.robustness_plan(escalation.SPEC, inputs, inputs.cells.analysis_cells(), cheap=True,
-                                             heavy=False)
+    import argparse
+
+    args = argparse.Namespace(covariates="none", data=None, la_attributes=None, exclude_las=None, max_duration=None,
+                              cutoff_values=())
+    si = sofs_did.load_inputs(escalation.SPEC, args)
+    analysis = did_design(si.inputs.cells, DesignSpec("binomial", effects="unit", base="all")).cells
+    plan, notes = sofs_did.robustness_plan(escalation.SPEC, si, analysis, cheap=True, heavy=False)
     names = [p.name for p in plan]
     assert names == ["without similar-practice comparators", "without LAs with unreliable NFA coding",
                      "report's LAs only", "first record per child"]
     sample = plan[2].frame
-    assert set(sample.loc[sample.n > 0, "la"]) == set(escalation.SPEC.report_sample)
-    heavy, _ = did_runner.robustness_plan(escalation.SPEC, inputs, inputs.cells.analysis_cells(), cheap=False, heavy=True)
+    assert set(sample.loc[sample.n > 0, "unit"]) == set(escalation.SPEC.report_sample)
+    assert len(sample) == len(analysis)                         # same cells: the compiled model is re-used
+    heavy, _ = sofs_did.robustness_plan(escalation.SPEC, si, analysis, cheap=False, heavy=True)
     assert len(heavy) == 18 and all(p.family == "leave one LA out" for p in heavy)
 
 
@@ -229,34 +236,36 @@ def _small_design(kind: str = "binary"):
     if kind == "binary":
         study = simulate_referral_study(SMALL_REFERRALS, seed=4)
         cells = cells_from_frame(study.children, "rereferral", covariates=())
+        spec = DesignSpec("binomial", effects="unit", base="all", unit_trends=True)
     else:
         study = simulate_assessment_study(SMALL_ASSESSMENTS, seed=4)
         cells = cells_from_frame(study.children, "assessment_days", kind="duration", covariates=())
-    analysis = cells.analysis_cells()
-    return cells, analysis, did_design(analysis, las=cells.las, pilots=cells.pilots, years=cells.years, covariates=())
+        spec = DesignSpec("hurdle_lognormal", effects="unit", base="all")
+    design = did_design(canonical(cells.cells), spec)
+    return cells, design.cells, design
 
 
 def test_extensions_reduce_to_the_plain_model():
     cells, analysis, design = _small_design()
-    prior = effect_priors(0.3, direction=-1)["neutral"]
-    plain = build_did_model(design, prior)
+    prior = effect_priors(get_likelihood("binomial"), 0.3, direction=-1)["neutral"]
+    plain = build_did_model(design, prior, spec=SOFS_MODEL_SPEC).model
     point = plain.initial_point()
-    point.update({"mu_tau": np.array(-0.4), "sigma_la_log__": np.array(-1.0)})
+    point.update({"mu_tau": np.array(-0.4), "sigma_unit_log__": np.array(-1.0)})
     lp = plain.compile_logp(mode=FAST)(point)
     # misclassification share 0: same likelihood (plus the prior of the unused q)
-    mis = build_did_model(design, prior, misclassification=np.zeros(len(analysis)))
+    mis = build_did_model(design, prior, spec=SOFS_MODEL_SPEC, misclassification=np.zeros(len(analysis))).model
     mpoint = {**point, "miscoded_logit": np.array(0.0)}
     q_prior = float(mis.compile_logp(vars=[mis["miscoded_logit"]], mode=FAST)(mpoint))
     assert mis.compile_logp(mode=FAST)(mpoint) == pytest.approx(lp + q_prior, rel=1e-9)
     # moderator effect 0: same model (plus the prior of gamma)
-    mod = build_did_model(design, prior, moderator=np.array([1.0, 0.0, 1.0]))
+    mod = build_did_model(design, prior, spec=SOFS_MODEL_SPEC, moderator=np.array([1.0, 0.0, 1.0])).model
     dpoint = {**point, "moderator_effect": np.array(0.0)}
     g_prior = float(mod.compile_logp(vars=[mod["moderator_effect"]], mode=FAST)(dpoint))
     assert mod.compile_logp(mode=FAST)(dpoint) == pytest.approx(lp + g_prior, rel=1e-9)
     # child random effect with sigma_child -> 0: the binomial likelihood (records of repeated
     # children enter as Bernoulli terms, so compare without the binomial coefficients)
-    rep = repeated_design(analysis, cells.repeated, ())
-    child = build_did_model(design, prior, repeated=rep)
+    rep = repeated_design(analysis, canonical(cells.repeated), ["unit", "period"])
+    child = build_did_model(design, prior, spec=SOFS_MODEL_SPEC, repeated=rep).model
     cpoint = {**point, "sigma_child_log__": np.array(-30.0)}
     y, n = design.data["y"], design.data["n"]
     log_choose = lambda n_, k_: gammaln(n_ + 1) - gammaln(k_ + 1) - gammaln(n_ - k_ + 1)  # noqa: E731
@@ -268,11 +277,13 @@ def test_extensions_reduce_to_the_plain_model():
 def test_hurdle_likelihood_equals_the_record_level_lognormal():
     cells, analysis, design = _small_design("duration")
     kids = simulate_assessment_study(SMALL_ASSESSMENTS, seed=4).children
-    prior = effect_priors(20.0, likelihood="hurdle_lognormal", direction=-1)["neutral"]
-    model = build_did_model(design, prior, likelihood="hurdle_lognormal", la_trends=False)
+    prior = effect_priors(get_likelihood("hurdle_lognormal"), 20.0, direction=-1)["neutral"]
+    model = build_did_model(design, prior, spec=SOFS_MODEL_SPEC).model
     point = model.initial_point()
     point["sigma_log_log__"] = np.array(np.log(0.8))
     point["alpha"] = np.array(2.5)
+    if "unit_intercept" in point:          # centred intercepts: at their mean
+        point["unit_intercept"] = np.full_like(point["unit_intercept"], 2.5)
     potential_graph = model.replace_rvs_by_values([model.potentials[0]])[0]
     f = model.compile_fn(potential_graph, inputs=model.value_vars, point_fn=True, on_unused_input="ignore", mode=FAST)
     potential = float(f(point))
@@ -326,31 +337,32 @@ def test_rereferral_cli_recovers_the_truth_and_writes_robustness_outputs(recover
     names = {p.name for p in out.iterdir()}
     assert {"posterior_neutral.nc", "posterior_event_study.nc", "statements.json", "report.md", "summary.csv",
             "robustness.csv", "relative_magnitudes.csv", "pretrends.csv", "relative_magnitudes.png",
-            "robustness.png", "event_study.png", "ppc_share.png"} <= names
-    att = az.from_netcdf(out / "posterior_neutral.nc")["posterior"]["att_pp"].values
+            "robustness.png", "event_study.png", "ppc.png"} <= names
+    att = az.from_netcdf(out / "posterior_neutral.nc")["posterior"]["att"].values
     _covers(att, recovery["referrals"].truth["att_pp"], tol=2.5)          # posterior SD about 1.3 pp
     rec = json.loads((out / "statements.json").read_text())
-    assert rec["report"]["effect_pp"] == -9.8 and rec["synthetic"] is False
+    assert rec["report"]["effect"] == -9.8 and rec["data"]["synthetic"] is False
     rob = pd.read_csv(out / "robustness.csv")
     assert list(rob["analysis"]) == ["main (all LAs)", "without similar-practice comparators",
                                      "without LAs with unreliable NFA coding", "first record per child"]
     assert "Comparator 2" in rob["description"].iloc[2]
     assert rob["width_ratio_vs_main"].gt(0).all()
-    rm = rec["relative_magnitudes"]["att_pp"]
+    rm = rec["robustness"]["relative_magnitudes"]["att"]
     assert rm["breakdown_m"] >= 0 and rm["conclusion"] == "reduction"
     assert pd.read_csv(out / "pretrends.csv")["event_time"].iloc[-1] == "max |pre|"
-    assert any("parallel trends" in s for s in rec["robustness_statements"])
+    assert any("parallel trends" in s for s in rec["robustness"]["statements"])
 
 
 def test_escalation_model_recovers_the_truth(recovery):
     study = recovery["referrals"]
     cells = cells_from_frame(study.children, "escalation", covariates=())
-    analysis = cells.analysis_cells()
-    design = did_design(analysis, las=cells.las, pilots=cells.pilots, years=cells.years, covariates=())
-    prior = effect_priors(float(analysis["y"].sum() / analysis["n"].sum()), direction=-1)["neutral"]
-    idata = CompiledSampler(build_did_model(design, prior)).sample(model_data(design, prior), draws=300, tune=300,
-                                                                   chains=2, seed=2)
-    _covers(idata["posterior"]["att_pp"].values, study.truth["outcomes"]["escalation"]["att_pp"], tol=1.5)
+    design = did_design(canonical(cells.cells), DesignSpec("binomial", effects="unit", base="all", unit_trends=True))
+    analysis = design.cells
+    prior = effect_priors(get_likelihood("binomial"), float(analysis["y"].sum() / analysis["n"].sum()),
+                          direction=-1)["neutral"]
+    dm = build_did_model(design, prior, spec=SOFS_MODEL_SPEC)
+    idata = CompiledSampler(dm.model).sample(model_data(dm, prior=prior), draws=300, tune=300, chains=2, seed=2)
+    _covers(idata["posterior"]["att"].values, study.truth["outcomes"]["escalation"]["att_pp"], tol=1.5)
 
 
 def test_duration_cli_recovers_days_and_same_day_and_its_ppc_fits(recovery, tmp_path):
@@ -367,8 +379,8 @@ def test_duration_cli_recovers_days_and_same_day_and_its_ppc_fits(recovery, tmp_
     truth = recovery["assessments"].truth
     assert truth["att_days"] > 2.0 and truth["att_sameday_pp"] < -2.0      # effects worth recovering
     idata = az.from_netcdf(out / "posterior_neutral.nc")
-    _covers(idata["posterior"]["att_days"].values, truth["att_days"], tol=1.5)
-    _covers(idata["posterior"]["att_sameday_pp"].values, truth["att_sameday_pp"], tol=1.5)
+    _covers(idata["posterior"]["att"].values, truth["att_days"], tol=1.5)
+    _covers(idata["posterior"]["att_zero"].values, truth["att_sameday_pp"], tol=1.5)
     # posterior predictive: the share of same-day assessments, overall and by arm and year
     same_day = idata["observed_data"]["y_obs"].values
     y_pred = idata["posterior_predictive"]["y_obs"].values
@@ -384,15 +396,15 @@ def test_duration_cli_recovers_days_and_same_day_and_its_ppc_fits(recovery, tmp_
     assert inside.mean() >= 0.7
     rec = json.loads((out / "statements.json").read_text())
     res = rec["results"][0]
-    assert {"att_days", "att_sameday_pp", "effect"} <= set(res) and res["effect"]["unit"] == "working days"
-    assert set(rec["relative_magnitudes"]) == {"att_days", "att_sameday_pp"}
-    assert set(rec["frequentist_cross_check"]) == {"mean duration", "same-day share"}
+    assert {"att_zero"} == set(res["secondary"]) and rec["outcome"]["units"] == "working days"
+    assert set(rec["robustness"]["relative_magnitudes"]) == {"att", "att_zero"}
+    assert {f["label"] for f in rec["frequentist"]} == {"mean duration", "same-day share"}
     rob = pd.read_csv(out / "robustness.csv")
     assert {"without Pilots 1 and 2", "durations <= 45 days", "first record per child"} <= set(rob["analysis"])
-    assert {"ppc_duration.png", "att_posterior_att_sameday_pp.png", "event_study_att_sameday_pp.png",
-            "robustness_att_sameday_pp.png"} <= {p.name for p in out.iterdir()}
+    assert {"ppc_duration.png", "att_posterior_att_zero.png", "event_study_att_zero.png",
+            "robustness_att_zero.png"} <= {p.name for p in out.iterdir()}
     assert "same-day" in (out / "report.md").read_text()
-    assert mean_did(analysis).n_clusters == 12
+    assert mean_did(canonical(analysis).assign(treated_post=(analysis["phase"] == "post").astype(float))).n_clusters == 12
 
 
 # ---------------------------------------------------------------- bad input
@@ -460,7 +472,7 @@ def test_full_robustness_runs_every_analysis(small_files, tmp_path, module, data
     rob = pd.read_csv(out / "robustness.csv")
     assert families <= set(rob["family"])
     rec = json.loads((out / "statements.json").read_text())
-    assert len(rec["leave_one_la_out"]) == 6 and rec["leave_one_la_out_summary"]["n_refits"] == 6
+    assert len(rec["robustness"]["leave_one_out"]) == 6 and rec["robustness"]["leave_one_out_summary"]["n_refits"] == 6
     if module is rereferral:
         mis = rob[rob.family == "misclassification"]
         assert len(mis) == 5 and mis["analysis"].iloc[0] == "misclassified share 0%"

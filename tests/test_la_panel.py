@@ -13,15 +13,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import xarray as xr
 from scipy.special import expit, logit
 
 from analyses import la_panel as cli
 from data import la_panel as lp
 from data.did_input import add_design
 from data.errors import DataError
-from models import la_panel as lm
-from models.did_hierarchical import effect_priors
+from models.did.crosscheck import two_factor_anova
+from models.did.design import DesignSpec, canonical_cells
+from models.did.experiment import DidExperiment
+from models.did.fit import SamplerSettings
+from models.did.likelihoods import get_likelihood
+from models.did.model import ModelSpec, cell_predictors
+from models.did.priors import effect_priors
+from models.did.summaries import Reading, ppc_coverage
 from models.priors import NamedPrior
 
 REAL = lp.DEFAULT_PANEL_DIR
@@ -305,117 +310,73 @@ def constructed_panel(*, kind: str, seed: int, tau: float, n_pilots: int = 6, n_
     return add_design(cells.drop(columns=["w_effect", "w"])), truth
 
 
-def _fit(cells: pd.DataFrame, likelihood: str, prior: NamedPrior, seed: int):
-    pilots = sorted(cells.loc[cells.arm == "pilot", "la"].unique())
-    las = pilots + sorted(set(cells["la"]) - set(pilots))
-    years = sorted(cells["year"].unique())
-    design = lm.panel_design(cells, las=las, pilots=pilots, years=years, likelihood=likelihood)
-    fits = lm.fit_panel(design, [prior], likelihood=likelihood, draws=400, tune=400, chains=2, seed=seed)
-    return design, fits
+def _experiment(cells: pd.DataFrame, likelihood: str, effects: str = "unit") -> DidExperiment:
+    """The LA panel's specification (analyses.la_panel): unit effects, fixed year effects."""
+    canon = canonical_cells(cells, unit="la", period="year", cohort="adoption_year", settling="settling_years")
+    spec = DesignSpec(likelihood, effects=effects, base="all" if effects == "unit" else "last")
+    return DidExperiment(canon, spec, ModelSpec(period_effects="fixed", period_sd=cli.YEAR_SD, cohort_levels=False),
+                         Reading("re-referrals", "pp", 1.0, 2.0))
+
+
+def _fit(cells: pd.DataFrame, likelihood: str, prior: NamedPrior, seed: int, effects: str = "unit"):
+    exp = _experiment(cells, likelihood, effects)
+    fits = exp.fit([prior], SamplerSettings(draws=400, tune=400, chains=2), seed=seed)
+    return exp, fits
 
 
 @pytest.fixture(scope="module")
 def count_fit():
     cells, truth = constructed_panel(kind="count", seed=3, tau=-0.3)
-    prior = effect_priors(0.22, direction=-1)["neutral"]
-    design, fits = _fit(cells, "betabinomial", prior, seed=5)
-    return cells, truth, design, fits
+    prior = effect_priors(get_likelihood("binomial"), 0.22, direction=-1)["neutral"]
+    exp, fits = _fit(cells, "betabinomial", prior, seed=5)
+    return cells, truth, exp, fits
 
 
 def test_betabinomial_did_recovers_a_known_effect(count_fit):
-    cells, truth, design, fits = count_fit
-    att = fits.fits["neutral"]["posterior"]["att_pp"].values.ravel()
+    cells, truth, exp, fits = count_fit
+    f = fits.fits["neutral"]
+    att = f.posterior["att"].values.ravel()
     lo, hi = np.quantile(att, [0.025, 0.975])
     assert truth["att"] < -4.0                                  # a real fall of about 5 pp
     assert lo < truth["att"] < hi
     assert np.mean(att < 0) > 0.95
-    d = fits.diagnostics["neutral"]
+    d = f.diagnostics
     assert d.divergences == 0 and d.table["rhat"].max() < 1.05   # short test chains; the CLI default meets 1.01
-    post = fits.fits["neutral"]["posterior"]
-    mu, mu0 = lm.cell_expectations(design, post, likelihood="betabinomial")
-    w = design.data["treated_post"] * design.data["n"]
-    np.testing.assert_allclose(((mu - mu0) * w).sum(1) / w.sum(), att, rtol=1e-6, atol=1e-6)
-    y_rep = lm.posterior_predict(design, post, mu, likelihood="betabinomial", rng=np.random.default_rng(0))
-    assert lm.ppc_coverage(cells, y_rep) > 0.85
+    eta0, eta, nuis = cell_predictors(fits.model, f.posterior)
+    lik = exp.lik
+    mu, mu0 = lik.response(eta, nuis, lib=np), lik.response(eta0, nuis, lib=np)
+    w = exp.design.data["post"] * exp.design.data["n"]
+    np.testing.assert_allclose(100 * ((mu - mu0) * w).sum(1) / w.sum(), att, rtol=1e-6, atol=1e-6)
+    y_rep = exp.posterior_predictive(fits.model, f, seed=0, store=False)
+    assert ppc_coverage(exp.design, y_rep) > 0.85
 
 
-def test_event_study_shows_flat_pre_trends_and_the_drop_after_adoption(count_fit):
-    _, _, _, fits = count_fit
-    ev = lm.event_table(fits.event["posterior"], "event_pp", threshold=2.0)
-    pre, post = ev[ev["pre_period"]], ev[~ev["pre_period"]]
-    assert (pre["mean"].abs() < 2.0).all()
+def test_event_study_shows_flat_pre_trends_and_the_drop_after_adoption():
+    cells, _ = constructed_panel(kind="count", seed=3, tau=-0.3)
+    prior = effect_priors(get_likelihood("binomial"), 0.22, direction=-1)["neutral"]
+    exp, fits = _fit(cells, "betabinomial", prior, seed=5, effects="cohort_period")
+    ev = exp.event_study(fits.fits["neutral"], threshold=2.0)
+    pre, post = ev[ev["pre_period"] & ~ev["reference"]], ev[~ev["pre_period"]]
+    assert len(pre) and (pre["mean"].abs() < 2.0).all()
     assert (post["mean"] < -2.0).all()
-    assert "tau" not in fits.event["posterior"] and "event_effect" not in fits.fits["neutral"]["posterior"]
+    assert "pretrend" in fits.fits["neutral"].posterior and "tau_raw" not in fits.fits["neutral"].posterior
 
 
 def test_student_did_recovers_a_known_effect_on_a_rate():
     cells, truth = constructed_panel(kind="continuous", seed=8, tau=-3.0, n_comparators=10, years=range(2015, 2021))
-    prior = effect_priors(15.0, direction=-1, likelihood="normal", outcome_sd=float(cells["y"].std()))["neutral"]
-    design, fits = _fit(cells, "student", prior, seed=2)
-    att = fits.fits["neutral"]["posterior"]["att"].values.ravel()
+    prior = effect_priors(get_likelihood("normal"), 15.0, direction=-1, outcome_sd=float(cells["y"].std()))["neutral"]
+    exp, fits = _fit(cells, "student", prior, seed=2)
+    att = fits.fits["neutral"].posterior["att"].values.ravel()
     lo, hi = np.quantile(att, [0.025, 0.975])
     assert lo < truth["att"] < hi and np.mean(att < 0) > 0.95
-    assert fits.diagnostics["neutral"].divergences == 0
-    assert design.data["y"].dtype == float                    # rates are not truncated to integers
-
-
-@pytest.mark.parametrize("likelihood", lm.PANEL_LIKELIHOODS)
-def test_likelihoods_match_a_direct_scipy_computation(likelihood):
-    """The model's log-likelihood at a random point equals scipy's, for all four likelihoods
-    (main form, LA trends on): guards the model's algebra, g-computation aside."""
-    from scipy import stats
-
-    count = lm.is_count(likelihood)
-    cells, _ = constructed_panel(kind="count" if count else "continuous", seed=1, tau=-0.2, n_pilots=3,
-                                 n_comparators=4, years=range(2013, 2018))
-    pilots = sorted(cells.loc[cells.arm == "pilot", "la"].unique())
-    las = pilots + sorted(set(cells["la"]) - set(pilots))
-    design = lm.panel_design(cells, las=las, pilots=pilots, years=sorted(cells["year"].unique()), likelihood=likelihood)
-    prior = NamedPrior("neutral", 0.0, 1.0, "test", "test")
-    model = lm.build_panel_model(design, prior, likelihood=likelihood, la_trends=True)
-    rng = np.random.default_rng(2)
-    point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
-    names = ["alpha", "la_effect", "period_effect", "la_trend", "tau"]
-    extra = {"betabinomial": ["phi"], "student": ["sigma_obs"], "normal": ["sigma_obs"]}.get(likelihood, [])
-    outs = model.replace_rvs_by_values([model[v] for v in names + extra])
-    values = dict(zip(names + extra, model.compile_fn(outs, inputs=model.value_vars, mode="FAST_COMPILE",
-                                                      on_unused_input="ignore")(point)))
-    d = design.data
-    eta = (values["alpha"] + values["la_effect"][d["la_idx"]] + values["period_effect"][d["period_idx"]]
-           + values["la_trend"][d["la_idx"]] * d["year_c"] + d["treated_post"] * values["tau"][d["pilot_idx"]])
-    y, n = d["y"], d["n"]
-    if likelihood == "binomial":
-        expected = stats.binom.logpmf(y, n, expit(eta)).sum()
-    elif likelihood == "betabinomial":
-        mu, phi = expit(eta), values["phi"]
-        expected = stats.betabinom.logpmf(y, n, mu * phi, (1 - mu) * phi).sum()
-    elif likelihood == "normal":
-        expected = stats.norm.logpdf(y, eta, values["sigma_obs"] / np.sqrt(n)).sum()
-    else:
-        expected = stats.t.logpdf(y, lm.STUDENT_NU, eta, values["sigma_obs"] / np.sqrt(n)).sum()
-    got = model.compile_logp(vars=[model["y_obs"]], mode="FAST_COMPILE")(point)
-    np.testing.assert_allclose(got, expected, rtol=1e-8)
-
-
-def test_psis_reweighting_matches_the_conjugate_answer():
-    rng = np.random.default_rng(0)
-    ref, target = NamedPrior("neutral", 0.0, 1.0, "s", "r"), NamedPrior("sceptical", 0.0, 0.1, "s", "r")
-    post_sd, post_mean = 0.08, -0.15                  # posterior under the reference prior
-    mu = rng.normal(post_mean, post_sd, size=(4, 2000))
-    tree = xr.DataTree.from_dict({"posterior": xr.Dataset({"mu_tau": (("chain", "draw"), mu)})})
-    out, info = lm.reweight_prior(tree, ref, target, seed=1)
-    lik_prec = 1 / post_sd**2 - 1 / ref.sd**2        # Gaussian algebra: strip the reference prior...
-    lik_mean = post_mean / post_sd**2 / lik_prec
-    new_prec = lik_prec + 1 / target.sd**2            # ...and apply the target prior
-    new_mean = lik_prec * lik_mean / new_prec
-    assert info.ok and info.pareto_k < 0.5
-    assert out["posterior"]["mu_tau"].values.mean() == pytest.approx(new_mean, abs=0.01)
-    assert out["posterior"]["mu_tau"].values.std() == pytest.approx(new_prec**-0.5, rel=0.1)
+    assert fits.fits["neutral"].diagnostics.divergences == 0
+    assert exp.design.data["y"].dtype == float                    # rates are not truncated to integers
 
 
 def test_two_factor_anova_runs_on_design_cells():
     cells, _ = constructed_panel(kind="count", seed=4, tau=0.0)
-    res = lm.two_factor_anova(cells, count=True)
+    canon = canonical_cells(cells, unit="la", period="year", cohort="adoption_year", settling="settling_years")
+    res = two_factor_anova(canon, years=(2015, 2019), share=True)
     assert 0 <= res["p_interaction"] <= 1 and res["n_pilots"] == 6
 
 
@@ -433,9 +394,11 @@ def test_cli_end_to_end_on_the_real_workforce_panel(tmp_path):
                  "posterior_neutral.nc", "posterior_event_study.nc"):
         assert (out / name).exists(), name
     rec = json.loads((out / "statements.json").read_text())
-    assert rec["report"]["verdict"] == "No impact" and "Workforce" in rec["report"]["table_row"]
-    assert rec["design"]["pilots"] == ["Bexley"]
-    assert "one-LA comparison" in rec["notes"][0]
+    assert rec["report"]["grade"] == "No impact" and "Workforce" in rec["report"]["source"]
+    assert rec["extra"]["report_verdict"]["verdict"] == "No impact"
+    assert rec["extra"]["design"]["pilots"] == ["Bexley"]
+    assert "one-LA comparison" in rec["extra"]["notes"][0]
+    assert rec["data"]["synthetic"] is False and rec["outcome"]["likelihood"] == "student"
     assert rec["provenance"]["data_hash"].count("sha256:") == 3
     assert rec["results"][0]["statements"][0].split(" (P = ")[0] in {
         "virtually certain", "extremely likely", "very likely", "likely", "about as likely as not", "unlikely",

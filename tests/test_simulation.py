@@ -16,7 +16,7 @@ import pytest
 
 from analyses import simulation as cli
 from models import simulation as sim
-from models.did_frequentist import lpm_did
+from models.did.crosscheck import lpm_did
 
 
 # ------------------------------------------------------------------ wild cluster bootstrap
@@ -24,19 +24,19 @@ from models.did_frequentist import lpm_did
 def _few_la_cells(seed: int = 5, treated: int = 2):
     sc = sim.Scenario("t", treated, treated, 0.0, 0.0, "null")
     cells, _ = sim.simulate_cells(sc.config(False), seed, covariates=False)
-    return cells.analysis_cells()
+    return sim.frequentist_cells(sim.replicate_design(cells))
 
 
 def _brute_force_wcr(cells: pd.DataFrame, w: np.ndarray) -> tuple[float, float]:
     """Refit the child-level-equivalent WLS for every weight vector (slow, obviously right)."""
     n = cells["n"].to_numpy(float)
     sw = np.sqrt(n)
-    la = pd.get_dummies(cells["la"], drop_first=True).to_numpy(float)
-    yr = pd.get_dummies(cells["year"], drop_first=True).to_numpy(float)
+    la = pd.get_dummies(cells["unit"], drop_first=True).to_numpy(float)
+    yr = pd.get_dummies(cells["period"], drop_first=True).to_numpy(float)
     z = np.column_stack([np.ones(len(cells)), la, yr])
     x = np.column_stack([z, cells["treated_post"].to_numpy(float)])
     y = cells["y"].to_numpy(float) / n
-    groups = pd.factorize(cells["la"])[0]
+    groups = pd.factorize(cells["unit"])[0]
 
     def t_of(yy):
         b, *_ = np.linalg.lstsq(x * sw[:, None], yy * sw, rcond=None)
@@ -59,7 +59,7 @@ def test_wild_cluster_bootstrap_matches_a_brute_force_refit_and_the_lpm():
     assert fast.enumerated and fast.n_boot == 16 and fast.n_clusters == 4     # 2^4 sign patterns
     w, _ = sim.bootstrap_weights("rademacher", 4, 999, np.random.default_rng(3))
     t0, p = _brute_force_wcr(cells, w)
-    big_n, k = cells["n"].sum(), 1 + 3 + cells["year"].nunique() - 1 + 1
+    big_n, k = cells["n"].sum(), 1 + 3 + cells["period"].nunique() - 1 + 1
     cr1 = 4 / 3 * (big_n - 1) / (big_n - k)                    # brute force has no CR1 factor
     assert fast.t_stat * np.sqrt(cr1) == pytest.approx(t0, rel=1e-6)
     assert fast.p_value == pytest.approx(p)
@@ -68,22 +68,54 @@ def test_wild_cluster_bootstrap_matches_a_brute_force_refit_and_the_lpm():
     assert webb.p_value == pytest.approx(_brute_force_wcr(cells, w)[1])
     # the same point estimate as the report's LPM (statsmodels on child-equivalent rows)
     freq = lpm_did(cells)
-    assert fast.estimate_pp == pytest.approx(freq.estimate_pp, abs=1e-8)
+    assert fast.estimate_pp == pytest.approx(freq.estimate, abs=1e-8)
     est, se = sim.cluster_lpm(cells)
-    assert est == pytest.approx(freq.estimate_pp, abs=1e-8)
+    assert est == pytest.approx(freq.estimate, abs=1e-8)
     assert se == pytest.approx(fast.se_pp)
-    assert 0.8 < se / freq.se_pp <= 1.0   # statsmodels counts rows, not children, in (N-1)/(N-K)
+    assert 0.8 < se / freq.se <= 1.0   # statsmodels counts rows, not children, in (N-1)/(N-K)
 
 
 def test_bootstrap_detects_a_large_effect_and_enumerates_small_designs():
     sc = sim.Scenario("t", 9, 9, -1.5, 0.0, "published")
     cells, _ = sim.simulate_cells(sc.config(False), 2, covariates=False)
-    b = sim.wild_cluster_bootstrap(cells.analysis_cells(), n_boot=199, weights="webb", seed=1)
+    b = sim.wild_cluster_bootstrap(sim.frequentist_cells(sim.replicate_design(cells)), n_boot=199, weights="webb",
+                                   seed=1)
     assert not b.enumerated and b.n_boot == 199 and b.p_value < 0.05 and b.estimate_pp < -10
     w, enumerated = sim.bootstrap_weights("webb", 3, 999, np.random.default_rng(0))
     assert enumerated and w.shape == (3, 216)
     with pytest.raises(ValueError, match="webb"):
         sim.bootstrap_weights("mammen", 3, 99, np.random.default_rng(0))
+
+
+# ------------------------------------------------------------------ the engine's design and model
+
+def test_replicates_use_the_kinship_analysis_design_and_one_compiled_model():
+    from dataclasses import replace
+
+    from analyses.sofs_did import canonical
+    from models.did.fit import diagnostic_vars
+    from models.did.model import build_did_model, choose_centring
+
+    sc = sim.Scenario("t", 9, 9)
+    a, _ = sim.simulate_cells(sc.config(False), 1, covariates=False)
+    b, _ = sim.simulate_cells(sc.config(False), 2, covariates=False)
+    pd.testing.assert_frame_equal(sim.canonical(a.cells), canonical(a.cells))
+    da, db = sim.replicate_design(a), sim.replicate_design(b)
+    assert da.spec.effects == "unit" and da.spec.unit_trends and da.units == a.las and da.periods == a.years
+    assert len(da.cells) == len(a.analysis_cells())           # settling-in cells left out by the design
+    assert np.array_equal(sim.frequentist_cells(da)["treated_post"], a.analysis_cells()["treated_post"])
+    assert sim._design_key(da) == sim._design_key(db)         # every replicate re-uses one compiled model
+    assert sim._design_key(sim.replicate_design(a, la_trends=False)) != sim._design_key(da)
+    fewer = sim.replicate_design(replace(a, cells=a.cells.iloc[1:].reset_index(drop=True)))
+    assert sim._design_key(fewer) == sim._design_key(da)      # other cells are data: the same compiled model
+    assert {"gt_pos", "post", "treated_unit_idx"} <= set(sim.replicate_data({"dm": build_did_model(
+        da, sim.study_prior(da, "neutral"), spec=sim.MODEL_SPEC)}, fewer, sim.study_prior(da, "neutral")))
+    assert choose_centring(da) and choose_centring(db)        # the engine's own choice = MODEL_SPEC's
+    dm = build_did_model(da, sim.study_prior(da, "neutral"), spec=sim.MODEL_SPEC)
+    assert dm.unit_centred
+    names = set(dm.model.named_vars)
+    assert set(sim.RECOVERY_VARS) <= names and {v.partition("[")[0] for v in sim.SBC_VARS} <= names
+    assert {"sigma_trend", "unit_trend", "sigma_unit", "unit_intercept", "tau", "att"} <= set(diagnostic_vars(dm))
 
 
 # ------------------------------------------------------------------ seeds, scenarios, metrics
@@ -112,10 +144,10 @@ def test_few_las_scenarios_and_their_designs():
 def test_recovery_metrics_on_hand_made_records():
     def rec(k, truth, centre):
         q = {f"{p:g}": centre + z for p, z in zip(sim.QUANTILES, (-2, -1.6, -0.7, 0, 0.7, 1.6, 2))}
-        return {"replicate": k, "truth": {"att_pp": truth}, "posterior": {"att_pp": {"mean": centre, "q": q}}}
+        return {"replicate": k, "truth": {"att": truth}, "posterior": {"att": {"mean": centre, "q": q}}}
 
     records = [rec(0, 0.0, 0.0), rec(1, 0.0, 1.0), rec(2, 0.0, 1.8), rec(3, 0.0, 3.0)]
-    t = sim.recovery_table(records).set_index("parameter").loc["att_pp"]
+    t = sim.recovery_table(records).set_index("parameter").loc["att"]
     assert t["coverage_50"] == 0.25 and t["coverage_90"] == 0.5 and t["coverage_95"] == 0.75
     assert t["bias"] == pytest.approx(1.45) and t["mean_width_90"] == pytest.approx(3.2)
 

@@ -96,3 +96,27 @@ def staggered_did(cells: pd.DataFrame, *, units: str = "", factor: float = 1.0, 
                       "never-treated controls), unit-clustered SE (pyfixest), simple aggregate",
                       est, se, est - 1.959964 * se, est + 1.959964 * se, p, int(panel["unit"].nunique()), units, label)
     return out, table.drop(columns="_j")
+
+
+def two_factor_anova(cells: pd.DataFrame, *, years: tuple[int, int], share: bool, factor: float = 100.0) -> dict:
+    """The report's LA-level method: a two-factor ANOVA of the LA-year value on pilot status
+    and year (with their interaction) over ``years``; the report read a significant
+    interaction as impact. Returns the F tests (type II) and the cells used (canonical cells
+    with ``arm`` and ``phase``); a frequentist cross-check only, not an effect estimate."""
+    from statsmodels.stats.anova import anova_lm
+
+    sub = cells[(cells["period"] >= years[0]) & (cells["period"] <= years[1]) & (cells["phase"] != "exited")].copy()
+    sub["value"] = factor * sub["y"] / sub["n"] if share else sub["y"].astype(float)
+    out = {"years": list(years), "n_cells": int(len(sub)), "n_pilots": int(sub.loc[sub.arm == "pilot", "unit"].nunique()),
+           "n_comparators": int(sub.loc[sub.arm == "comparator", "unit"].nunique()), "method":
+           "OLS value ~ C(arm) * C(year), type II ANOVA (LA-year cells, no LA effects)"}
+    if sub["arm"].nunique() < 2 or sub["period"].nunique() < 2 or len(sub) <= 2 * sub["period"].nunique() + 1:
+        out["note"] = "too few cells for the two-factor analysis"
+        return out
+    fit = smf.ols("value ~ C(arm) * C(period)", data=sub).fit()
+    p = anova_lm(fit, typ=2)["PR(>F)"]
+    out.update({"p_pilot_status": float(p["C(arm)"]), "p_year": float(p["C(period)"]),
+                "p_interaction": float(p["C(arm):C(period)"]),
+                "mean_pilot": float(sub.loc[sub.arm == "pilot", "value"].mean()),
+                "mean_comparator": float(sub.loc[sub.arm == "comparator", "value"].mean())})
+    return out

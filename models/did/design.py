@@ -172,7 +172,9 @@ def canonical_cells(frame: pd.DataFrame, *, unit: str = "unit", period: str = "p
 
 def add_event_time(cells: pd.DataFrame, anticipation: int = 0) -> pd.DataFrame:
     """Event time ``e = t - g`` (NaN for never-treated units) and the phase of each cell:
-    'pre', 'anticipation', 'settling', 'post' (treated units) or 'control'."""
+    'pre', 'anticipation', 'settling', 'post' (treated units) or 'control'; cells flagged in
+    an optional boolean column ``exited`` (a unit that left the programme, its later periods
+    kept as untreated) are 'exited': neither treated nor pre-adoption."""
     out = cells.copy()
     g = out["cohort"].to_numpy(float)
     e = out["period"].to_numpy(float) - g
@@ -180,7 +182,10 @@ def add_event_time(cells: pd.DataFrame, anticipation: int = 0) -> pd.DataFrame:
     treated = np.isfinite(g)
     s = out["settling"].to_numpy()
     phase = np.where(e < -anticipation, "pre", np.where(e < 0, "anticipation", np.where(e < s, "settling", "post")))
-    out["phase"] = np.where(treated, phase, "control")
+    phase = np.where(treated, phase, "control")
+    if "exited" in out.columns:
+        phase = np.where(out["exited"].fillna(False).to_numpy(bool), "exited", phase)
+    out["phase"] = phase
     return out
 
 
@@ -214,10 +219,11 @@ def group_basis(groups: np.ndarray, weights: np.ndarray | None = None) -> np.nda
 
 
 def _pre_basis(cells: pd.DataFrame, spec: DesignSpec) -> tuple[list[tuple[int, int, int]], np.ndarray]:
-    """The pre-trend cells and the map ``B`` (cells x free parameters); see the module docstring."""
+    """The pre-trend cells and the map ``B`` (cells x free parameters); see the module docstring.
+    The unit structure has none: its treated units' levels rest on all their pre-periods."""
     a = spec.anticipation
     pre = cells[cells["phase"] == "pre"]
-    if spec.control == "notyet" and spec.base == "all":
+    if spec.effects == "unit" or (spec.control == "notyet" and spec.base == "all"):
         return [], np.zeros((0, 0))
     if spec.base == "last":    # the base period g - a - 1 is the reference
         pre = pre[pre["period"] < pre["cohort"] - a - 1]
@@ -265,7 +271,7 @@ def did_design(cells: pd.DataFrame, spec: DesignSpec, *, units: list[str] | None
     if spec.exclude_settling and (work["phase"] == "settling").any():
         work = work[work["phase"] != "settling"]
     if spec.control == "notyet":
-        untreated = work["phase"].isin(["pre", "control"])
+        untreated = work["phase"].isin(["pre", "control", "exited"])
         has_control = work.loc[untreated].groupby("period").size()
         lost = sorted(set(work["period"]) - set(has_control.index))
         if lost:
@@ -327,10 +333,16 @@ def did_design(cells: pd.DataFrame, spec: DesignSpec, *, units: list[str] | None
         "treated_unit_idx": treated_unit_idx,
         "pre_idx": pre_idx,
         "pre_basis": basis,
+        "gt_pos": np.maximum(gt_idx, 0),
+        "has_gt": (gt_idx >= 0).astype(float),
+        "post": ((gt_idx >= 0) & (np.nan_to_num(event, nan=-1.0) >= 0)
+                 & (active if spec.effects == "unit" else True)).astype(float),
+        "pre_pos": np.maximum(pre_idx, 0),
+        "has_pre": (pre_idx >= 0).astype(float),
         "unit_cohort_idx": np.array([sorted(set(unit_cohort), key=lambda c: (c == "never", c)).index(c)
                                      for c in unit_cohort], dtype=int),
         "event_time": event,
-        "n": n,
+        "n": n.astype(np.int64) if (lik.link == "logit" or lik.hurdle) and np.all(n == np.round(n)) else n,
         "y": work["y"].to_numpy(np.int64) if lik.integer_y else work["y"].to_numpy(float),
     }
     for stat in (*lik.stats, *lik.optional):

@@ -110,6 +110,7 @@ class PriorFits:
     fits: dict[str, Fit]
     compile_seconds: float
     notes: list[str] = field(default_factory=list)
+    sampler: CompiledSampler | None = None     # the compiled model (re-fits on new cells re-use it)
 
     @property
     def ok(self) -> bool:
@@ -158,43 +159,67 @@ def fit_priors(dm: DidModel, priors: list[NamedPrior], settings: SamplerSettings
         if reference is None:
             reference = fit
     ordered = {p.name: fits[p.name] for p in priors}
-    return PriorFits(dm, ordered, round(compile_s, 2), notes)
+    return PriorFits(dm, ordered, round(compile_s, 2), notes, fitter.sampler)
 
 
 def _only_divergences(diag: Diagnostics) -> bool:
     return all("divergent" in p for p in diag.problems)
 
 
+UNIT_LEVEL = ("unit_intercept", "unit_raw", "sigma_unit", "alpha", "cohort_level")
+
+
+def _failing_vars(diag: Diagnostics) -> set[str]:
+    from models.diagnostics import ESS_MIN, RHAT_MAX
+
+    t = diag.table
+    bad = t[(t["rhat"] > RHAT_MAX) | (t["ess_bulk"] < ESS_MIN) | (t["ess_tail"] < ESS_MIN)]
+    return {str(v).split("[")[0] for v in bad.index}
+
+
 def _recover(fit: Fit, fitter: PriorFitter, dm: DidModel, prior, zp, settings: SamplerSettings, seed: int,
              rebuild, log) -> tuple[Fit, PriorFitter, DidModel, float, str]:
-    """A failed fit, re-fitted once: with smaller steps (target acceptance 0.99) when the only
-    problem is divergent transitions; otherwise, when the unit intercepts' centring was chosen
-    from the data, with the other centring. The better fit is kept (:func:`_better`)."""
+    """A failed fit, re-fitted (the better fit is kept, :func:`_better`, and the steps said):
+
+    1. divergent transitions the only problem: smaller steps (target acceptance 0.99);
+    2. the unit-level variables mix badly and their centring was chosen from the data: the
+       other centring (a funnel or a ridge between the intercepts and their SD);
+    3. anything else still failing: chains twice as long (draws and tuning).
+    """
     extra = 0.0
+    steps = []
     if _only_divergences(fit.diagnostics) and settings.target_accept < 0.99:
         log(f"{fit.diagnostics.divergences} divergent transitions under the {prior.name} prior; re-fitting with "
             "target acceptance 0.99")
         refit = fitter.fit(prior, replace(settings, target_accept=0.99), seed=seed + 1000, zero_prior=zp)
         kept = _better(fit, refit)
-        return kept, fitter, dm, extra, (f"{prior.name}: {fit.diagnostics.divergences} divergences at target acceptance "
-                                         f"{settings.target_accept}; re-fitted at 0.99; kept the "
-                                         f"{'re-fit' if kept is refit else 'first fit'}")
-    if dm.spec.unit_centred is not None:
-        return fit, fitter, dm, extra, ""
-    other = not fitter.dm.unit_centred
-    form = "centred" if other else "non-centred"
-    log(f"diagnostics failed under the {prior.name} prior; re-fitting with {form} unit intercepts")
-    twin_dm = (rebuild(other) if rebuild is not None else
-               build_did_model(dm.design, prior, spec=replace(dm.spec, unit_centred=other)))
-    twin = PriorFitter(twin_dm)
-    extra += twin.compile_seconds
-    refit = twin.fit(prior, settings, seed=seed, zero_prior=zp)
-    kept = _better(fit, refit)
-    note = (f"{prior.name}: the data chose {'centred' if fitter.dm.unit_centred else 'non-centred'} unit intercepts; "
-            f"diagnostics failed, so the model was re-fitted {form}; kept the {'re-fit' if kept is refit else 'first fit'}")
-    if kept is refit:
-        return kept, twin, twin_dm, extra, note      # later priors use the form that worked
-    return kept, fitter, dm, extra, note
+        steps.append(f"{fit.diagnostics.divergences} divergences at target acceptance {settings.target_accept}; "
+                     f"re-fitted at 0.99 ({'kept' if kept is refit else 'not better'})")
+        return kept, fitter, dm, extra, f"{prior.name}: " + "; ".join(steps)
+    if dm.spec.unit_centred is None and _failing_vars(fit.diagnostics) & set(UNIT_LEVEL):
+        other = not fitter.dm.unit_centred
+        form = "centred" if other else "non-centred"
+        log(f"the unit intercepts mix badly under the {prior.name} prior; re-fitting with {form} intercepts")
+        twin_dm = (rebuild(other) if rebuild is not None else
+                   build_did_model(dm.design, prior, spec=replace(dm.spec, unit_centred=other)))
+        twin = PriorFitter(twin_dm)
+        extra += twin.compile_seconds
+        refit = twin.fit(prior, settings, seed=seed, zero_prior=zp)
+        kept = _better(fit, refit)
+        steps.append(f"the data chose {'centred' if fitter.dm.unit_centred else 'non-centred'} unit intercepts, which "
+                     f"mixed badly; re-fitted {form} ({'kept' if kept is refit else 'not better'})")
+        if kept is refit:
+            fitter, dm = twin, twin_dm     # later priors use the form that worked
+        fit = kept
+    if not fit.diagnostics.ok and not _only_divergences(fit.diagnostics):
+        longer = replace(settings, draws=2 * settings.draws, tune=2 * settings.tune)
+        log(f"diagnostics failed under the {prior.name} prior ({', '.join(sorted(_failing_vars(fit.diagnostics)))}); "
+            f"re-fitting with {longer.draws} draws and {longer.tune} tuning steps per chain")
+        refit = fitter.fit(prior, longer, seed=seed + 2000, zero_prior=zp)
+        kept = _better(fit, refit)
+        steps.append(f"re-fitted with chains twice as long ({'kept' if kept is refit else 'not better'})")
+        fit = kept
+    return fit, fitter, dm, extra, (f"{prior.name}: " + "; ".join(steps)) if steps else ""
 
 
 # ---------------------------------------------------------------- other priors by reweighting

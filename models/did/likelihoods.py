@@ -78,6 +78,11 @@ class Likelihood:
     factor: float = 1.0                    # response -> reading units
 
     @property
+    def graph_stats(self) -> tuple[str, ...]:
+        """The cell statistics the likelihood's graph reads (``dur_sum`` only feeds checks)."""
+        return tuple(s for s in (*self.stats, *self.optional) if s != "dur_sum")
+
+    @property
     def identity(self) -> bool:
         return self.link == "identity"
 
@@ -137,14 +142,16 @@ class Likelihood:
         """Expected value per record of a cell (probability, rate, mean, mean duration), in
         PyTensor (``lib=pt``) or NumPy (``lib=np``; ``nuis`` then holds arrays)."""
         sigmoid = pm.math.invlogit if lib is pt else expit
-        if self.link == "logit" and not self.hurdle:
+        if self.hurdle:
+            s = nuis["sigma_log"]
+            if lib is np and np.ndim(s) == 1:      # draws in front: one sigma per draw
+                s = np.asarray(s)[:, None]
+            return (1.0 - sigmoid(eta["_zero"])) * lib.exp(eta[""] + 0.5 * s ** 2)
+        if self.link == "logit":
             return sigmoid(eta[""])
         if self.link == "log":
             return lib.exp(eta[""])
-        if self.identity:
-            return eta[""]
-        s = nuis["sigma_log"]
-        return (1.0 - sigmoid(eta["_zero"])) * lib.exp(eta[""] + 0.5 * s ** 2)
+        return eta[""]
 
     def secondary_response(self, eta: dict, lib=pt):
         """The hurdle's same-day probability (``None`` for one-part likelihoods)."""

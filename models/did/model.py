@@ -99,7 +99,7 @@ class ModelSpec:
     cohort_levels: bool = True
     unit_centred: bool | None = None       # None: chosen from the data (:func:`choose_centring`)
     effect_centred: bool = False           # unit structure: tau ~ N(mu_tau, sigma_tau) when True
-    period_centred: bool = False           # hierarchical period deviations centred
+    period_centred: bool = False           # hierarchical period deviations centred (main part only)
     unit_deviations: bool = False          # cohort_period: units' deviations within their cohort
     factor: float | None = None            # response -> reading units (default: the likelihood's)
 
@@ -109,6 +109,13 @@ class ModelSpec:
 
     def reading_factor(self, lik: Likelihood) -> float:
         return lik.factor if self.factor is None else self.factor
+
+
+#: The SofS child-level analyses' model (kinship, re-referral, escalation, duration; and the
+#: simulation studies of it): hierarchical period effects around a common trend, unit
+#: intercepts pooled around one mean (the model of the earlier releases, whose answers the
+#: engine keeps).
+SOFS_MODEL_SPEC = ModelSpec(period_effects="hierarchical", cohort_levels=False)
 
 
 @dataclass
@@ -121,6 +128,7 @@ class DidModel:
     unit_centred: bool
     scale: float
     change: float
+    data_names: tuple[str, ...] = ()       # the pm.Data the model reads
 
     @property
     def lik(self) -> Likelihood:
@@ -229,7 +237,7 @@ def _part(design: DidDesign, spec: ModelSpec, data: dict, *, suffix: str, scale:
     else:
         sigma_period = pm.HalfNormal(f"sigma_period{suffix}", 0.5 * change)
         basis = period_basis(design.periods)
-        if spec.period_centred:
+        if spec.period_centred and suffix == "":
             raw = pm.Normal(f"period_raw{suffix}", 0.0, sigma_period, dims="period_deviation")
             v = pm.Deterministic(f"period_effect{suffix}", pt.dot(basis, raw), dims="period")
         else:
@@ -237,7 +245,7 @@ def _part(design: DidDesign, spec: ModelSpec, data: dict, *, suffix: str, scale:
             v = pm.Deterministic(f"period_effect{suffix}", sigma_period * pt.dot(basis, raw), dims="period")
         trend = pm.Normal(f"common_trend{suffix}", 0.0, 0.5 * change) * data["time_c"]
     eta0 = a[data["unit_idx"]] + v[data["period_idx"]] + trend
-    if d["x"].shape[1]:
+    if "x" in data:
         beta = pm.Normal(f"beta{suffix}", 0.0, 1.0 * scale, dims="covariate")
         eta0 = eta0 + pt.dot(data["x"], beta)
     if ds.unit_trends:
@@ -249,8 +257,7 @@ def _part(design: DidDesign, spec: ModelSpec, data: dict, *, suffix: str, scale:
     if basis.shape[1]:
         w = pm.Normal(f"pretrend_raw{suffix}", 0.0, 1.0 * change, dims="pretrend_param")
         pi = pm.Deterministic(f"pretrend{suffix}", pt.dot(basis, w), dims="pre_cohort_period")
-        has = (d["pre_idx"] >= 0).astype(float)
-        cell_pi = has * pi[np.maximum(d["pre_idx"], 0)]
+        cell_pi = data["has_pre"] * pi[data["pre_pos"]]
         eta0 = eta0 + cell_pi
     else:
         cell_pi = None
@@ -290,7 +297,7 @@ def _part(design: DidDesign, spec: ModelSpec, data: dict, *, suffix: str, scale:
             zc = pm.Normal(f"cohort_raw{suffix}", 0.0, 1.0, shape=gb.shape[1])
             cell = cell + sigma_cohort * pt.dot(gb, zc)
         tau = pm.Deterministic(f"tau{suffix}", cell * np.ones(len(ev_idx)), dims="cohort_period")
-        cell_tau = tau[np.maximum(d["gt_idx"], 0)]
+        cell_tau = tau[data["gt_pos"]]
         if spec.unit_deviations and len(design.treated_units) > 1:
             tu_cohort = np.array([design.unit_cohort[design.units.index(u)] for u in design.treated_units])
             ub = group_basis(tu_cohort, unit_weights(design))
@@ -335,11 +342,17 @@ def build_did_model(design: DidDesign, prior: NamedPrior, *, spec: ModelSpec | N
     coords = dict(design.coords)
     coords["period_deviation"] = list(range(max(len(design.periods) - 2, 0)))
     with pm.Model(coords=coords) as model:
-        data = {k: pm.Data(k, d[k]) for k in ("unit_idx", "period_idx", "time_c", "x", "treated", "n", "y")}
-        for stat in lik.stats + lik.optional:
+        used = ["unit_idx", "period_idx", "treated", "n", "y"]
+        if spec.period_effects == "hierarchical" or design.spec.unit_trends:
+            used.append("time_c")
+        if d["x"].shape[1]:
+            used.append("x")
+        data = {k: pm.Data(k, d[k]) for k in used}
+        for stat in lik.graph_stats:
             if stat in d and stat not in data:
                 data[stat] = pm.Data(stat, d[stat])
-        data["treated_unit_idx"] = d["treated_unit_idx"]
+        for k in ("treated_unit_idx", "gt_pos", "has_gt", "post", "pre_pos", "has_pre"):
+            data[k] = pm.Data(k, d[k])   # the cell layout: data, so a compiled model serves new cells
         prior_mean = pm.Data("prior_mean", prior.mean)
         prior_sd = pm.Data("prior_sd", prior.sd)
         mod = pm.Data("moderator", np.asarray(moderator, float)) if moderator is not None else None
@@ -394,24 +407,29 @@ def build_did_model(design: DidDesign, prior: NamedPrior, *, spec: ModelSpec | N
                         + misclass * pm.math.invlogit(q_logit), observed=data["y"])
         else:
             lik.observe(eta, data, nuis)
-    return DidModel(model, design, spec, unit_centred, scale, change)
+    return DidModel(model, design, spec, unit_centred, scale, change, _used_data(model))
+
+
+def _used_data(model: pm.Model) -> tuple[str, ...]:
+    """The ``pm.Data`` that the log density or a reported quantity reads (a compiled model
+    knows only those)."""
+    from pytensor.graph.traversal import graph_inputs
+
+    names = {d.name for d in model.data_vars}
+    inputs = graph_inputs([model.logp(), *model.deterministics])
+    return tuple(sorted({v.name for v in inputs if getattr(v, "name", None) in names}))
 
 
 def _post_weights(design: DidDesign, data: dict):
     """Weights of the post-adoption effect cells (e >= 0): n on those cells, 0 elsewhere."""
-    d = design.data
-    post = (d["gt_idx"] >= 0) & (d["event_time"] >= 0)
-    if design.spec.effects == "unit":
-        post = post & (d["treated"] > 0)
-    return data["n"] * post.astype(float)
+    return data["n"] * data["post"]
 
 
 def _effects(design: DidDesign, data: dict, factor: float, r1, r0, *, suffix: str) -> None:
     """att_gt, att, att_unit, counterfactual and att_relative (named with ``suffix``)."""
     d = design.data
     diff = r1 - r0
-    has_gt = (d["gt_idx"] >= 0).astype(float)
-    gt = np.maximum(d["gt_idx"], 0)
+    has_gt, gt = data["has_gt"], data["gt_pos"]
     k = len(design.effect_cells)
     wn = data["n"] * has_gt
     if k:
@@ -433,8 +451,7 @@ def _pretrends(design: DidDesign, data: dict, factor: float, r0, r_flat, *, suff
     """``pre_gt``: each pre-trend cell's departure from parallel trends on the reading scale,
     ``sum w [r(eta0) - r(eta0 - pi)] / sum w`` (the event study's pre-period effects)."""
     d = design.data
-    has = (d["pre_idx"] >= 0).astype(float)
-    idx = np.maximum(d["pre_idx"], 0)
+    has, idx = data["has_pre"], data["pre_pos"]
     k = len(design.pretrend_cells)
     num = _segment_sum(data["n"] * has * (r0 - r_flat), idx, k)
     den = _segment_sum(data["n"] * has, idx, k)
@@ -486,13 +503,13 @@ def prior_data(prior: NamedPrior | None = None, zero_prior: NamedPrior | None = 
     return out
 
 
-def model_data(design: DidDesign, prior: NamedPrior | None = None, zero_prior: NamedPrior | None = None) -> dict:
-    """Values for every cell ``pm.Data`` of a model built from a design of the same shape
-    (to re-use a compiled model on new cells)."""
-    lik = design.lik
-    keys = ["unit_idx", "period_idx", "time_c", "x", "treated", "n", "y",
-            *[s for s in lik.stats + lik.optional if s in design.data and s not in ("y", "n")]]
-    return {**{k: design.data[k] for k in keys}, **prior_data(prior, zero_prior)}
+def model_data(dm: DidModel, design: DidDesign | None = None, prior: NamedPrior | None = None,
+               zero_prior: NamedPrior | None = None) -> dict:
+    """Values for every cell ``pm.Data`` of ``dm`` from ``design`` (default: the model's own),
+    a design of the same shape on new cells (to re-use the compiled model), and the priors."""
+    design = design or dm.design
+    names = [k for k in dm.data_names if k in design.data]
+    return {**{k: design.data[k] for k in names}, **prior_data(prior, zero_prior)}
 
 
 # ---------------------------------------------------------------- the same predictors in NumPy

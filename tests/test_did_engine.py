@@ -1,0 +1,290 @@
+"""The DiD engine (models/did): its algebra, checked exactly, without sampling.
+
+Every likelihood of the table against scipy at a random point; the g-computation in the
+graph against the NumPy recomputation; the pre-trend maps of each control/base choice; the
+aggregates against a hand computation; the constrained bases; the named prior on mu_tau as a
+prior on the simple aggregate; PSIS reweighting against the conjugate answer; the typed
+result and its schema.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from scipy import stats
+from scipy.special import expit
+
+from models.did.design import DesignSpec, canonical_cells, constrained_basis, did_design, group_basis
+from models.did.fit import reweight_prior
+from models.did.likelihoods import LIKELIHOODS, STUDENT_NU
+from models.did.model import ModelSpec, build_did_model, cell_predictors, model_data
+from models.did.result import DidResult, ResultSchemaError
+from models.did.summaries import aggregate
+from models.priors import NamedPrior
+
+FAST = "FAST_COMPILE"
+PRIOR = NamedPrior("neutral", 0.0, 1.0, "test", "test")
+
+
+def small_panel(likelihood: str, *, seed: int = 0, n_units: int = 9, periods=range(2001, 2008)) -> pd.DataFrame:
+    """Canonical cells: 3 cohorts (2003, 2005, never) and the statistics each likelihood needs."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_units):
+        cohort = (2003, 2005, np.nan)[i % 3]
+        for t in periods:
+            n = int(rng.integers(20, 60))
+            row = {"unit": f"u{i}", "period": t, "cohort": cohort, "n": float(n)}
+            if likelihood in ("binomial", "betabinomial"):
+                row["y"] = int(rng.binomial(n, 0.3))
+            elif likelihood in ("poisson", "negbinomial"):
+                row["y"] = int(rng.poisson(0.2 * n))
+            elif likelihood == "hurdle_lognormal":
+                d = np.where(rng.random(n) < 0.15, 0.0, np.exp(rng.normal(2.5, 0.7, n)).round())
+                pos = d > 0
+                row.update(y=int((~pos).sum()), n_pos=int(pos.sum()), log_sum=float(np.log(d[pos]).sum()),
+                           log_sq=float((np.log(d[pos]) ** 2).sum()), dur_sum=float(d.sum()))
+            else:
+                vals = rng.normal(10.0 + i, 2.0, n)
+                row.update(y=float(vals.mean()), y_ss=float(((vals - vals.mean()) ** 2).sum()))
+            rows.append(row)
+    cells = canonical_cells(pd.DataFrame(rows))
+    if likelihood == "student":
+        cells = cells.drop(columns="y_ss")
+    return cells
+
+
+def _values(dm, names, point):
+    m = dm.model
+    outs = m.replace_rvs_by_values([m[v] for v in names])
+    return dict(zip(names, m.compile_fn(outs, inputs=m.value_vars, mode=FAST, on_unused_input="ignore")(point)))
+
+
+@pytest.mark.parametrize("likelihood", sorted(LIKELIHOODS))
+def test_every_likelihood_equals_scipy(likelihood):
+    """The model's observed log-likelihood at a random point equals a direct scipy
+    computation on the cells: the algebra of the table (and, for the normal likelihood with
+    records, the exact record-level likelihood from the cells' sufficient statistics)."""
+    cells = small_panel(likelihood, seed=1)
+    design = did_design(cells, DesignSpec(likelihood, effects="cohort_period", base="all", unit_trends=True))
+    dm = build_did_model(design, PRIOR, spec=ModelSpec(unit_centred=False))
+    rng = np.random.default_rng(2)
+    point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in dm.model.initial_point().items()}
+    parts = dm.lik.parts
+    names = [f"{v}{p}" for p in parts for v in ("unit_intercept", "period_effect", "unit_trend", "tau", "pretrend")]
+    extra = [n for n in ("phi", "alpha_nb", "sigma_obs", "sigma_log") if n in dm.model.named_vars]
+    vals = _values(dm, names + extra, point)
+    d = design.data
+
+    def eta(p):
+        cell_tau = vals[f"tau{p}"][np.maximum(d["gt_idx"], 0)] * d["treated"]
+        cell_pi = np.where(d["pre_idx"] >= 0, vals[f"pretrend{p}"][np.maximum(d["pre_idx"], 0)], 0.0)
+        return (vals[f"unit_intercept{p}"][d["unit_idx"]] + vals[f"period_effect{p}"][d["period_idx"]]
+                + vals[f"unit_trend{p}"][d["unit_idx"]] * d["time_c"] + cell_tau + cell_pi)
+
+    y, n = d["y"], d["n"]
+    e = eta("")
+    if likelihood == "binomial":
+        expected = stats.binom.logpmf(y, n, expit(e)).sum()
+    elif likelihood == "betabinomial":
+        mu, phi = expit(e), vals["phi"]
+        expected = stats.betabinom.logpmf(y, n, mu * phi, (1 - mu) * phi).sum()
+    elif likelihood == "poisson":
+        expected = stats.poisson.logpmf(y, n * np.exp(e)).sum()
+    elif likelihood == "negbinomial":
+        a = vals["alpha_nb"]
+        mean = n * np.exp(e)
+        expected = stats.nbinom.logpmf(y, a, a / (a + mean)).sum()
+    elif likelihood == "student":
+        expected = stats.t.logpdf(y, STUDENT_NU, e, vals["sigma_obs"] / np.sqrt(n)).sum()
+    elif likelihood == "normal":
+        s = vals["sigma_obs"]   # sum over records of log N(y_i | eta, s): mean and within-cell squares
+        expected = np.sum(-n * np.log(s) - 0.5 * n * np.log(2 * np.pi) - (d["y_ss"] + n * (y - e) ** 2) / (2 * s ** 2))
+    else:
+        ez, s = eta("_zero"), vals["sigma_log"]
+        expected = stats.binom.logpmf(y, n, expit(ez)).sum() + np.sum(
+            -d["n_pos"] * np.log(s) - (d["log_sq"] - 2 * e * d["log_sum"] + d["n_pos"] * e ** 2) / (2 * s ** 2))
+    m = dm.model
+    got = m.compile_logp(vars=[m["y_obs"]], jacobian=False, mode=FAST)(point)
+    if m.potentials:
+        pot = m.replace_rvs_by_values(list(m.potentials))
+        fn = m.compile_fn(pot, inputs=m.value_vars, mode=FAST, on_unused_input="ignore")
+        got += float(sum(np.sum(v) for v in fn(point)))
+    np.testing.assert_allclose(got, expected, rtol=1e-8)
+
+
+@pytest.mark.parametrize("likelihood", ["binomial", "poisson", "normal", "hurdle_lognormal"])
+def test_g_computation_matches_numpy(likelihood):
+    """``att``, ``att_gt`` and ``att_unit`` equal a NumPy g-computation from the parameters
+    (:func:`cell_predictors`), at draws taken from the prior."""
+    import pymc as pm
+
+    cells = small_panel(likelihood, seed=3)
+    design = did_design(cells, DesignSpec(likelihood, effects="cohort_period", base="last"))
+    dm = build_did_model(design, PRIOR)
+    with dm.model:
+        prior = pm.sample_prior_predictive(draws=20, random_seed=1, compile_kwargs={"mode": FAST})["prior"]
+    eta0, eta, nuis = cell_predictors(dm, prior)
+    lik = dm.lik
+
+    def response(e):   # written out here, not taken from the likelihood table
+        if likelihood == "binomial":
+            return expit(e[""])
+        if likelihood == "poisson":
+            return np.exp(e[""])
+        if likelihood == "normal":
+            return e[""]
+        s = nuis["sigma_log"][:, None]      # the hurdle: P(positive) x lognormal mean
+        return (1 - expit(e["_zero"])) * np.exp(e[""] + s ** 2 / 2)
+
+    r1, r0 = response(eta), response(eta0)
+    factor = {"binomial": 100.0}.get(likelihood, 1.0)
+    d = design.data
+    post = (d["gt_idx"] >= 0) & (d["event_time"] >= 0)
+    w = d["n"] * post
+    att = factor * ((r1 - r0) * w).sum(1) / w.sum()
+    np.testing.assert_allclose(prior["att"].values.ravel(), att, rtol=1e-7)
+    k = 3
+    sel = d["gt_idx"] == k
+    np.testing.assert_allclose(prior["att_gt"].values.reshape(-1, len(design.effect_cells))[:, k],
+                               factor * ((r1 - r0)[:, sel] * d["n"][sel]).sum(1) / d["n"][sel].sum(), rtol=1e-7)
+    # pre_gt: each pre-trend cell's departure on the reading scale, r(eta0) - r(eta0 - pi)
+    sel = d["pre_idx"] == 1
+    pi = {p: prior[f"pretrend{p}"].values.reshape(20, -1)[:, d["pre_idx"][sel]] for p in lik.parts}
+    flat = {p: eta0[p][:, sel] - pi[p] for p in lik.parts}
+    r_pre = response({p: eta0[p][:, sel] for p in lik.parts}) - response(flat)
+    np.testing.assert_allclose(prior["pre_gt"].values.reshape(20, -1)[:, 1],
+                               factor * (r_pre * d["n"][sel]).sum(1) / d["n"][sel].sum(), rtol=1e-7)
+
+
+def test_pre_trend_maps_of_each_control_and_base():
+    """never/last: one free term per pre-period before the base (the base is the reference);
+    never/all: zero-sum terms over each cohort's pre-periods; notyet/all: none; notyet/last:
+    one constant per cohort on its periods before the base. With anticipation the base moves."""
+    cells = small_panel("normal")
+    # cohort 2003: pre-periods 2001, 2002 (base 2002); cohort 2005: 2001-2004 (base 2004)
+    d = did_design(cells, DesignSpec("normal", control="never", base="last"))
+    assert [(g, t) for g, t, _ in d.pretrend_cells] == [(2003, 2001), (2005, 2001), (2005, 2002), (2005, 2003)]
+    np.testing.assert_array_equal(d.data["pre_basis"], np.eye(4))
+    d = did_design(cells, DesignSpec("normal", control="never", base="all"))
+    b = d.data["pre_basis"]
+    assert len(d.pretrend_cells) == 6 and b.shape == (6, 4)            # (2 - 1) + (4 - 1) free terms
+    np.testing.assert_allclose(b[:2].sum(0), 0, atol=1e-12)
+    np.testing.assert_allclose(b[2:].sum(0), 0, atol=1e-12)
+    assert did_design(cells, DesignSpec("normal", control="notyet", base="all")).data["pre_basis"].shape == (0, 0)
+    d = did_design(cells, DesignSpec("normal", control="notyet", base="last"))
+    np.testing.assert_array_equal(d.data["pre_basis"], [[1, 0], [0, 1], [0, 1], [0, 1]])
+    d = did_design(cells, DesignSpec("normal", anticipation=1))
+    assert [(g, t) for g, t, _ in d.pretrend_cells] == [(2005, 2001), (2005, 2002)]
+    assert min(e for _, _, e in d.effect_cells) == -1                   # anticipation periods get effects
+    # the unit structure has no pre-trend terms; settling-in cells are left out
+    u = did_design(cells.assign(settling=np.where(np.isfinite(cells["cohort"]), 1, 0)), DesignSpec("normal", effects="unit"))
+    assert u.pretrend_cells == [] and not (u.cells["event_time"] == 0).any()
+
+
+@pytest.mark.parametrize("effects", ["unit", "cohort_period"])
+def test_a_model_given_new_cells_is_the_model_of_those_cells(effects):
+    """The cells' statistics and layout (which unit, which effect cell, which pre-trend term)
+    are ``pm.Data``: a model built on one set of cells, given another's values, has the log
+    density of a model built on the other (what re-fits and simulation replicates rely on)."""
+    import pymc as pm
+
+    spec = DesignSpec("binomial", effects=effects)
+    a = small_panel("binomial", seed=1)
+    b = small_panel("binomial", seed=2).iloc[3:].reset_index(drop=True)     # other counts, fewer cells
+    da, db = did_design(a, spec), did_design(b, spec, units=None)
+    assert da.units == db.units and da.effect_cells == db.effect_cells
+    ma = build_did_model(da, PRIOR, spec=ModelSpec(unit_centred=True))
+    mb = build_did_model(db, PRIOR, spec=ModelSpec(unit_centred=True))
+    point = mb.model.initial_point(random_seed=3)
+    with ma.model:
+        pm.set_data({k: v for k, v in model_data(ma, db).items()})
+    np.testing.assert_allclose(ma.model.compile_logp(mode=FAST)(point), mb.model.compile_logp(mode=FAST)(point),
+                               rtol=1e-10)
+
+
+def test_aggregates_follow_the_did_definitions():
+    cells = small_panel("normal")
+    d = did_design(cells, DesignSpec("normal"))
+    rng = np.random.default_rng(0)
+    att = rng.normal(size=(5, len(d.effect_cells)))
+    agg = aggregate(d, att)
+    w = d.gt_weights
+    g = np.array([c[0] for c in d.effect_cells])
+    t = np.array([c[1] for c in d.effect_cells])
+    e = np.array([c[2] for c in d.effect_cells])
+    np.testing.assert_allclose(agg["simple"], att @ w / w.sum())
+    np.testing.assert_allclose(agg["dynamic"][2], att[:, e == 2] @ w[e == 2] / w[e == 2].sum())
+    np.testing.assert_allclose(agg["dynamic_overall"], np.mean([agg["dynamic"][k] for k in sorted(set(e))], axis=0))
+    np.testing.assert_allclose(agg["group"][2003], att[:, g == 2003].mean(1))
+    size = {gg: w[g == gg].mean() for gg in (2003, 2005)}
+    np.testing.assert_allclose(agg["group_overall"], (agg["group"][2003] * size[2003] + agg["group"][2005] * size[2005])
+                               / (size[2003] + size[2005]))
+    np.testing.assert_allclose(agg["calendar"][2006], att[:, t == 2006] @ w[t == 2006] / w[t == 2006].sum())
+    np.testing.assert_allclose(agg["calendar_overall"], np.mean(list(agg["calendar"].values()), axis=0))
+
+
+def test_constrained_bases_are_orthonormal_and_have_zero_weighted_mean():
+    w = np.array([3.0, 1.0, 0.0, 2.0])
+    b = constrained_basis(w)
+    assert b.shape == (4, 3)
+    np.testing.assert_allclose(w @ b, 0, atol=1e-12)
+    np.testing.assert_allclose(b.T @ b, np.eye(3), atol=1e-12)
+    gb = group_basis(np.array([0, 0, 1, 2, 2, 2]), np.array([1.0, 2.0, 5.0, 1.0, 1.0, 1.0]))
+    assert gb.shape == (6, 3)                     # (2 - 1) + 0 + (3 - 1): a group of one has no deviation
+    np.testing.assert_allclose(gb[2], 0)
+    np.testing.assert_allclose(np.array([1.0, 2.0]) @ gb[:2], 0, atol=1e-12)
+
+
+def test_mu_tau_is_the_simple_aggregate_on_the_identity_link():
+    """The event-time and cohort deviations have a zero mean under the simple aggregate's
+    weights, so the weighted mean of ATT(g,t) over post cells is mu_tau exactly: the named
+    prior on mu_tau is a prior on the reported simple effect."""
+    cells = small_panel("normal", seed=4)
+    d = did_design(cells, DesignSpec("normal"))
+    dm = build_did_model(d, PRIOR)
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        point = {k: v + rng.normal(0, 1.0, np.shape(v)) for k, v in dm.model.initial_point().items()}
+        vals = _values(dm, ["tau", "mu_tau"], point)
+        w = d.gt_weights * (d.data["gt_event"] >= 0)
+        assert vals["tau"] @ w / w.sum() == pytest.approx(float(vals["mu_tau"]), abs=1e-10)
+
+
+def test_psis_reweighting_matches_the_conjugate_answer():
+    rng = np.random.default_rng(0)
+    ref, target = NamedPrior("neutral", 0.0, 1.0, "s", "r"), NamedPrior("sceptical", 0.0, 0.1, "s", "r")
+    post_sd, post_mean = 0.08, -0.15
+    mu = rng.normal(post_mean, post_sd, size=(4, 2000))
+    tree = xr.DataTree.from_dict({"posterior": xr.Dataset({"mu_tau": (("chain", "draw"), mu)})})
+    out, info = reweight_prior(tree, ref, target, seed=1)
+    lik_prec = 1 / post_sd**2 - 1 / ref.sd**2
+    lik_mean = post_mean / post_sd**2 / lik_prec
+    new_prec = lik_prec + 1 / target.sd**2
+    new_mean = lik_prec * lik_mean / new_prec
+    assert info.ok and info.pareto_k < 0.5
+    assert out["posterior"]["mu_tau"].values.mean() == pytest.approx(new_mean, abs=0.01)
+    assert out["posterior"]["mu_tau"].values.std() == pytest.approx(new_prec**-0.5, rel=0.1)
+
+
+def test_result_schema_names_the_bad_field(tmp_path, mpdta_run):
+    """A result written by a run validates; a field of the wrong type or a missing one is an
+    error that names it (the report reads results through the same type)."""
+    doc = json.loads((mpdta_run / "statements.json").read_text())
+    res = DidResult.from_dict(doc)
+    path = res.write(tmp_path / "statements.json")
+    again = DidResult.read(path)
+    assert again.to_dict() == res.to_dict()
+    assert again.results[0].aggregates["simple"]["mean"] == res.results[0].aggregates["simple"]["mean"]
+    bad = json.loads(json.dumps(doc))
+    bad["results"][0]["aggregates"]["dynamic"]["by"][0].pop("mean")
+    with pytest.raises(ResultSchemaError, match="results/0/aggregates/dynamic/by/0"):
+        DidResult.from_dict(bad, source="x.json")
+    bad = json.loads(json.dumps(doc))
+    bad["data"]["synthetic"] = "no"
+    with pytest.raises(ResultSchemaError, match="data/synthetic"):
+        DidResult.from_dict(bad)
