@@ -31,6 +31,7 @@ import pandas as pd
 
 from data.errors import DataError
 from data.hashing import hash_file, hash_frame  # noqa: F401  (re-exported for analyses)
+from models.serialize import jsonable
 
 EXIT_OK = 0
 EXIT_DIAGNOSTICS = 1
@@ -124,20 +125,6 @@ def provenance(*, seed: int | None, data_hash: str, data_label: str, argv: list[
     }
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
 
 
 class OutputDir:
@@ -158,7 +145,7 @@ class OutputDir:
 
     def write_json(self, name: str, obj: Any) -> Path:
         target = self.tmp / name
-        target.write_text(json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
+        target.write_text(json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
         return target
 
     def write_text(self, name: str, text: str) -> Path:

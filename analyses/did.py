@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--units", default=None, metavar="TEXT",
                    help="units of effects (default: pp for shares, the outcome's units otherwise)")
     r.add_argument("--rope", type=float, default=None, metavar="X", help="half-width of the region of practical "
-                   "equivalence (default: 0.1 x the outcome's within-unit SD)")
+                   "equivalence (default: 1 pp for shares, 0.1 x the within-unit SD for continuous outcomes, 5%% of "
+                   "the overall rate or mean duration)")
     r.add_argument("--mid", type=float, default=None, metavar="Y", help="minimal important difference "
                    "(default: 2.5 x --rope)")
     r.add_argument("--target", type=float, default=None, metavar="T", help="the change the programme claims (signed, "
@@ -84,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--relative-target", type=float, default=0.2, metavar="R",
                    help="used when --target is not given: a relative change in --direction (default 0.2)")
     r.add_argument("--direction", default="none", choices=sorted(DIRECTIONS),
-                   help="the direction the programme expects (default none)")
+                   help="the direction the programme expects (default none: statements speak of a rise or fall, "
+                        "and the enthusiastic prior of a --relative-target is centred on a rise)")
     r.add_argument("--per", type=float, default=None, metavar="F",
                    help="counts: report rates per F units of exposure (e.g. 10000); shares are in pp")
     r.add_argument("--decimals", type=int, default=None, metavar="D", help="decimals (default: from the posterior SD)")
@@ -92,6 +94,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--pretrend-threshold", type=float, default=None, metavar="X",
                    help="pre-trend departures larger than this are reported (default: --mid)")
     return p
+
+
+def default_rope(lik, cells, factor: float | None) -> float:
+    """The region of practical equivalence when the user gives none (two significant digits):
+    1 pp for shares; a tenth of the within-unit SD for continuous outcomes; 5% of the overall
+    rate for counts, and of the mean duration for durations."""
+    y, n = cells["y"].to_numpy(float), cells["n"].to_numpy(float)
+    if lik.link == "logit":
+        value = 1.0
+    elif lik.identity:
+        value = 0.1 * float(np.std(y - cells.groupby("unit")["y"].transform("mean").to_numpy()))
+    elif lik.hurdle:
+        value = 0.05 * float(cells["dur_sum"].sum() / n.sum())
+    else:
+        value = 0.05 * float(y.sum() / n.sum()) * (factor or 1.0)
+    return float(f"{max(value, 1e-12):.2g}")
 
 
 def load_inputs(args: argparse.Namespace) -> Inputs:
@@ -116,13 +134,10 @@ def make_plan(args: argparse.Namespace, inputs: Inputs, argv: list[str] | None) 
     model = ModelSpec(period_effects="fixed", unit_deviations=args.unit_deviations, factor=factor)
     cells = inputs.cells
     y = cells["y"].to_numpy(float)
-    within = float(np.std(y - cells.groupby("unit")["y"].transform("mean").to_numpy())) if lik.identity else None
     units = args.units or (lik.default_units if not lik.identity else f"units of {args.outcome}")
     if lik.link == "log" and not lik.hurdle and args.per:
         units = args.units or f"per {args.per:g} of exposure"
-    default_rope = 0.1 * within if lik.identity else (1.0 if lik.link == "logit" else 0.1 * np.mean(y / cells["n"]) *
-                                                     (factor or 1.0))
-    rope = args.rope if args.rope is not None else float(f"{default_rope:.2g}")
+    rope = args.rope if args.rope is not None else default_rope(lik, cells, factor)
     mid = args.mid if args.mid is not None else 2.5 * rope
     direction = DIRECTIONS[args.direction]
     reading = Reading(label=args.label or args.outcome, units=units, rope=rope, mid=mid, direction=direction,

@@ -413,10 +413,13 @@ def write_outputs(run: Run) -> Path:
     diag_table = pd.concat({k: d.table for k, d in run.diagnostics.items()}, names=["fit"]).reset_index()
     events = pd.DataFrame(res.event_study)
     with OutputDir(plan.out) as out:
+        stamp = {"synthetic": int(syn), "data_hash": res.data.data_hash, "data_source": res.data.source,
+                 "analysis": plan.name, "schema_version": res.schema_version}
         for name, f in run.fits.fits.items():
-            f.idata.attrs.update({"synthetic": int(syn), "data_hash": res.data.data_hash, "analysis": plan.name})
+            f.idata.attrs.update({**stamp, "prior": name})
             guard.idata(f.idata).to_netcdf(out / f"posterior_{name}.nc")
         if run.event is not exp:
+            run.event_fit.idata.attrs.update({**stamp, "fit": "event study"})
             guard.idata(run.event_fit.idata).to_netcdf(out / "posterior_event_study.nc")
         out.write_table("summary", summary)
         out.write_table(plan.unit_file, unit_effects)

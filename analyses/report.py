@@ -25,6 +25,14 @@ results with figures, sensitivity), a diagnostics appendix (R-hat, ESS, divergen
 trace and rank plots, predictive checks, power-scaling prior sensitivity where the saved fits
 allow it) and the reproducibility record (versions, seeds, data hashes, command lines).
 
+The DiD analyses (kinship, rereferral, escalation, duration, la_panel, did) write their
+``statements.json`` as a :class:`models.did.result.DidResult`; the report reads those through
+``DidResult`` (validated against its schema) and uses the typed fields: the data and their
+synthetic flag, the report's own result, each prior's effect and statements, every fit's
+diagnostics and the robustness re-fits. A file that claims that schema but does not match it is
+reported as an error of its analysis, naming the field. Other analyses (published, costs,
+engagement, simulation) write free-form JSON, read by the generic readers.
+
 The report computes no statistics about the programme: it runs analyses and renders what they
 saved. Its only computations are diagnostics of saved draws (ranks, power-scaling sensitivity).
 """
@@ -46,7 +54,7 @@ import sys
 import time
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from string import Template
@@ -57,15 +65,18 @@ import pandas as pd
 
 from analyses.common import EXIT_BAD_INPUT, EXIT_DIAGNOSTICS, EXIT_OK, OutputDir, log, provenance, run_cli
 from data.hashing import hash_file
+from models.did.result import DidResult, ResultSchemaError, is_did_result
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = Path(__file__).resolve().parent / "report_templates" / "report.html"
 CACHE_FILE = "cache_key.json"
 LOCAL_PACKAGES = ("analyses", "models", "data", "figures")
 #: modules under analyses/ that are not analyses
-NOT_ANALYSES = {"__init__", "common", "did_runner", "admin_inputs", "report"}
+NOT_ANALYSES = {"__init__", "common", "did_runner", "sofs_did", "admin_inputs", "report"}
 #: model modules that hold shared plumbing, not a model (left out of "model in notation")
-PLUMBING_MODELS = {"models", "models.statements", "models.priors", "models.diagnostics", "models.sampling"}
+PLUMBING_MODELS = {"models", "models.statements", "models.priors", "models.diagnostics", "models.sampling",
+                   "models.serialize", "models.did", "models.did.result", "models.did.fit", "models.did.experiment",
+                   "models.did.summaries", "models.did.crosscheck", "models.did.robustness"}
 DEFAULT_QUICK = (("--draws", "200"), ("--tune", "200"), ("--chains", "2"), ("--replicates", "4"))
 MAX_POSTERIOR_FILES = 6
 MAX_TRACE_VARS = 5
@@ -110,6 +121,14 @@ REGISTRY: dict[str, AnalysisInfo] = {a.name: a for a in (
                  table8="Duration of assessments"),
     AnalysisInfo("engagement", "Family engagement and working alliance",
                  "Did families engage differently with SofS social workers (Yatchmenoff scale, WAI)?"),
+    AnalysisInfo("did", "The DiD engine on R did's reference data",
+                 "Does the toolkit's staggered DiD reproduce R's did on its own data (mpdta: minimum wage and teen "
+                 "employment, 500 US counties, 2003-2007)?",
+                 data_note="REAL reference data of R's did package (../shared/validation/mpdta)",
+                 args=("--data", "../shared/validation/mpdta/mpdta.csv", "--unit", "countyreal", "--time", "year",
+                       "--cohort", "first.treat", "--outcome", "lemp", "--likelihood", "normal", "--label",
+                       "log teen employment", "--units", "log points", "--target", "-0.05"),
+                 extra_inputs=("../shared/validation/mpdta",)),
     AnalysisInfo("la_panel", "LA-level re-analysis of the named pilots",
                  "Did the named pilot LAs' published statistics change relative to their statistical neighbours?",
                  data_note="REAL published DfE LA-level statistics", extra_inputs=("../shared/data/dfe-la-panel",)),
@@ -375,6 +394,14 @@ class Outputs:
     pages: dict[str, str] = field(default_factory=dict)
     docs: list[tuple[str, str]] = field(default_factory=list)
     read_errors: list[str] = field(default_factory=list)
+    did: DidResult | None = None    # the typed result of a DiD analysis (read from did_file)
+    did_file: str = ""              # the JSON file that claims the DiD result schema
+    did_error: str = ""             # why that file could not be read as a DidResult
+
+    @property
+    def is_did(self) -> bool:
+        """Whether the analysis wrote a DiD result (valid or not)."""
+        return bool(self.did_file)
 
     @property
     def main(self) -> dict:
@@ -407,7 +434,26 @@ def read_outputs(root: Path, info: AnalysisInfo, folder: Path, run: RunRecord) -
                 out.pages[path.name] = path.read_text(errors="replace")
         except (OSError, ValueError, pd.errors.ParserError) as err:
             out.read_errors.append(f"{path.name}: {err}")
+    read_did(out)
     return out
+
+
+def read_did(out: Outputs) -> None:
+    """Read the analysis's DiD result (``statements.json``, or another JSON file claiming the schema)
+    through :meth:`DidResult.from_dict`; on failure keep the error, naming the field."""
+    names = sorted(out.jsons, key=lambda n: n != "statements.json")
+    fname = next((n for n in names if is_did_result(out.jsons[n])), None)
+    if fname is None:
+        return
+    out.did_file = fname
+    source = f"{out.name}/{fname}"
+    try:
+        out.did = DidResult.from_dict(out.jsons[fname], source=source)
+    except ResultSchemaError as err:   # "<source>: field <path>: <what is wrong>"
+        out.did_error = f"does not match the DiD result schema: {str(err).removeprefix(source + ': ')}"
+    except (TypeError, KeyError, ValueError, AttributeError) as err:
+        # valid against the schema but not the dataclasses (e.g. a field the type does not know)
+        out.did_error = f"does not fit the DidResult type ({type(err).__name__}: {err})"
 
 
 def model_docs(root: Path, name: str) -> list[tuple[str, str]]:
@@ -465,11 +511,43 @@ def find_failures(obj: Any, path: tuple[str, ...] = ()) -> list[tuple[str, list[
     return found
 
 
+def robustness_refits(did: DidResult) -> list[dict]:
+    """The robustness re-fits of a DiD result (its typed ``robustness.refits``): name, family,
+    effects, whether they passed their diagnostics, and the problems when not."""
+    return [{"name": r.name, "family": r.family, "effects": list(r.effects), "ok": r.diagnostics_ok,
+             "problems": list(r.problems)} for r in did.robustness.refits]
+
+
+def did_failures(name: str, did: DidResult) -> list[Failure]:
+    """Failing diagnostics of a DiD result: each fit in ``diagnostics`` whose ``ok`` is false, each
+    robustness re-fit that failed (by name), and the result's own flags when no fit explains them."""
+    found = [Failure(name, f"fit '{fit}' failed its diagnostics", [str(p) for p in d.get("problems") or []])
+             for fit, d in did.diagnostics.items() if not d.get("ok")]
+    if not found:
+        found = [Failure(name, f"the fits under the {r.prior} prior failed their diagnostics", [])
+                 for r in did.results if not r.diagnostics_ok]
+    if not found and not did.diagnostics_ok:
+        found.append(Failure(name, "the main fits failed their diagnostics", []))
+    refits = robustness_refits(did)
+    found += [Failure(name, f"robustness re-fit '{r['name']}' failed its diagnostics", r["problems"])
+              for r in refits if not r["ok"]]
+    if not did.robustness.diagnostics_ok and all(r["ok"] for r in refits):
+        found.append(Failure(name, "robustness re-fits failed their diagnostics",
+                             [n for n in did.robustness.notes if n.startswith("re-fit ")]))
+    return found
+
+
 def failures_of(out: Outputs) -> list[Failure]:
+    """Failing diagnostics of an analysis: from its typed DiD result when it wrote one (plus any
+    other JSON file it saved), else found in any shape in its JSON files and CSV tables."""
+    typed = did_failures(out.name, out.did) if out.did is not None else []
     raw: list[tuple[str, list[str]]] = []
     for fname, doc in out.jsons.items():
-        raw += [(f"{fname}: {w}", p) for w, p in find_failures(doc)]
-    for stem, table in out.tables.items():
+        if fname != out.did_file:
+            raw += [(f"{fname}: {w}", p) for w, p in find_failures(doc)]
+    # a valid DiD result is the record of its fits; the CSV tables beside it repeat it
+    tables = {} if out.did is not None else out.tables
+    for stem, table in tables.items():
         for col in table.columns:
             if re.search(r"diagnostics?_(ok|passed)$", str(col)):
                 bad = table[table[col].astype(str).str.lower() == "false"]
@@ -483,11 +561,15 @@ def failures_of(out: Outputs) -> list[Failure]:
                 seen.add(key)
                 detailed.append(Failure(out.name, where, problems))
     if detailed:
-        return detailed
-    return [Failure(out.name, w, p) for w, p in raw[:3]]
+        return typed + detailed
+    return typed + [Failure(out.name, w, p) for w, p in raw[:3]]
 
 
 def is_synthetic(out: Outputs) -> bool | None:
+    if out.did is not None:
+        return out.did.synthetic
+    if out.is_did:
+        return None      # an unreadable DiD result: not guessed from its keys
     main = out.main
     for key in ("synthetic", "is_synthetic"):
         if isinstance(main.get(key), bool):
@@ -506,6 +588,10 @@ def is_synthetic(out: Outputs) -> bool | None:
 
 
 def data_label(out: Outputs) -> str:
+    if out.did is not None:
+        return out.did.data.source or out.info.data_note or "not stated by the analysis"
+    if out.is_did:
+        return f"not read: {out.did_file} {out.did_error}"
     main = out.main
     for value in (main.get("data_source"), (main.get("provenance") or {}).get("data"), main.get("data")):
         if isinstance(value, str) and value:
@@ -517,8 +603,28 @@ def _num(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def report_verdict(main: dict) -> str | None:
-    """The evaluation's own result, as an analysis recorded it."""
+def _as_did(src: dict | DidResult) -> DidResult | None:
+    """``src`` as a DidResult when it is one (a dict claiming the schema is validated: a
+    :class:`ResultSchemaError` names the field), else None."""
+    if isinstance(src, DidResult):
+        return src
+    if is_did_result(src):
+        return DidResult.from_dict(src)
+    return None
+
+
+def report_verdict(main: dict | DidResult) -> str | None:
+    """The evaluation's own result, as an analysis recorded it (a DiD result's ``report``)."""
+    did = _as_did(main)
+    if did is not None:
+        rep_ = did.report
+        if rep_ is None:
+            return None
+        try:
+            text = rep_.describe()
+        except (TypeError, ValueError) as err:   # the schema does not type the report's fields
+            text = f"printed result not readable: {err}"
+        return f"\u201c{rep_.grade}\u201d [{text}]" if rep_.grade else text
     rep = main.get("report")
     if isinstance(rep, dict):
         bits = []
@@ -547,8 +653,18 @@ def _interval(eff: dict) -> str:
     return ""
 
 
-def headline_statements(main: dict) -> list[str]:
-    """One line per prior (or per statement): estimate with 95% interval and the first statement."""
+def headline_statements(main: dict | DidResult) -> list[str]:
+    """One line per prior (or per statement): estimate with 95% interval and the first statement
+    (for a DiD result: each ``results[i]``'s ``effect`` and first of its ``statements``)."""
+    did = _as_did(main)
+    if did is not None:
+        out = []
+        for r in did.results:
+            est = _interval(r.effect)
+            first = r.statements[0] if r.statements else ""
+            out.append(f"{r.prior}: " + "; ".join(filter(None, [est, first])) if est or first
+                       else f"{r.prior}: no estimate recorded")
+        return out
     lines = []
     results = main.get("results")
     if isinstance(results, list):
@@ -594,8 +710,10 @@ def all_statements(obj: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, 
 
 
 def diagnostic_fits(out: Outputs) -> list[tuple[str, dict]]:
-    """Diagnostics blocks in the format of ``models.diagnostics.Diagnostics.to_dict`` (deduplicated)."""
-    found, seen = [], set()
+    """Diagnostics blocks in the format of ``models.diagnostics.Diagnostics.to_dict`` (deduplicated):
+    a DiD result's ``diagnostics`` by fit name, and any found in the other JSON files."""
+    found: list[tuple[str, dict]] = list(out.did.diagnostics.items()) if out.did is not None else []
+    seen: set[str] = set()
 
     def walk(obj: Any, path: tuple[str, ...]) -> None:
         if isinstance(obj, dict):
@@ -613,7 +731,8 @@ def diagnostic_fits(out: Outputs) -> list[tuple[str, dict]]:
                 walk(v, (*path, _label(i, v)))
 
     for fname, doc in out.jsons.items():
-        walk(doc, (fname.removesuffix(".json"),))
+        if fname != out.did_file:
+            walk(doc, (fname.removesuffix(".json"),))
     return found
 
 
@@ -939,6 +1058,12 @@ def published_table8(outputs: dict[str, Outputs]) -> pd.DataFrame | None:
     return None
 
 
+def _doc(o: Outputs) -> dict | DidResult:
+    """What the readers take: the typed DiD result when there is one, else the main JSON document
+    (never the raw dict of a DiD result that failed validation: check ``o.did_error`` first)."""
+    return o.did if o.did is not None else o.main
+
+
 def headline_rows(outputs: dict[str, Outputs]) -> pd.DataFrame:
     """Table 8 re-analysed: one row per indicator (then other analyses with a verdict of the report)."""
     t8 = published_table8(outputs)
@@ -984,10 +1109,13 @@ def headline_rows(outputs: dict[str, Outputs]) -> pd.DataFrame:
         if not o.run.has_outputs:
             row["ours"] = [f"analyses.{o.name}: {o.run.status} ({o.run.detail})"]
             continue
+        if o.did_error:
+            row["ours"] = [f"analyses.{o.name}: results not read: {o.did_file} {o.did_error}"]
+            continue
         tag = {True: "[SYNTHETIC DATA] ", False: "[REAL DATA] ", None: ""}[is_synthetic(o)]
-        lines = headline_statements(o.main) or ["outputs found but no statements recognised: see its section"]
+        lines = headline_statements(_doc(o)) or ["outputs found but no statements recognised: see its section"]
         row["ours"] = [f"{tag}analyses.{o.name}"] + lines
-        verdict = report_verdict(o.main)
+        verdict = report_verdict(_doc(o))
         if verdict and not row["verdict"]:
             row["verdict"] = [verdict]
     for ind, row in rows.items():
@@ -998,13 +1126,13 @@ def headline_rows(outputs: dict[str, Outputs]) -> pd.DataFrame:
             row["verdict"] = ["(not recorded)"]
     # other analyses that state the report's verdict
     for o in outputs.values():
-        if o.info.table8 or o.name == "published" or not o.run.has_outputs:
+        if o.info.table8 or o.name == "published" or not o.run.has_outputs or o.did_error:
             continue
-        verdict = report_verdict(o.main)
+        verdict = report_verdict(_doc(o))
         if verdict:
             tag = {True: "[SYNTHETIC DATA] ", False: "[REAL DATA] ", None: ""}[is_synthetic(o)]
             rows[o.info.title or o.name] = {"outcome": f"{o.info.title or o.name} (not in Table 8)", "verdict": [verdict],
-                                            "published": ["–"], "ours": [f"{tag}analyses.{o.name}"] + headline_statements(o.main)}
+                                            "published": ["–"], "ours": [f"{tag}analyses.{o.name}"] + headline_statements(_doc(o))}
     return pd.DataFrame([{"Outcome": r["outcome"], "The report's verdict (and printed result)": r["verdict"],
                           "Re-analysis of the printed numbers": r["published"],
                           "Our model of the underlying data": r["ours"]} for r in rows.values()])
@@ -1013,15 +1141,23 @@ def headline_rows(outputs: dict[str, Outputs]) -> pd.DataFrame:
 def top_blocks(records: dict[str, RunRecord], outputs: dict[str, Outputs], failures: list[Failure],
                missing: list[str], unselected: list[str]) -> list[Any]:
     blocks: list[Any] = []
+    unread = [o for o in outputs.values() if o.run.has_outputs and o.did_error]
     if failures:
         items = []
         for f in failures:
             shown = "; ".join(f.problems[:3]) + (f" (+{len(f.problems) - 3} more)" if len(f.problems) > 3 else "")
-            items.append(f"{f.analysis} — {f.where}" + (f": {shown}" if shown else ""))
+            items.append(f"{f.analysis}: {f.where}" + (f": {shown}" if shown else ""))
         blocks.append(Callout("danger", "FAILING DIAGNOSTICS: do not trust the affected results as they are "
                               "(details in the diagnostics appendix)", items, anchor="failing-diagnostics"))
     else:
-        blocks.append(Callout("ok", "No failing diagnostic was recorded by the analyses shown.", anchor="failing-diagnostics"))
+        title = "No failing diagnostic was recorded by the analyses shown"
+        title += (" (but the results of " + ", ".join(o.name for o in unread) + " could not be read: see below)."
+                  if unread else ".")
+        blocks.append(Callout("warn" if unread else "ok", title, anchor="failing-diagnostics"))
+    if unread:
+        blocks.append(Callout("danger", "RESULTS THAT COULD NOT BE READ: these analyses wrote a DiD result that does "
+                              "not match its schema, so none of their results are shown",
+                              [f"{o.name}: {o.did_file} {o.did_error}" for o in unread], anchor="unreadable-results"))
     broken = [r for r in records.values() if r.status in ("failed", "timed out")]
     if broken:
         blocks.append(Callout("danger", "Analyses that failed to run in this report",
@@ -1053,11 +1189,14 @@ def status_table(records: dict[str, RunRecord], outputs: dict[str, Outputs], fai
     for name, r in records.items():
         o = outputs.get(name)
         syn = is_synthetic(o) if o is not None and r.has_outputs else None
+        unread = o is not None and r.has_outputs and bool(o.did_error)
         rows.append({"analysis": name, "status": r.status, "detail": r.detail,
-                     "data": {True: "SYNTHETIC", False: "real", None: "–" if not r.has_outputs else "not stated"}[syn],
-                     "diagnostics": "–" if not r.has_outputs else ("FAILED" if name in failed else "passed / none")})
+                     "data": "not read" if unread else
+                     {True: "SYNTHETIC", False: "real", None: "–" if not r.has_outputs else "not stated"}[syn],
+                     "diagnostics": "–" if not r.has_outputs else "RESULTS NOT READ" if unread
+                     else ("FAILED" if name in failed else "passed / none")})
     frame = pd.DataFrame(rows, columns=["analysis", "status", "detail", "data", "diagnostics"])
-    bad = {(i, "diagnostics") for i, row in frame.iterrows() if row["diagnostics"] == "FAILED"}
+    bad = {(i, "diagnostics") for i, row in frame.iterrows() if row["diagnostics"] in ("FAILED", "RESULTS NOT READ")}
     bad |= {(i, "status") for i, row in frame.iterrows() if row["status"] in ("failed", "timed out", "not built")}
     return Table(frame, "Analyses in this report", anchor="status-table", bad=bad)
 
@@ -1122,6 +1261,8 @@ def analysis_section(o: Outputs, ctx: Context) -> list[Any]:
     if o.run.status in ("failed", "timed out"):
         blocks.append(Callout("danger", f"This run failed; the outputs below are from an EARLIER run: {o.run.detail}",
                               [o.run.log_tail] if o.run.log_tail else []))
+    if o.is_did:
+        return blocks + did_section(o, ctx)
     question = main.get("question") if isinstance(main.get("question"), str) else info.question
     if not question and o.docs:
         question = o.docs[0][1].split("\n\n")[0]
@@ -1192,10 +1333,151 @@ def analysis_section(o: Outputs, ctx: Context) -> list[Any]:
     return blocks
 
 
+def _model_blocks(o: Outputs) -> list[Any]:
+    if not o.docs:
+        return [Para("No module docstring found.")]
+    return [Details(f"{mod}: model in notation, priors, assumptions", [Pre(doc)], open=(i > 0 or len(o.docs) == 1))
+            for i, (mod, doc) in enumerate(o.docs)]
+
+
+def _saved(o: Outputs, ctx: Context, kind: str) -> list[Any]:
+    """The analysis's saved CSV tables and figures of one kind (results, sensitivity, ...)."""
+    blocks: list[Any] = []
+    for stem in sorted(o.tables, key=lambda s: (s not in ("summary", "table8_reanalysed"), s)):
+        if classify(stem) == kind:
+            blocks.append(frame_table(o.tables[stem], f"{stem}.csv", ctx.max_rows, f"{o.folder}/{stem}.csv",
+                                      fold_above=None if stem == "summary" else 15))
+    for fig in o.figures:
+        if classify(fig.stem) == kind:
+            blocks.append(ctx.figure(fig, o.name, f"{o.name}: {fig.name}"))
+    return blocks
+
+
+def _agg_mean(block: dict) -> Any:
+    """The overall posterior mean of one staggered aggregate (``simple`` is flat; the others have ``overall``)."""
+    return (block.get("overall") if isinstance(block.get("overall"), dict) else block).get("mean")
+
+
+def did_section(o: Outputs, ctx: Context) -> list[Any]:
+    """An analysis section from a DiD analysis's typed result (:class:`DidResult`)."""
+    did = o.did
+    question = o.info.question or (did.title if did is not None else "")
+    if not question and o.docs:
+        question = o.docs[0][1].split("\n\n")[0]
+    blocks: list[Any] = [Para(question or "(not stated)", lead="Question:")]
+    if did is None:
+        blocks.append(Callout("danger", f"The results of {o.name} could not be read: {o.did_file} {o.did_error}",
+                              ["Re-run the analysis (it writes its result with DidResult.write, which validates it) "
+                               "or correct the named field. The files below are as saved, not checked."]))
+        blocks.append(Badge("unknown", "DATA: NOT READ"))
+        blocks += [Heading(3, "Model")] + _model_blocks(o)
+        blocks += [Heading(3, "Saved tables and figures (not checked against the result)")]
+        for kind in ("results", "sensitivity"):
+            blocks += _saved(o, ctx, kind)
+        blocks += [Details(f"The analysis's own page ({name})", [Page(text)]) for name, text in o.pages.items()]
+        return blocks
+    out, data = did.outcome, did.data
+    blocks.append(Badge("synthetic" if did.synthetic else "real", "SYNTHETIC DATA" if did.synthetic else "REAL DATA"))
+    blocks.append(Para(data_label(o), lead="Data:"))
+    blocks.append(Para(f"{fmt(data.n_records)} records in {data.n_cells} cells; {data.n_units} units, "
+                       f"{data.n_treated_units} treated; cohorts {fmt(data.cohorts)}; periods {fmt(data.periods)}; "
+                       f"data hash {data.data_hash}", lead="Panel:"))
+    if data.missing:
+        blocks.append(Para("; ".join(f"{k}: {v}" for k, v in data.missing.items()), lead="Missing values:"))
+    if data.notes:
+        blocks.append(Bullets(list(data.notes)))
+    blocks.append(Para(f"{out.label} ({out.units}; {out.likelihood} likelihood; region of practical equivalence "
+                       f"±{fmt(out.rope)}, minimal important difference {fmt(out.mid)})", lead="Outcome:"))
+    if out.population:
+        blocks.append(Para(out.population, lead="Population:"))
+
+    blocks += [Heading(3, "Model")] + _model_blocks(o)
+    blocks.append(kv_table(asdict(did.design), "Design"))
+    blocks.append(Heading(3, "Priors"))
+    blocks.append(Table(pd.DataFrame([{k: fmt(v) for k, v in p.items()} for p in did.priors]), "Named priors"))
+    described = [r.prior_description for r in did.results if r.prior_description]
+    if described:
+        blocks.append(Bullets(described))
+
+    blocks.append(Heading(3, "Results"))
+    verdict = report_verdict(did)
+    if verdict:
+        blocks.append(Para(verdict, lead="The report's own result:"))
+        blocks.append(Para(did.report.source, lead="Source:"))
+    elif did.report is None:
+        blocks.append(Para("none (these data have no published counterpart)", lead="The report's own result:"))
+    rows, bad = [], set()
+    for i, r in enumerate(did.results):
+        e, a = r.effect, r.aggregates
+        rows.append({"prior": r.prior, "mean": e.get("mean"), "95% low": e.get("eti95_low"),
+                     "95% high": e.get("eti95_high"), "P(< 0)": e.get("p_negative"), "P(> 0)": e.get("p_positive"),
+                     "relative change": r.relative.get("mean"),
+                     **{f"{k} aggregate": _agg_mean(a[k]) for k in ("simple", "dynamic", "group", "calendar")},
+                     "diagnostics ok": r.diagnostics_ok})
+        if not r.diagnostics_ok:
+            bad.add((i, "diagnostics ok"))
+    blocks.append(Table(pd.DataFrame(rows), f"Effect on {out.label} ({out.units}), posterior per named prior", bad=bad))
+    blocks.append(Table(pd.DataFrame([{"prior": r.prior, **r.probabilities} for r in did.results]),
+                        "Posterior probabilities per named prior"))
+    for r in did.results:
+        if r.statements:
+            blocks += [Para(f"Posterior statements (prior: {r.prior}):"), Bullets(list(r.statements))]
+        for key, sec in r.secondary.items():
+            if sec.get("statements"):
+                blocks += [Para(f"Posterior statements ({key}, prior: {r.prior}):"), Bullets(list(sec["statements"]))]
+    units = [{"prior": r.prior, **{k: r.average_unit.get(k) for k in ("mean", "eti95_low", "eti95_high")}}
+             for r in did.results if r.average_unit is not None]
+    if units:
+        blocks.append(Table(pd.DataFrame(units), "The effect in an average unit (unit-level effects model)"))
+    if did.event_study_statements:
+        blocks += [Para("Event study:"), Bullets(list(did.event_study_statements))]
+    if did.frequentist:
+        blocks.append(Table(pd.DataFrame([vars(f) for f in did.frequentist]),
+                            "Classical estimate (frequentist cross check)"))
+    if did.checks:
+        blocks.append(kv_table(did.checks, "Checks recorded by the analysis"))
+    blocks += _saved(o, ctx, "results")
+    csv_stems = set(o.tables)
+    for key, value in did.extra.items():
+        blocks += _json_blocks(key, value, ctx, csv_stems)
+    if isinstance(did.truth, dict):
+        flat = {k: v for k, v in did.truth.items() if not isinstance(v, (dict, list))}
+        blocks.append(kv_table(flat, "Known truth of the synthetic data (for checking recovery)"))
+
+    blocks.append(Heading(3, "What would change the conclusion (sensitivity)"))
+    rob = did.robustness
+    sens: list[Any] = []
+    if len(did.results) > 1:
+        sens += [Para("Under each named prior:"), Bullets(headline_statements(did))]
+    if rob.statements:
+        sens += [Para("Robustness:"), Bullets(list(rob.statements))]
+    if rob.notes:
+        sens += [Para("Notes on the robustness re-fits:"), Bullets(list(rob.notes))]
+    # the schema leaves these rows untyped: records (dicts) are shown, anything else is left out
+    table = [r for r in rob.table if isinstance(r, dict)]
+    if table and "robustness" not in o.tables:
+        frame = pd.DataFrame([{k: (fmt(v) if isinstance(v, (dict, list)) else v) for k, v in r.items()} for r in table])
+        sens.append(frame_table(frame, "robustness re-fits", ctx.max_rows))
+    loo = [r for r in rob.leave_one_out if isinstance(r, dict)]
+    if loo:
+        sens.append(frame_table(pd.DataFrame(loo), "leave one LA out (robustness re-fits)", ctx.max_rows))
+    if rob.leave_one_out_summary:
+        sens.append(kv_table(rob.leave_one_out_summary, "leave one LA out: summary"))
+    for key, title in (("relative_magnitudes", "relative magnitudes"), ("pretrends", "pre-trends")):
+        if key not in o.tables:
+            for effect, value in getattr(rob, key).items():
+                sens += _json_blocks(f"{title} ({effect})", value, ctx, set())
+    sens += _saved(o, ctx, "sensitivity")
+    blocks += sens or [Para("This analysis saved no sensitivity results.")]
+    blocks += [Details(f"The analysis's own page ({name})", [Page(text)]) for name, text in o.pages.items()]
+    return blocks
+
+
 def _diag_table(where: str, d: dict) -> list[Any]:
     thr = d.get("thresholds") or {}
     rhat_max, ess_min = thr.get("rhat_max", 1.01), thr.get("ess_min", 400)
-    frame = pd.DataFrame(d["variables"])
+    variables = d.get("variables")
+    frame = pd.DataFrame([v for v in variables if isinstance(v, dict)] if isinstance(variables, list) else [])
     bad = set()
     for i, row in frame.iterrows():
         if _num(row.get("rhat")) and row["rhat"] > rhat_max:
@@ -1296,17 +1578,21 @@ def posterior_blocks(o: Outputs, ctx: Context, prefer: list[str]) -> tuple[list[
 
 def appendix_section(o: Outputs, ctx: Context) -> list[Any]:
     blocks: list[Any] = [Heading(3, f"{o.info.title or o.name} (analyses.{o.name})", anchor=f"diagnostics-{slug(o.name)}")]
+    if o.did_error:
+        blocks.append(Callout("danger", f"Diagnostics not shown: {o.did_file} {o.did_error}"))
     fits = diagnostic_fits(o)
     prefer: list[str] = []
     for where, d in fits:
         blocks += _diag_table(where, d)
-        prefer += [v.get("variable") for v in d["variables"] if isinstance(v, dict) and v.get("variable")]
-    if not fits:
+        prefer += [v.get("variable") for v in d.get("variables") or [] if isinstance(v, dict) and v.get("variable")]
+    if o.did is not None:
+        blocks += refit_blocks(o.did)
+    if not fits and o.did is None:
         for stem, table in o.tables.items():
             if classify(stem) == "diagnostics":
                 blocks.append(frame_table(table, f"{stem}.csv", ctx.max_rows))
                 fits.append((stem, {}))
-    for key, value in o.main.items():
+    for key, value in ({} if o.is_did else o.main).items():
         if "diagnos" in key and not isinstance(value, bool) and not diagnostic_fits_in(value):
             blocks += _json_blocks(key, value, ctx, set())
     if not fits:
@@ -1322,20 +1608,36 @@ def appendix_section(o: Outputs, ctx: Context) -> list[Any]:
         if classify(stem) == "predictive":
             ppc.append(frame_table(table, f"{stem}.csv", ctx.max_rows))
     for fname, doc in o.jsons.items():
-        if isinstance(doc, dict):
+        if isinstance(doc, dict) and fname != o.did_file:
             for key, value in doc.items():
                 if PREDICTIVE.search(key):
                     ppc += _json_blocks(key, value, ctx, set())
+    if o.did is not None and o.did.checks:
+        ppc.append(kv_table(o.did.checks, "Checks recorded by the analysis (predictive coverage, prior draws)"))
     for fig in o.figures:
         if classify(fig.stem) == "predictive":
             ppc.append(ctx.figure(fig, o.name, f"{o.name}: {fig.name}"))
     blocks += [Heading(4, "Prior and posterior predictive checks")] + (ppc or [Para("None saved by this analysis.")])
-    for key, value in o.main.items():
+    for key, value in ({} if o.is_did else o.main).items():
         if re.search(r"psense|power_scal", key):
             psense = _json_blocks(key, value, ctx, set()) + psense
     if psense:
         blocks += [Heading(4, "Prior sensitivity by power scaling")] + psense
     return blocks
+
+
+def refit_blocks(did: DidResult) -> list[Any]:
+    """The robustness re-fits of a DiD result and whether each passed its diagnostics."""
+    refits = robustness_refits(did)
+    if not refits:
+        return [Heading(4, "Robustness re-fits"), Para("No robustness re-fit recorded.")]
+    frame = pd.DataFrame([{"re-fit": r["name"], "family": r["family"], "effects": ", ".join(map(str, r["effects"])),
+                           "diagnostics": "passed" if r["ok"] else "FAILED", "problems": r["problems"]} for r in refits])
+    bad = {(i, "diagnostics") for i, r in enumerate(refits) if not r["ok"]}
+    line = ("every re-fit passed its diagnostics" if did.robustness.diagnostics_ok
+            else "at least one re-fit FAILED its diagnostics: its estimate is not to be trusted as it is")
+    return [Heading(4, "Robustness re-fits"), Para(line),
+            Table(frame, "Robustness re-fits: sampling diagnostics (R-hat, ESS, divergences)", bad=bad)]
 
 
 def diagnostic_fits_in(value: Any) -> bool:
@@ -1348,7 +1650,10 @@ def reproducibility(outputs: dict[str, Outputs], records: dict[str, RunRecord], 
     for name, o in outputs.items():
         if not o.run.has_outputs:
             continue
-        prov = o.main.get("provenance") if isinstance(o.main.get("provenance"), dict) else {}
+        if o.is_did:
+            prov = o.did.provenance if o.did is not None else {}
+        else:
+            prov = o.main.get("provenance") if isinstance(o.main.get("provenance"), dict) else {}
         cache = _read_cache(o.cache_dir or o.folder) or {}
         rows.append({"analysis": name, "re-run with": records[name].command,
                      "seed": prov.get("seed"), "data": prov.get("data") or data_label(o),
@@ -1490,11 +1795,14 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
             "analyses": {n: {k: v for k, v in vars(r).items() if k != "log_tail"} for n, r in records.items()},
             "missing": missing, "not_selected": unselected,
             "failures": [vars(f) for f in failures],
+            "unreadable": {o.name: f"{o.did_file} {o.did_error}" for o in outputs.values()
+                           if o.run.has_outputs and o.did_error},
             "headline": headline.to_dict(orient="records"),
             "figures": [f.rel for f in ctx.figures],
             "provenance": own,
         })
         path = out.commit()
+    unread = [o.name for o in outputs.values() if o.run.has_outputs and o.did_error]
     if not args.quiet:
         print(f"report: {path / 'report.html'} ({len(names)} analyses; {len(missing)} not built; "
               f"{len(failures)} failing diagnostic block(s))")
@@ -1503,7 +1811,9 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
         broken = [r.name for r in records.values() if r.status in ("failed", "timed out")]
         if broken:
             print("  WARNING: failed to run: " + ", ".join(broken))
-    bad = failures or any(r.status in ("failed", "timed out") for r in records.values())
+        if unread:
+            print("  WARNING: results not read (not a valid DiD result): " + ", ".join(unread))
+    bad = failures or unread or any(r.status in ("failed", "timed out") for r in records.values())
     return EXIT_DIAGNOSTICS if args.strict and bad else EXIT_OK
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from analyses.common import EXIT_DIAGNOSTICS, EXIT_OK, OutputDir, log, provenance, run_cli
 from figures import simulation as fig
 from models import simulation as sim
+from models.serialize import jsonable
 
 DEFAULT_REPLICATES = {"recovery": 200, "sbc": 200, "few-las": 100}
 COVERAGE_TARGET = (0.86, 0.94)
@@ -129,7 +130,7 @@ def check_study_folder(out: Path, settings: sim.StudySettings, argv: list[str] |
               "provenance": provenance(seed=settings.seed, data_hash="", data_label="synthetic (generator / prior)",
                                        argv=argv)}
     tmp = meta.with_suffix(".tmp")
-    tmp.write_text(json.dumps(sim._jsonable(record), indent=2) + "\n")
+    tmp.write_text(json.dumps(jsonable(record), indent=2) + "\n")
     os.replace(tmp, meta)
 
 
@@ -290,7 +291,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
             before = json.loads(old.read_text()) if old.exists() else None
             record = sim.run_replicate(settings, sc, args.replicate, args.cores_per_replicate)
             store.write(record)
-            print(json.dumps(sim._jsonable(sim.replicate_brief(record)), indent=1))
+            print(json.dumps(jsonable(sim.replicate_brief(record)), indent=1))
             if before is not None:
                 same = sim.replicate_brief(before)["result"] == sim.replicate_brief(record)["result"]
                 print(f"{sc.id} #{args.replicate}: {'identical to' if same else 'DIFFERENT from'} the stored result")

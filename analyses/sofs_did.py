@@ -51,7 +51,7 @@ from models.did.fit import SamplerSettings, diagnostic_vars
 from models.did.likelihoods import get_likelihood
 from models.did.model import SOFS_MODEL_SPEC, ModelSpec, build_did_model, model_data, repeated_design
 from models.did.priors import effect_priors
-from models.did.result import ReportedResult, Robustness
+from models.did.result import Refit, ReportedResult, Robustness
 from models.did.summaries import Reading
 from models.priors import PRIOR_NAMES, select_priors
 from models.sampling import CompiledSampler
@@ -408,6 +408,8 @@ def make_robustness(spec: OutcomeSpec, args: argparse.Namespace, si: SofsInputs)
         rows = [rb.refit_row(r, key, main_draws[key]) for r in results for key in keys if key in r.draws]
         table = pd.DataFrame(rows)
         rob.table = table.to_dict(orient="records")
+        rob.refits = [Refit(r.name, r.family, r.description, sorted(r.draws), r.diagnostics_ok, list(r.problems), r.note)
+                      for r in results[1:]]
         rob.diagnostics_ok = bool(all(r.diagnostics_ok for r in results))
         for r in results[1:]:
             if not r.diagnostics_ok:

@@ -76,6 +76,7 @@ from models.did.design import DesignSpec, DidDesign, canonical_cells, did_design
 from models.did.likelihoods import get_likelihood
 from models.did.model import SOFS_MODEL_SPEC, DidModel, ModelSpec, build_did_model, model_data
 from models.did.priors import effect_priors
+from models.serialize import jsonable
 
 STUDIES = ("recovery", "sbc", "few-las")
 INTERVALS = (0.5, 0.9, 0.95)
@@ -650,18 +651,6 @@ def study_scenarios(study: str, *, treated: Iterable[int] = (2, 4, 9), comparato
 
 # ------------------------------------------------------------------------------ storage and execution
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
 
 
 class ReplicateStore:
@@ -690,7 +679,7 @@ class ReplicateStore:
         target = self.path(record["scenario"], record["replicate"], error=failed)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(_jsonable(record), indent=1, allow_nan=False) + "\n")
+        tmp.write_text(json.dumps(jsonable(record), indent=1, allow_nan=False) + "\n")
         os.replace(tmp, target)
         if not failed:
             self.path(record["scenario"], record["replicate"], error=True).unlink(missing_ok=True)
@@ -958,4 +947,4 @@ def replicate_brief(record: dict) -> dict:
     if "error" in record:
         result["error"] = record["error"]
     return {"study": record["study"], "scenario": record["scenario"], "replicate": record["replicate"],
-            "seeds": record["seeds"], "result": _jsonable(result), "timing": record.get("timing")}
+            "seeds": record["seeds"], "result": jsonable(result), "timing": record.get("timing")}

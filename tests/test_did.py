@@ -163,13 +163,16 @@ def test_event_study_recovers_flat_pre_trends():
     prior = kinship_prior()
     dm = build_did_model(design, prior)
     idata = CompiledSampler(dm.model).sample(model_data(dm, prior=prior), draws=300, tune=300, chains=2, seed=1)
-    from models.did.summaries import aggregate
+    from models.did.summaries import aggregate, aggregate_summary
 
-    dyn = aggregate(design, idata["posterior"]["att_gt"], idata["posterior"]["pre_gt"])["dynamic"]
-    pre = [k for k in dyn if k < -1]
-    assert pre and all(abs(float(dyn[k].mean())) < 4.0 for k in pre)
-    assert float(dyn[-1].mean()) == 0.0
-    assert float(np.mean([dyn[k].mean() for k in dyn if k >= 2])) < -5.0
+    agg = aggregate(design, idata["posterior"]["att_gt"], idata["posterior"]["pre_gt"])
+    rows = {r["event_time"]: r for r in aggregate_summary(agg, design)["dynamic"]["by"]}
+    pre = [r for k, r in rows.items() if k < -1]
+    assert len(pre) >= 4
+    assert sum(r["eti95_low"] < 0 < r["eti95_high"] for r in pre) >= len(pre) - 1   # no pre-trend in the data
+    assert all(abs(r["mean"]) < 4.0 for r in pre if r["n_cohorts"] >= 3)           # where several cohorts inform it
+    assert rows[-1]["mean"] == 0.0 and rows[-1]["reference"]
+    assert np.mean([r["mean"] for k, r in rows.items() if k >= 2]) < -5.0
 
 
 def test_binomial_logit_likelihood_equals_pymc_binomial():

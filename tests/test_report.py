@@ -26,6 +26,8 @@ import pytest
 import xarray as xr
 
 from analyses import report
+from models.did.result import (DataInfo, DesignInfo, DidResult, Frequentist, OutcomeInfo, PriorResult, ReportedResult,
+                               Refit, Robustness, is_did_result)
 
 PASSING_FIT = {"ok": True, "problems": [], "divergences": 0, "n_draws": 200, "ebfmi": [0.9, 1.0],
                "thresholds": {"rhat_max": 1.01, "ess_min": 400, "ebfmi_min": 0.3},
@@ -92,6 +94,66 @@ SUBCOMMAND = textwrap.dedent('''\
     if __name__ == "__main__":
         raise SystemExit(main())
     ''')
+DATA_SOURCE = "SYNTHETIC study twin (stub: simulated children, not real ones)"
+REFIT_NOTE = "re-fit 'first record per child': sampling diagnostics failed (R-hat 1.031 > 1.01 for 'sigma_tau')"
+
+
+def _effect(mean: float) -> dict:
+    return {"mean": mean, "median": mean, "sd": 2.5, "eti95_low": mean - 5, "eti95_high": mean + 5,
+            "p_negative": 0.99, "p_positive": 0.01, "rope": 2.0, "p_in_rope": 0.1, "mid": 5.0, "p_beyond_mid": 0.8,
+            "n_draws": 200}
+
+
+def _interval(mean: float) -> dict:
+    return {"mean": mean, "sd": 2.5, "eti95_low": mean - 5, "eti95_high": mean + 5}
+
+
+def kinship_result() -> DidResult:
+    """The kinship stub's statements.json, as the DiD analyses write it (a DidResult)."""
+    results = []
+    for p, m in (("sceptical", -9.5), ("neutral", -12.0)):
+        agg = {"simple": _interval(m), "dynamic": {"overall": _interval(m), "by": [{"event_time": 1, **_interval(m)}]},
+               "group": {"overall": _interval(m), "by": [{"cohort": 2015, **_interval(m)}]},
+               "calendar": {"overall": _interval(m), "by": [{"period": 2016, **_interval(m)}]}}
+        results.append(PriorResult(
+            prior=p, prior_description=f"{p}: Normal(0, 1)", effect=_effect(m),
+            probabilities={"p_negative": 0.99, "p_in_rope": 0.1},
+            statements=[f"very likely (P = 0.99) that SofS reduced kinship care [{p}]",
+                        "unlikely (P = 0.10) that the change was within ±2 pp"],
+            relative={"mean": m / 60, "sd": 0.05, "eti95_low": m / 60 - 0.1, "eti95_high": m / 60 + 0.1},
+            counterfactual_mean=62.0, aggregates=agg, diagnostics_ok=p != "neutral"))
+    refit = {"family": "data definition", "effect": "att", "description": "each child's first record only",
+             "mean": -11.0, "eti95_low": -16.0, "eti95_high": -6.0, "p_negative": 0.99, "p_positive": 0.01, "note": ""}
+    return DidResult(
+        analysis="kinship", title="Kinship care: stub",
+        outcome=OutcomeInfo(name="kinship", label="kinship care", units="pp", likelihood="binomial",
+                            population="children entering care", direction=1, rope=2.0, mid=5.0),
+        data=DataInfo(source=DATA_SOURCE, data_hash="sha256:abc123", synthetic=True, n_records=1200.0, n_cells=40,
+                      n_units=6, n_treated_units=3, cohorts=[2015, 2016], periods=[2012, 2013, 2014, 2015, 2016]),
+        design=DesignInfo(effects="cohort_period", control="never", base="last", anticipation=0, unit_trends=False,
+                          covariates=[], period_effects="hierarchical", unit_centred=True, exclude_settling=False),
+        report=ReportedResult(effect=-12.63, units="pp", p_value=0.03, before_after="62% -> 49%",
+                              grade="moderate strength evidence of decreased kinship care", source="RR1054, Table 8"),
+        priors=[{"name": "sceptical", "mean": 0.0, "sd": 0.35, "scale": "log-odds ratio", "rationale": "no effect"},
+                {"name": "neutral", "mean": 0.0, "sd": 1.0, "scale": "log-odds ratio", "rationale": "weak"}],
+        results=results, event_study=[{"event_time": -2, "mean": 0.5, "eti95_low": -3.0, "eti95_high": 4.0}],
+        event_study_statements=["unlikely (P = 0.20) that pre-trends exceed ±2 pp"],
+        checks={"ppc_coverage_95": 0.96, "prior_draws": 100},
+        frequentist=[Frequentist(method="LPM DiD", estimate=-13.7, se=5.9, ci95_low=-25.1, ci95_high=-2.2,
+                                 p_value=0.02, n_clusters=6, units="pp")],
+        robustness=Robustness(
+            refits=[Refit("first record per child", "data definition", "each child's first record only", ["att"],
+                          False, ["R-hat 1.031 > 1.01 for 'sigma_tau'"])],
+            statements=["virtually certain (P = 1.00) that SofS reduced kinship care (first record per child)"],
+            notes=[REFIT_NOTE],
+            table=[{"analysis": "main (all LAs)", **refit, "family": "main", "diagnostics_ok": True},
+                   {"analysis": "first record per child", **refit, "diagnostics_ok": False}],
+            diagnostics_ok=False,
+            leave_one_out=[{"left_out": f"Pilot {i}", "att_mean": -12 + i / 10} for i in range(3)]),
+        diagnostics={"main (sceptical)": PASSING_FIT, "main (neutral)": FAILING_FIT},
+        diagnostics_ok=False, provenance=PROVENANCE)
+
+
 BROKEN = RUNNABLE.replace("    return 0\n", "    raise SystemExit(3)\n")
 assert BROKEN != RUNNABLE
 
@@ -125,10 +187,12 @@ def make_root(root: Path) -> Path:
     for pkg in ("analyses", "models", "data"):
         (root / pkg).mkdir(parents=True, exist_ok=True)
         (root / pkg / "__init__.py").write_text("")
-    (root / "models" / "did_hierarchical.py").write_text(MODEL_DOC)
+    (root / "models" / "did").mkdir()
+    (root / "models" / "did" / "__init__.py").write_text('"""The DiD engine (stub)."""\n')
+    (root / "models" / "did" / "model.py").write_text(MODEL_DOC)
     (root / "data" / "fake_data.py").write_text('"""Loads fake.csv."""\n')
     (root / "data" / "fake.csv").write_text("a,b\n1,2\n")
-    stubs = {"kinship": ("Kinship care: stub.", "from models import did_hierarchical  # noqa: F401"),
+    stubs = {"kinship": ("Kinship care: stub.", "from models.did import model  # noqa: F401"),
              "published": ("Published results: stub.", ""), "costs": ("Costs: stub.", ""),
              "escalation": ("Escalation: stub.", "")}
     for name, (doc, imports) in stubs.items():
@@ -142,24 +206,7 @@ def make_root(root: Path) -> Path:
 def make_results(res: Path) -> Path:
     kin = res / "kinship"
     kin.mkdir(parents=True)
-    (kin / "statements.json").write_text(json.dumps({
-        "outcome": "kinship", "label": "kinship care", "population": "children entering care",
-        "synthetic": True, "data_source": "SYNTHETIC study twin",
-        "report": {"effect_pp": -12.63, "p_value": 0.03, "before_after": "62% -> 49%",
-                   "grade": "moderate strength evidence of decreased kinship care"},
-        "priors": {"sceptical": {"name": "sceptical", "mean": 0.0, "sd": 0.35, "scale": "log-odds ratio"},
-                   "neutral": {"name": "neutral", "mean": 0.0, "sd": 1.0, "scale": "log-odds ratio"}},
-        "results": [{"prior": p, "prior_description": f"{p}: Normal(0, 1)",
-                     "att_pp": {"mean": m, "eti95_low": m - 5, "eti95_high": m + 5},
-                     "statements": [f"very likely (P = 0.99) that SofS reduced kinship care [{p}]",
-                                    "unlikely (P = 0.10) that the change was within ±2 pp"]}
-                    for p, m in (("sceptical", -9.5), ("neutral", -12.0))],
-        "frequentist_cross_check": {"estimate_pp": -13.7, "p_value": 0.02, "method": "LPM DiD"},
-        "leave_one_la_out": [{"left_out": f"Pilot {i}", "att_pp_mean": -12 + i / 10} for i in range(3)],
-        "diagnostics": {"sceptical": PASSING_FIT, "neutral": FAILING_FIT},
-        "diagnostics_ok": False,
-        "provenance": PROVENANCE,
-    }))
+    kinship_result().write(kin / "statements.json")   # validates against the DiD result schema
     pd.DataFrame({"prior": ["sceptical", "neutral"], "att_pp_mean": [-9.5, -12.0],
                   "diagnostics_ok": [True, False]}).to_csv(kin / "summary.csv", index=False)
     pd.DataFrame({"event_time": [-2, 0, 1], "mean": [0.5, -8.0, -11.0]}).to_csv(kin / "event_study.csv", index=False)
@@ -241,9 +288,28 @@ def test_failing_diagnostics_flagged_at_the_top(rendered):
     assert "published" not in top.split("Missing analyses")[0]   # its fit passed
     assert md.index("FAILING DIAGNOSTICS") < md.index("## Table 8 re-analysed")
     meta = json.loads((out / "report.json").read_text())
-    assert [f["analysis"] for f in meta["failures"]] == ["kinship"]
+    assert [f["analysis"] for f in meta["failures"]] == ["kinship", "kinship"]   # its neutral fit and one re-fit
     # the appendix highlights the failing cell
     assert re.search(r'<td class="num bad">1\.054</td>', page)
+
+
+def test_failing_fit_and_refit_are_named_by_analysis_and_name(rendered):
+    _, out, page, md = rendered
+    top = page[page.index('id="failing-diagnostics"'):page.index('id="headline-table"')]
+    assert "kinship: fit &#x27;main (neutral)&#x27; failed its diagnostics: R-hat 1.054 &gt; 1.01" in top
+    # the robustness re-fit, by the analysis and the re-fit's name (not a JSON path), with its problems
+    assert ("kinship: robustness re-fit &#x27;first record per child&#x27; failed its diagnostics: "
+            "R-hat 1.031 &gt; 1.01 for &#x27;sigma_tau&#x27;") in top
+    assert "robustness/" not in top and "statements.json" not in top
+    assert "- kinship: robustness re-fit 'first record per child' failed its diagnostics" in md
+    meta = json.loads((out / "report.json").read_text())
+    assert [f["where"] for f in meta["failures"]] == ["fit 'main (neutral)' failed its diagnostics",
+                                                      "robustness re-fit 'first record per child' failed its diagnostics"]
+    assert meta["unreadable"] == {}
+    # the appendix lists every fit by name and the re-fits with their verdicts
+    app = page[page.index('id="diagnostics-kinship"'):page.index('id="reproducibility"')]
+    assert "Fit: main (sceptical)" in app and "Fit: main (neutral)" in app
+    assert "Robustness re-fits" in app and '<td class="bad">FAILED</td>' in app
 
 
 def test_missing_analyses_are_listed(rendered):
@@ -270,6 +336,12 @@ def test_headline_table_has_verdicts_and_statements(rendered):
     ours = kin["Our model of the underlying data"]
     assert ours[0].startswith("[SYNTHETIC DATA] analyses.kinship")
     assert any(v.startswith("neutral: -12.0 (-17.0 to -7.0); very likely") for v in ours)
+    # read through DidResult: the neutral prior's results[...]["effect"] and first statement, one line per prior
+    did = kinship_result()
+    e = did.result("neutral").effect
+    assert ours[1:] == report.headline_statements(did) == report.headline_statements(did.to_dict())
+    assert ours[2] == (f"neutral: {e['mean']:+.1f} ({e['eti95_low']:+.1f} to {e['eti95_high']:+.1f}); "
+                       + did.result("neutral").statements[0])
     assert rows["Rate of re-referrals"]["Our model of the underlying data"] == [
         "analyses.rereferral: not in this report (see the missing analyses)"]
     # every Table 8 indicator has a row, analysed or not; costs appears as an extra row
@@ -286,11 +358,59 @@ def test_sections_mark_data_model_priors_sensitivity(rendered):
     assert "Named priors" in kin and "log-odds ratio" in kin
     assert "frequentist cross check" in kin
     sens = kin[kin.index("What would change the conclusion"):]
-    assert "leave one la out" in sens and "event_study.csv" in sens and "Under each named prior" in sens
+    assert "leave one LA out" in sens and "event_study.csv" in sens and "Under each named prior" in sens
     app = page[page.index('id="diagnostics-kinship"'):]
     assert "Power-scaling sensitivity" in app and "ppc_share.csv" in app
     repro = page[page.index('id="reproducibility"'):]
     assert "sha256:abc123" in repro and "python -m analyses.kinship --out" in repro and "6.4.0" in repro
+
+
+def test_did_result_is_read_typed(rendered, tmp_path):
+    _, out, page, md = rendered
+    res = make_results(tmp_path / "results")
+    o = report.read_outputs(make_root(tmp_path / "root"), report.info_for("kinship"), res / "kinship",
+                            report.RunRecord("kinship", "reused"))
+    assert isinstance(o.did, DidResult) and o.did_file == "statements.json" and not o.did_error
+    assert is_did_result(o.main) and report.is_synthetic(o) is True and report.data_label(o) == DATA_SOURCE
+    assert [w for w, _ in report.diagnostic_fits(o)] == ["main (sceptical)", "main (neutral)"]
+    # the section shows the typed fields: data.source (not provenance.data), the report's result, the
+    # neutral prior's estimate and interval, the robustness statements
+    kin = page[page.index('id="analysis-kinship"'):page.index('id="analysis-costs"')]
+    assert DATA_SOURCE.replace("'", "&#x27;") in kin
+    assert ("“moderate strength evidence of decreased kinship care” [-12.63 pp (62% -&gt; 49%), p = 0.03]"
+            in kin)
+    assert "neutral: -12.0 (-17.0 to -7.0); very likely (P = 0.99) that SofS reduced kinship care [neutral]" in kin
+    assert "virtually certain (P = 1.00) that SofS reduced kinship care (first record per child)" in kin
+    assert "Named priors" in kin and "Posterior probabilities per named prior" in kin
+    verdict = report.report_verdict(o.did)
+    assert verdict == report.report_verdict(o.did.to_dict()) and verdict.startswith("“moderate strength")
+
+
+def test_invalid_did_result_is_an_error_of_its_analysis(tmp_path):
+    root = make_root(tmp_path / "root")
+    kin = tmp_path / "results" / "kinship"
+    kin.mkdir(parents=True)
+    doc = kinship_result().to_dict()
+    doc["results"][1]["effect"]["mean"] = "-12.0"     # a string where the schema wants a number
+    assert is_did_result(doc)
+    (kin / "statements.json").write_text(json.dumps(doc))
+    args = ["--root", str(root), "--results", str(tmp_path / "results"), "--out", str(tmp_path / "out"),
+            "--reuse-only", "--only", "kinship", "--quiet"]
+    assert report.main(args) == 0                     # the report is written, not crashed
+    meta = json.loads((tmp_path / "out" / "report.json").read_text())
+    err = meta["unreadable"]["kinship"]
+    assert "statements.json" in err and "field results/1/effect/mean" in err and "is not of type" in err
+    page = (tmp_path / "out" / "report.html").read_text()
+    top = page[page.index('id="failing-diagnostics"'):page.index('id="headline-table"')]
+    assert "RESULTS THAT COULD NOT BE READ" in top and "kinship: statements.json" in top
+    assert "field results/1/effect/mean" in top
+    rows = {r["Outcome"]: r for r in meta["headline"]}
+    ours = rows["Rate of kinship care"]["Our model of the underlying data"]
+    assert len(ours) == 1 and ours[0].startswith("analyses.kinship: results not read") and "results/1/effect/mean" in ours[0]
+    assert "RESULTS NOT READ" in page and "-12.0 (-17.0 to -7.0)" not in page   # nothing guessed from the bad file
+    assert report.main([*args, "--strict"]) == 1
+    with pytest.raises(report.ResultSchemaError, match="results/1/effect/mean"):
+        report.headline_statements(doc)
 
 
 def test_bad_only_name_exits_2(tmp_path, capsys):

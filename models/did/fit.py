@@ -96,10 +96,11 @@ class PriorFitter:
 
 
 def _better(a: Fit, b: Fit) -> Fit:
-    if a.diagnostics.ok != b.diagnostics.ok:
-        return a if a.diagnostics.ok else b
-    ess = lambda f: float(f.diagnostics.table["ess_bulk"].min())  # noqa: E731
-    return a if ess(a) >= ess(b) else b
+    """The fit that passes its checks; when both or neither do, the one without divergent
+    transitions (a sign of bias, not only of inefficiency), then the larger smallest bulk ESS."""
+    def rank(f: Fit) -> tuple:
+        return (f.diagnostics.ok, f.diagnostics.divergences == 0, float(f.diagnostics.table["ess_bulk"].min()))
+    return a if rank(a) >= rank(b) else b
 
 
 @dataclass

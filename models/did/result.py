@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from models.serialize import jsonable
+
 SCHEMA_NAME = "sofs-bayes/did-result"
 SCHEMA_VERSION = "1.0.0"
 SCHEMA_FILE = Path(__file__).with_name("result_schema.json")
@@ -120,7 +122,22 @@ class Frequentist:
 
 
 @dataclass
+class Refit:
+    """One robustness re-fit: what it was, which effects it reports, whether every checked
+    variable passed its diagnostics, and the problems when not."""
+
+    name: str
+    family: str
+    description: str
+    effects: list[str]
+    diagnostics_ok: bool
+    problems: list[str] = field(default_factory=list)
+    note: str = ""
+
+
+@dataclass
 class Robustness:
+    refits: list[Refit] = field(default_factory=list)
     statements: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     table: list[dict] = field(default_factory=list)
@@ -175,7 +192,7 @@ class DidResult:
         out = asdict(self)
         if self.report is not None:
             out["report"]["secondary"] = [list(s) for s in self.report.secondary]
-        return _jsonable(out)
+        return jsonable(out)
 
     def write(self, path: Path) -> Path:
         doc = self.to_dict()
@@ -194,7 +211,9 @@ class DidResult:
         d["report"] = None if rep is None else ReportedResult(**{**rep, "secondary": tuple(tuple(s) for s in rep["secondary"])})
         d["results"] = [PriorResult(**r) for r in d["results"]]
         d["frequentist"] = [Frequentist(**f) for f in d["frequentist"]]
-        d["robustness"] = Robustness(**d["robustness"])
+        rob = dict(d["robustness"])
+        rob["refits"] = [Refit(**r) for r in rob.get("refits", [])]
+        d["robustness"] = Robustness(**rob)
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -221,23 +240,3 @@ def validate(doc: dict, *, source: str = "<dict>") -> None:
         e = errors[0]
         where = "/".join(str(p) for p in e.path) or "(top level)"
         raise ResultSchemaError(f"{source}: field {where}: {e.message}")
-
-
-def _jsonable(obj: Any) -> Any:
-    import math
-
-    import numpy as np
-
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
