@@ -25,7 +25,6 @@ frequentist cross-check (saturated Sun-Abraham regression and two-way fixed effe
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 

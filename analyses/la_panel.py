@@ -17,17 +17,14 @@ impact"), and the same ANOVA re-run on these data.
 from __future__ import annotations
 
 import argparse
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from analyses.common import analysis_parser, log, run_cli
 from analyses.did_runner import Inputs, Plan, finish, run_plan, settings_from
 from data import la_panel as lp
-from figures import did as did_fig
 from figures import la_panel as fig
 from models.did.crosscheck import mean_did, two_factor_anova
 from models.did.design import DesignSpec, canonical_cells
@@ -132,7 +129,7 @@ def _cap(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def headline(outcome: lp.Outcome, design: lp.PanelDesign, result, verdict: ReportedVerdict) -> str:
+def headline(outcome: lp.Outcome, design: lp.PanelDesign, result, verdict: ReportVerdict) -> str:
     """One paragraph: the estimate under each prior beside the report's verdict."""
     r = result.outcome
     f = lambda x: f"{x:+.{r.decimals}f} {r.units}"  # noqa: E731
@@ -149,7 +146,7 @@ def headline(outcome: lp.Outcome, design: lp.PanelDesign, result, verdict: Repor
     return text + f" Report: \"{verdict.verdict}\" ({verdict.table_row.split(':')[0]})."
 
 
-def extra_markdown(outcome: lp.Outcome, design: lp.PanelDesign, verdict: ReportedVerdict, notes: list[str],
+def extra_markdown(outcome: lp.Outcome, design: lp.PanelDesign, verdict: ReportVerdict, notes: list[str],
                    anova: dict, likelihood: str, la_trends: bool):
     def lines(run) -> list[str]:
         d = design

@@ -47,7 +47,7 @@ from figures import did as fig
 from models.did import robustness as rb
 from models.did.crosscheck import lpm_did, mean_did
 from models.did.design import DesignSpec
-from models.did.fit import SamplerSettings, diagnostic_vars
+from models.did.fit import diagnostic_vars
 from models.did.likelihoods import get_likelihood
 from models.did.model import SOFS_MODEL_SPEC, ModelSpec, build_did_model, model_data, repeated_design
 from models.did.priors import effect_priors

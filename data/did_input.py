@@ -38,7 +38,7 @@ inadequate) and ``similar_practice_model`` (yes / no).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

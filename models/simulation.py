@@ -74,7 +74,7 @@ from data.did_input import DidCells, cells_from_frame
 from data.synthetic import AGE_BANDS, DISABILITY, ETHNIC_GROUPS, SEXES, DidStudyConfig, simulate_did_study
 from models.did.design import DesignSpec, DidDesign, canonical_cells, did_design
 from models.did.likelihoods import get_likelihood
-from models.did.model import SOFS_MODEL_SPEC, DidModel, ModelSpec, build_did_model, model_data
+from models.did.model import SOFS_MODEL_SPEC, DidModel, build_did_model, model_data
 from models.did.priors import effect_priors
 from models.serialize import jsonable
 

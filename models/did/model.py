@@ -427,7 +427,6 @@ def _post_weights(design: DidDesign, data: dict):
 
 def _effects(design: DidDesign, data: dict, factor: float, r1, r0, *, suffix: str) -> None:
     """att_gt, att, att_unit, counterfactual and att_relative (named with ``suffix``)."""
-    d = design.data
     diff = r1 - r0
     has_gt, gt = data["has_gt"], data["gt_pos"]
     k = len(design.effect_cells)
@@ -450,7 +449,6 @@ def _effects(design: DidDesign, data: dict, factor: float, r1, r0, *, suffix: st
 def _pretrends(design: DidDesign, data: dict, factor: float, r0, r_flat, *, suffix: str) -> None:
     """``pre_gt``: each pre-trend cell's departure from parallel trends on the reading scale,
     ``sum w [r(eta0) - r(eta0 - pi)] / sum w`` (the event study's pre-period effects)."""
-    d = design.data
     has, idx = data["has_pre"], data["pre_pos"]
     k = len(design.pretrend_cells)
     num = _segment_sum(data["n"] * has * (r0 - r_flat), idx, k)
