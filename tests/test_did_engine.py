@@ -9,8 +9,6 @@ result and its schema.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,7 +20,6 @@ from models.did.design import DesignSpec, canonical_cells, constrained_basis, di
 from models.did.fit import reweight_prior
 from models.did.likelihoods import LIKELIHOODS, STUDENT_NU
 from models.did.model import ModelSpec, build_did_model, cell_predictors, model_data
-from models.did.result import DidResult, ResultSchemaError
 from models.did.summaries import aggregate
 from models.priors import NamedPrior
 
@@ -269,22 +266,3 @@ def test_psis_reweighting_matches_the_conjugate_answer():
     assert info.ok and info.pareto_k < 0.5
     assert out["posterior"]["mu_tau"].values.mean() == pytest.approx(new_mean, abs=0.01)
     assert out["posterior"]["mu_tau"].values.std() == pytest.approx(new_prec**-0.5, rel=0.1)
-
-
-def test_result_schema_names_the_bad_field(tmp_path, mpdta_run):
-    """A result written by a run validates; a field of the wrong type or a missing one is an
-    error that names it (the report reads results through the same type)."""
-    doc = json.loads((mpdta_run / "statements.json").read_text())
-    res = DidResult.from_dict(doc)
-    path = res.write(tmp_path / "statements.json")
-    again = DidResult.read(path)
-    assert again.to_dict() == res.to_dict()
-    assert again.results[0].aggregates["simple"]["mean"] == res.results[0].aggregates["simple"]["mean"]
-    bad = json.loads(json.dumps(doc))
-    bad["results"][0]["aggregates"]["dynamic"]["by"][0].pop("mean")
-    with pytest.raises(ResultSchemaError, match="results/0/aggregates/dynamic/by/0"):
-        DidResult.from_dict(bad, source="x.json")
-    bad = json.loads(json.dumps(doc))
-    bad["data"]["synthetic"] = "no"
-    with pytest.raises(ResultSchemaError, match="data/synthetic"):
-        DidResult.from_dict(bad)

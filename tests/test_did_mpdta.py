@@ -21,6 +21,7 @@ import json
 
 import pytest
 
+from models.did.result import DidResult, ResultSchemaError
 from tests.conftest import MPDTA, MPDTA_ARGS, require_shared
 
 DID_DYNAMIC = {0: -0.0199, 1: -0.0510, 2: -0.1373, 3: -0.1008}
@@ -75,3 +76,22 @@ def test_the_all_pre_periods_base_reproduces_the_imputation_estimate(tmp_path):
     assert neutral["aggregates"]["simple"]["mean"] == pytest.approx(-0.0477, abs=0.003)
     assert rec["design"]["base"] == "all"
     assert not [r for r in neutral["aggregates"]["dynamic"]["by"] if r["event_time"] < 0]   # no pre-trend terms
+
+
+def test_result_schema_names_the_bad_field(tmp_path, mpdta_run):
+    """A result written by a run validates; a field of the wrong type or a missing one is an
+    error that names it (the report reads results through the same type)."""
+    doc = json.loads((mpdta_run / "statements.json").read_text())
+    res = DidResult.from_dict(doc)
+    path = res.write(tmp_path / "statements.json")
+    again = DidResult.read(path)
+    assert again.to_dict() == res.to_dict()
+    assert again.results[0].aggregates["simple"]["mean"] == res.results[0].aggregates["simple"]["mean"]
+    bad = json.loads(json.dumps(doc))
+    bad["results"][0]["aggregates"]["dynamic"]["by"][0].pop("mean")
+    with pytest.raises(ResultSchemaError, match="results/0/aggregates/dynamic/by/0"):
+        DidResult.from_dict(bad, source="x.json")
+    bad = json.loads(json.dumps(doc))
+    bad["data"]["synthetic"] = "no"
+    with pytest.raises(ResultSchemaError, match="data/synthetic"):
+        DidResult.from_dict(bad)
