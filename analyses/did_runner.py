@@ -29,6 +29,7 @@ from analyses.common import EXIT_DIAGNOSTICS, EXIT_OK, OutputDir, log, provenanc
 from data.admin import sdc
 from figures import did as fig
 from models.diagnostics import Diagnostics
+from models.did import honest
 from models.did import robustness as rb
 from models.did.design import DesignSpec
 from models.did.experiment import DidExperiment
@@ -91,7 +92,7 @@ class Plan:
     extra: dict = field(default_factory=dict)
     extra_outputs: Callable | None = None   # (out, run) -> None: command-specific files
     extra_markdown: Callable | None = None  # (run) -> list of lines appended to report.md
-    m_grid: tuple[float, ...] = rb.DEFAULT_M_GRID
+    m_grid: tuple[float, ...] = honest.DEFAULT_RM_GRID   # relative magnitudes' Mbar grid
     prior_draws: int = 500
 
 
@@ -126,6 +127,12 @@ def _has_pretrends(spec: DesignSpec) -> bool:
     return spec.effects == "cohort_period" and not (spec.control == "notyet" and spec.base == "all")
 
 
+def reference_prior(plan: Plan) -> int:
+    """The prior of the event study, its checks and the robustness re-fits: the neutral one
+    (or the first named)."""
+    return next((i for i, p in enumerate(plan.priors) if p.name == "neutral"), 0)
+
+
 def event_companion_spec(spec: DesignSpec) -> DesignSpec:
     """The event study's design when the main one has no pre-trend terms: cohort by period,
     base last, never-treated controls, settling-in periods kept, no unit trends."""
@@ -142,16 +149,16 @@ def fit_all(plan: Plan, inputs: Inputs) -> tuple[DidExperiment, PriorFits, DidEx
                    log=say)
     for name, f in fits.fits.items():
         log(f"[{plan.name}] {name}: " + f.diagnostics.banner(), quiet=plan.quiet and f.diagnostics.ok)
+    ref = reference_prior(plan)
     if _has_pretrends(plan.design_spec):
-        first = fits.fits[plan.priors[0].name]
-        return exp, fits, exp, first
+        return exp, fits, exp, fits.fits[plan.priors[ref].name]
     say("event study (cohort by period, base: the last pre-adoption period)...")
     ev = DidExperiment(inputs.cells, event_companion_spec(plan.design_spec),
                        replace(plan.model_spec, unit_centred=fits.model.unit_centred), plan.reading, plan.secondary,
                        units=exp.design.units, periods=None)
-    ev_fits = ev.fit(plan.priors[:1], plan.settings, seed=plan.seed + 50,
-                     zero_priors=(plan.zero_priors or [None])[:1], log=say)
-    ev_fit = ev_fits.fits[plan.priors[0].name]
+    ev_fits = ev.fit(plan.priors[ref:ref + 1], plan.settings, seed=plan.seed + 50,
+                     zero_priors=(plan.zero_priors or [None] * len(plan.priors))[ref:ref + 1], log=say)
+    ev_fit = ev_fits.fits[plan.priors[ref].name]
     log(f"[{plan.name}] event study: " + ev_fit.diagnostics.banner(), quiet=plan.quiet and ev_fit.diagnostics.ok)
     return exp, fits, ev, ev_fit
 
@@ -162,8 +169,10 @@ def summary_row(plan: Plan, r: PriorResult, diag: Diagnostics) -> dict:
            "att_sd": e["sd"], "relative_change_mean": r.relative["mean"],
            **{f"{k}_mean": (a[k] if k == "simple" else a[k]["overall"])["mean"] for k in ("simple", "dynamic", "group", "calendar")},
            **{k: v for k, v in r.probabilities.items()}}
-    if r.average_unit is not None:
-        row["average_unit_att_mean"] = r.average_unit["mean"]
+    for key, e in r.estimands.items():
+        if key != "these_units":
+            row.update({f"{key}_mean": e["mean"], f"{key}_eti95_low": e["eti95_low"],
+                        f"{key}_eti95_high": e["eti95_high"]})
     for key, sec in r.secondary.items():
         row.update({f"{key}_mean": sec["effect"]["mean"], f"{key}_eti95_low": sec["effect"]["eti95_low"],
                     f"{key}_eti95_high": sec["effect"]["eti95_high"]})
@@ -218,7 +227,7 @@ def run_plan(plan: Plan, inputs: Inputs) -> Run:
         prior_pred[prior.name] = pp
         for group in ("prior", "prior_predictive"):
             f.idata[group] = pp["idata"][group]
-        results.append(exp.summarise(f))
+        results.append(exp.summarise(f, fits.model, seed=plan.seed + 300 + i))
     y_rep = exp.posterior_predictive(fits.model, first, seed=plan.seed + 7, store=False)
     event_tables = {"att": ev.event_study(ev_fit, plan.pretrend_threshold)}
     if plan.secondary is not None:
@@ -230,7 +239,7 @@ def run_plan(plan: Plan, inputs: Inputs) -> Run:
     if plan.robustness is not None:
         rob, rob_tables, rob_figs = plan.robustness(plan, inputs, exp, fits, ev, ev_fit)
     else:
-        rob, rob_tables, rob_figs = event_robustness(plan, inputs, ev, ev_fit)
+        rob, rob_tables, rob_figs = event_robustness(plan, inputs, ev, ev_fit, same_model=ev is exp)
     freq = plan.frequentist(plan, exp) if plan.frequentist else []
     result = build_result(plan, inputs, exp, fits, results, event_tables, rob, freq, diagnostics, y_rep)
     say(f"fitted and summarised in {time.perf_counter() - t0:.0f} s")
@@ -238,50 +247,89 @@ def run_plan(plan: Plan, inputs: Inputs) -> Run:
                rob, rob_tables, rob_figs, freq, result, diagnostics)
 
 
-def relative_magnitudes_for(plan: Plan, ev: DidExperiment, ev_fit: Fit, suffix: str = "",
-                            reading: Reading | None = None) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
-    """Pre-trend probabilities and the relative-magnitudes table from the event study's
-    posterior (``simple`` against the largest pre-period departure)."""
+def sensitivity_for(plan: Plan, ev: DidExperiment, ev_fit: Fit, same_model: bool, suffix: str = "",
+                    reading: Reading | None = None) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+    """Pre-trend probabilities and Rambachan and Roth's sensitivity (relative magnitudes and
+    smoothness; the first post-adoption period and the average of the post-periods) on the
+    event study's posterior draws (:mod:`models.did.honest`)."""
     reading = reading or plan.reading
     agg = ev.aggregates(ev_fit, suffix)
     a = ev.design.spec.anticipation
     threshold = plan.pretrend_threshold if suffix == "" else reading.rope
     pre = rb.pretrend_table(agg["dynamic"], threshold, a)
-    table, summ = rb.relative_magnitudes(agg["simple"], rb.max_abs_pre(agg["dynamic"], a), plan.m_grid)
-    summ = {"effect": f"att{suffix}", "unit": reading.units, "label": reading.label, **summ,
-            "event_att_mean": float(np.mean(agg["simple"])), "computed_on": "the event study's simple aggregate"}
-    return table.assign(effect=f"att{suffix}"), summ, pre.assign(effect=f"att{suffix}")
+    draws, n_pre, times = rb.event_study_draws(agg["dynamic"], a)
+    post_times = times[n_pre:]
+    n_post = len(post_times)
+    first = np.array([1.0 if t == min(k for k in post_times if k >= 0) else 0.0 for t in post_times])
+    average = np.array([1.0 if t >= 0 else 0.0 for t in post_times])
+    average /= average.sum()
+    params = {"first post-adoption period": first, "average of the post-adoption periods": average}
+    tables, summary = [], {"computed_on": ("the posterior of the model whose effect is reported" if same_model else
+                                           "the cohort-by-period event-study fit, not the model whose ATT is the "
+                                           "headline (its unit structure has no event-time effects)"),
+                           "same_model": same_model, "n_pre_periods": n_pre, "n_post_periods": n_post,
+                           "event_times": times, "restrictions": {}}
+    for kind in honest.RESTRICTIONS:
+        grid = plan.m_grid if (kind == "relative_magnitudes" and plan.m_grid) else honest.default_grid(kind, draws, n_pre)
+        for label, l_vec in params.items():
+            t = honest.sensitivity(draws, n_pre, l_vec=l_vec, parameter=label, restriction_kind=kind, grid=grid,
+                                   seed=plan.seed + 31)
+            side = 1 if float(np.mean(draws[:, n_pre:] @ l_vec)) > 0 else -1
+            b = honest.breakdown(t, side=side)
+            summary["restrictions"].setdefault(kind, {})[label] = {
+                **b, "conclusion": "increase" if side > 0 else "reduction",
+                "p_conclusion_at_0": float(t["p_positive" if side > 0 else "p_negative"].iloc[0]),
+                "grid": [float(m) for m in grid]}
+            tables.append(t.assign(effect=f"att{suffix}"))
+    return pd.concat(tables, ignore_index=True), summary, pre.assign(effect=f"att{suffix}")
 
 
-def event_robustness(plan: Plan, inputs: Inputs, ev: DidExperiment, ev_fit: Fit
+def event_robustness(plan: Plan, inputs: Inputs, ev: DidExperiment, ev_fit: Fit, same_model: bool = False
                      ) -> tuple[Robustness, dict[str, pd.DataFrame], dict]:
     """Parallel-trends checks from the event study: P(|pre-period departure| > threshold) and
-    the relative-magnitudes table, for the headline effect (and the hurdle's same-day share)."""
-    rob, rm_tables, pre_tables = Robustness(), [], []
+    Rambachan and Roth's sensitivity, for the headline effect (and the hurdle's same-day share)."""
+    rob, sens_tables, pre_tables = Robustness(), [], []
     readings = [("", plan.reading)] + ([("_zero", plan.secondary)] if plan.secondary else [])
     if not ev.design.pretrend_cells:
         rob.notes.append("no pre-trend terms (base 'all' with not-yet-treated controls): parallel trends are "
                          "assumed in every pre-period, not checked")
         return rob, {}, {}
     for suffix, reading in readings:
-        table, summ, pre = relative_magnitudes_for(plan, ev, ev_fit, suffix, reading)
-        rob.relative_magnitudes[f"att{suffix}"] = summ
+        table, summ, pre = sensitivity_for(plan, ev, ev_fit, same_model, suffix, reading)
+        rob.sensitivity[f"att{suffix}"] = summ
         rob.pretrends[f"att{suffix}"] = pre.to_dict(orient="records")
-        rm_tables.append(table)
+        sens_tables.append(table)
         pre_tables.append(pre)
         p_max = float(pre.iloc[-1]["p_abs_gt_threshold"])
         threshold = plan.pretrend_threshold if suffix == "" else reading.rope
         rob.statements.append(state(p_max, f"the largest pre-period departure from parallel trends in {reading.label} "
                                            f"exceeds ±{reading.fmt(threshold, sign=False)} {reading.units}"))
-        rob.statements.append(
-            f"the event-study conclusion of a {summ['conclusion']} in {reading.label} (P = {summ['p_conclusion_at_m0']:.2f})"
-            f" holds with P >= {summ['conclusion_prob']:g} for post-period violations up to M = {summ['breakdown_m']:.2f}"
-            " times the largest pre-period departure")
-    rm = pd.concat(rm_tables, ignore_index=True)
-    tables = {"relative_magnitudes": rm, "pretrends": pd.concat(pre_tables, ignore_index=True)}
-    figures = {"relative_magnitudes.png": fig.plot_relative_magnitudes(rm, rob.relative_magnitudes,
-                                                                       synthetic=inputs.synthetic)}
+        rob.statements += sensitivity_statements(summ, reading)
+    sens = pd.concat(sens_tables, ignore_index=True)
+    tables = {"sensitivity": sens, "pretrends": pd.concat(pre_tables, ignore_index=True)}
+    figures = {"sensitivity.png": fig.plot_sensitivity(sens, synthetic=inputs.synthetic)}
     return rob, tables, figures
+
+
+def sensitivity_statements(summ: dict, reading: Reading) -> list[str]:
+    """One sentence per restriction and parameter: the breakdown value in words."""
+    names = {"relative_magnitudes": ("relative magnitudes", "Mbar", "times the largest pre-period change"),
+             "smoothness": ("smoothness", "M", f"{reading.units} change in slope per period")}
+    out = []
+    for kind, by in summ["restrictions"].items():
+        name, sym, unit = names[kind]
+        for label, b in by.items():
+            m = b["breakdown_robust_interval"]
+            if m is None:
+                text = (f"the {b['conclusion']} in {reading.label} ({label}) is not robust even at {sym} = "
+                        f"{b['fails_at']:g} ({name}, Rambachan & Roth): its 95% robust credible interval includes 0")
+            else:
+                more = "or more (the grid's end)" if b["beyond_grid"] else f"(fails at {b['fails_at']:g})"
+                text = (f"under {name} (Rambachan & Roth), the {b['conclusion']} in {reading.label} ({label}) holds "
+                        f"(95% robust credible interval excludes 0) for post-period violations up to {sym} = {m:g} "
+                        f"{unit} {more}")
+            out.append(text + f"; computed on {summ['computed_on']}")
+    return out
 
 
 def build_result(plan: Plan, inputs: Inputs, exp: DidExperiment, fits: PriorFits, results: list[PriorResult],
@@ -491,10 +539,14 @@ def print_headline(run: Run) -> None:
     for fr in res.frequentist:
         print(f"  frequentist{' (' + fr.label + ')' if fr.label else ''}: {f(fr.estimate)} {fr.units} "
               f"(SE {f(fr.se, sign=False)})" + (f", p = {fr.p_value:.3f}" if fr.p_value is not None else ""))
-    rm = res.robustness.relative_magnitudes.get("att")
-    if rm:
-        print(f"  relative magnitudes: the {rm['conclusion']} holds (P >= {rm['conclusion_prob']:g}) up to "
-              f"M = {rm['breakdown_m']:.2f}")
+    sens = res.robustness.sensitivity.get("att")
+    if sens:
+        for kind, sym in (("relative_magnitudes", "Mbar"), ("smoothness", "M")):
+            b = sens["restrictions"][kind]["first post-adoption period"]
+            m = b["breakdown_robust_interval"]
+            print(f"  {kind.replace('_', ' ')} (Rambachan & Roth, first period): the {b['conclusion']} "
+                  + (f"holds up to {sym} = {m:g}" if m is not None else
+                     f"is not robust even at {sym} = {b['fails_at']:g} (its 95% interval includes 0)"))
     for row in res.robustness.table:
         if row.get("family") not in ("main", "leave one LA out") and row.get("effect") == "att":
             print(f"  robustness: {row['analysis']}: {f(row['mean'])} [{f(row['eti95_low'])}, {f(row['eti95_high'])}]")

@@ -239,7 +239,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         log(f"[{NAME}] pilot left out: {r.pilot}: {r.reason}", quiet=quiet)
     units = "pp" if outcome.kind == "count" else outcome.unit
     reading = Reading(outcome.short, units, outcome.rope, outcome.mid, outcome.direction, relative_target=0.2,
-                      decimals=1 if units == "pp" else 2, subject="SofS", where="the pilot LAs")
+                      decimals=1 if units == "pp" else 2, subject="SofS", where="the pilot LAs", unit_noun="LA")
     design_spec = DesignSpec(likelihood, effects="unit", control="never", base="all", unit_trends=args.la_trends)
     model_spec = ModelSpec(period_effects="fixed", period_sd=YEAR_SD, cohort_levels=False)   # as its earlier releases
     from models.did.experiment import DidExperiment

@@ -1425,10 +1425,12 @@ def did_section(o: Outputs, ctx: Context) -> list[Any]:
         for key, sec in r.secondary.items():
             if sec.get("statements"):
                 blocks += [Para(f"Posterior statements ({key}, prior: {r.prior}):"), Bullets(list(sec["statements"]))]
-    units = [{"prior": r.prior, **{k: r.average_unit.get(k) for k in ("mean", "eti95_low", "eti95_high")}}
-             for r in did.results if r.average_unit is not None]
-    if units:
-        blocks.append(Table(pd.DataFrame(units), "The effect in an average unit (unit-level effects model)"))
+    estimands = [{"prior": r.prior, "estimand": e.get("label", key),
+                  **{k: e.get(k) for k in ("mean", "eti95_low", "eti95_high")}}
+                 for r in did.results for key, e in r.estimands.items()]
+    if estimands:
+        blocks.append(Table(pd.DataFrame(estimands), "Three estimands: these treated units, the average unit, "
+                                                     "and a new unit like them"))
     if did.event_study_statements:
         blocks += [Para("Event study:"), Bullets(list(did.event_study_statements))]
     if did.frequentist:
@@ -1463,7 +1465,7 @@ def did_section(o: Outputs, ctx: Context) -> list[Any]:
         sens.append(frame_table(pd.DataFrame(loo), "leave one LA out (robustness re-fits)", ctx.max_rows))
     if rob.leave_one_out_summary:
         sens.append(kv_table(rob.leave_one_out_summary, "leave one LA out: summary"))
-    for key, title in (("relative_magnitudes", "relative magnitudes"), ("pretrends", "pre-trends")):
+    for key, title in (("sensitivity", "parallel-trends sensitivity (Rambachan & Roth)"), ("pretrends", "pre-trends")):
         if key not in o.tables:
             for effect, value in getattr(rob, key).items():
                 sens += _json_blocks(f"{title} ({effect})", value, ctx, set())

@@ -38,13 +38,14 @@ import pandas as pd
 
 from analyses.admin_inputs import add_admin_args, admin_cells, sdc_guard
 from analyses.common import analysis_parser, hash_frame, log, run_cli
-from analyses.did_runner import Inputs, Plan, event_robustness, finish, run_plan, settings_from
+from analyses.did_runner import Inputs, Plan, event_robustness, finish, reference_prior, run_plan, settings_from
 from data.did_input import (COVARIATES, DidCells, cells_from_frame, first_record_mask, load_did_data,
                             load_la_attributes, max_value_mask, validate_la_attributes)
 from data.errors import DataError
 from data.synthetic import SyntheticStudy
 from figures import did as fig
 from models.did import robustness as rb
+from models.did.honest import DEFAULT_RM_GRID
 from models.did.crosscheck import lpm_did, mean_did
 from models.did.design import DesignSpec
 from models.did.fit import diagnostic_vars
@@ -135,8 +136,9 @@ def build_parser(spec: OutcomeSpec, doc: str | None) -> argparse.ArgumentParser:
                    help="chains for each robustness re-fit (default 2; draws and tuning as for the main fits)")
     p.add_argument("--exclude-las", default=None, metavar="LIST",
                    help="an extra sensitivity re-fit with these comma-separated LAs left out")
-    p.add_argument("--m-grid", default=",".join(f"{m:g}" for m in rb.DEFAULT_M_GRID), metavar="LIST",
-                   help="relative-magnitudes grid of M (comma-separated)")
+    p.add_argument("--m-grid", default=",".join(f"{m:g}" for m in DEFAULT_RM_GRID), metavar="LIST",
+                   help="relative-magnitudes grid of Mbar (comma-separated; Rambachan & Roth: post-period changes "
+                        "up to Mbar times the largest pre-period change)")
     if spec.nfa_population:
         p.add_argument("--misclassification-grid", default=",".join(f"{m:g}" for m in rb.DEFAULT_MISCLASSIFICATION_GRID),
                        metavar="LIST", help="shares of wrongly included referrals in suspect LA-years (with --robustness)")
@@ -236,11 +238,11 @@ def _truth(spec: OutcomeSpec, truth: dict) -> dict:
 
 def readings(spec: OutcomeSpec) -> tuple[Reading, Reading | None]:
     main = Reading(spec.label, spec.units, spec.rope, spec.mid, spec.direction, relative_target=spec.relative_target,
-                   decimals=1, subject="SofS", where="the pilot LAs")
+                   decimals=1, subject="SofS", where="the pilot LAs", unit_noun="LA")
     if not spec.hurdle:
         return main, None
     return main, Reading(f"the share of {spec.zero_label}", "pp", spec.zero_rope, spec.zero_mid, -spec.direction,
-                         decimals=1, subject="SofS", where="the pilot LAs")
+                         decimals=1, subject="SofS", where="the pilot LAs", unit_noun="LA")
 
 
 def build_priors(spec: OutcomeSpec, args: argparse.Namespace, inputs: Inputs, design_spec: DesignSpec):
@@ -374,7 +376,7 @@ def make_robustness(spec: OutcomeSpec, args: argparse.Namespace, si: SofsInputs)
         if not cheap and not heavy and not extra:
             rob.notes.append("robustness re-fits not run (use --robustness)")
             return rob, tables, figures
-        ref_i = next((i for i, p in enumerate(plan.priors) if p.name == "neutral"), 0)
+        ref_i = reference_prior(plan)
         ref = plan.priors[ref_i]
         zref = (plan.zero_priors or [None] * len(plan.priors))[ref_i]
         keys = ["att"] + (["att_zero"] if spec.hurdle else [])

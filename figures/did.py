@@ -149,36 +149,28 @@ def plot_prior_predictive(observed: float, simulated: dict[str, np.ndarray], *, 
     return fig
 
 
-def plot_relative_magnitudes(table: pd.DataFrame, summaries: dict[str, dict], *, synthetic: bool = False) -> plt.Figure:
-    """Relative-magnitudes sensitivity: for each M, the worst-case effect's 95% interval and the
-    probability that the conclusion still holds; the breakdown M marked (one panel per effect)."""
-    effects = list(dict.fromkeys(table["effect"])) if "effect" in table.columns else [None]
-    fig, axes = plt.subplots(2, len(effects), figsize=(6.5 * len(effects), 6), squeeze=False, sharex="col")
-    for j, eff in enumerate(effects):
-        sub = table if eff is None else table[table["effect"] == eff]
-        summ = summaries.get(eff, {}) if eff is not None else next(iter(summaries.values()), {})
-        unit = summ.get("unit", "")
-        ax = axes[0, j]
-        ax.fill_between(sub["M"], sub["worst_case_eti95_low"], sub["worst_case_eti95_high"], color="C0", alpha=0.25,
-                        label="worst-case effect, 95% interval")
-        ax.plot(sub["M"], sub["bound_low_mean"], color="C0", lw=1, ls="--", label="bounds (posterior mean)")
-        ax.plot(sub["M"], sub["bound_high_mean"], color="C0", lw=1, ls="--")
-        ax.axhline(0, color="k", lw=0.8)
-        ax.set_ylabel(f"effect ({unit})" if unit else "effect")
-        ax.set_title(f"Relative magnitudes: {summ.get('label', eff)}" if eff else "Relative magnitudes")
-        ax.legend(fontsize=8, frameon=False)
-        ax = axes[1, j]
-        ax.plot(sub["M"], sub["p_conclusion_holds"], "o-", color="C3",
-                label=f"P({summ.get('conclusion', 'conclusion')} holds)")
-        ax.plot(sub["M"], sub["p_negative_robust"], "s:", color="C2", ms=4, label="P(effect < 0) at the upper bound")
-        ax.axhline(summ.get("conclusion_prob", 0.9), color="0.5", ls="--", lw=1)
-        m_star = summ.get("breakdown_m")
-        if m_star is not None and np.isfinite(m_star) and m_star <= sub["M"].max():
-            ax.axvline(m_star, color="firebrick", ls="--", label=f"breakdown M = {m_star:.2f}")
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_xlabel("M: post-period violation / largest pre-period deviation")
-        ax.set_ylabel("posterior probability")
-        ax.legend(fontsize=8, frameon=False)
+def plot_sensitivity(table: pd.DataFrame, *, synthetic: bool = False) -> plt.Figure:
+    """Rambachan-Roth sensitivity: for each restriction (columns) and parameter (colours), the
+    95% robust credible interval of the identified set against M, with the breakdown where it
+    first includes 0 (one row per effect)."""
+    effects = list(dict.fromkeys(table["effect"]))
+    kinds = list(dict.fromkeys(table["restriction"]))
+    fig, axes = plt.subplots(len(effects), len(kinds), figsize=(6.5 * len(kinds), 3.6 * len(effects)), squeeze=False)
+    for i, eff in enumerate(effects):
+        for j, kind in enumerate(kinds):
+            ax = axes[i, j]
+            sub = table[(table["effect"] == eff) & (table["restriction"] == kind)]
+            for c, (param, g) in enumerate(sub.groupby("parameter", sort=False)):
+                g = g.sort_values("m")
+                ax.fill_between(g["m"], g["robust_low"], g["robust_high"], color=f"C{c}", alpha=0.2)
+                ax.plot(g["m"], g["lb_mean"], color=f"C{c}", lw=1, ls="--")
+                ax.plot(g["m"], g["ub_mean"], color=f"C{c}", lw=1, ls="--", label=f"{param}: identified set (mean)")
+                ax.plot([], [], color=f"C{c}", lw=6, alpha=0.2, label=f"{param}: 95% robust credible interval")
+            ax.axhline(0, color="k", lw=0.8)
+            ax.set_xlabel("Mbar (relative magnitudes)" if kind == "relative_magnitudes" else "M (smoothness)")
+            ax.set_ylabel(f"effect ({eff})")
+            ax.set_title(f"{kind.replace('_', ' ')} (Rambachan & Roth 2023)")
+            ax.legend(fontsize=7, frameon=False)
     _caption(fig, synthetic)
     fig.tight_layout()
     return fig

@@ -12,7 +12,7 @@ import pandas as pd
 SYNTHETIC_NOTE = "SYNTHETIC DATA: simulation study of the method"
 LABELS = {"att": "ATT in the pilots (pp)", "sigma_tau": "between-LA SD of the effect",
           "mu_tau": "typical-LA effect (log-odds)", "sigma_unit": "between-LA SD of the level (within cohort)",
-          "att_typical": "typical-LA ATT (pp)", "alpha": "intercept", "sigma_period": "SD of year effects",
+          "att_average": "ATT in the average LA (mu_tau; pp)", "alpha": "intercept", "sigma_period": "SD of year effects",
           "sigma_trend": "SD of LA trends", "tau[0]": "effect in pilot 1"}
 METHOD_STYLE = {
     "lpm_cluster_z": ("LPM, clustered SE (report)", "#d95f02", "o", "-"),

@@ -81,7 +81,7 @@ from models.serialize import jsonable
 STUDIES = ("recovery", "sbc", "few-las")
 INTERVALS = (0.5, 0.9, 0.95)
 QUANTILES = (0.025, 0.05, 0.25, 0.5, 0.75, 0.95, 0.975)
-RECOVERY_VARS = ("att", "sigma_tau", "mu_tau", "sigma_unit", "att_typical")
+RECOVERY_VARS = ("att", "sigma_tau", "mu_tau", "sigma_unit", "att_average")
 SBC_VARS = ("alpha", "sigma_unit", "sigma_period", "sigma_trend", "mu_tau", "sigma_tau", "att", "tau[0]")
 #: The engine's model as the SofS kinship analysis fits it, unit intercepts centred in every
 #: replicate (one compiled graph; the engine's own choice from the data at these sizes).
@@ -490,7 +490,7 @@ def _few_las(settings: StudySettings, scenario: Scenario, seeds: dict, cores: in
         t3 = time.perf_counter()
         post = idata["posterior"]
         out["posterior"] = {v: _posterior_summary(post[v].values)
-                            for v in ("att", "mu_tau", "att_typical", "sigma_tau")}
+                            for v in ("att", "mu_tau", "att_average", "sigma_tau")}
         out["prior"] = {"name": prior.name, "mean": prior.mean, "sd": prior.sd}
         out["diagnostics"] = _diagnostics(entry["dm"], idata)
         timing["summarise_s"] = time.perf_counter() - t3

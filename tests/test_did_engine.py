@@ -266,3 +266,29 @@ def test_psis_reweighting_matches_the_conjugate_answer():
     assert info.ok and info.pareto_k < 0.5
     assert out["posterior"]["mu_tau"].values.mean() == pytest.approx(new_mean, abs=0.01)
     assert out["posterior"]["mu_tau"].values.std() == pytest.approx(new_prec**-0.5, rel=0.1)
+
+
+@pytest.mark.parametrize("effects", ["unit", "cohort_period"])
+def test_three_estimands_are_what_their_names_say(effects):
+    """On the identity link: the average unit's effect is the mean effect (unit structure:
+    mu_tau exactly); a new unit's effect adds one fresh draw of the between-unit deviation per
+    posterior draw (unit structure: (new - average) / sigma_tau ~ N(0, 1)); without unit
+    deviations, ATT(g,t) are already these cohorts' averages, so the average unit is these units."""
+    import pymc as pm
+
+    from models.did.model import estimand_draws
+
+    cells = small_panel("normal", seed=6)
+    design = did_design(cells, DesignSpec("normal", effects=effects, base="all" if effects == "unit" else "last"))
+    dm = build_did_model(design, PRIOR)
+    with dm.model:
+        prior = pm.sample_prior_predictive(draws=4000, random_seed=2, compile_kwargs={"mode": FAST})["prior"]
+    est = estimand_draws(dm, prior, seed=1)
+    np.testing.assert_allclose(est["these_units"], prior["att"].values.ravel(), rtol=1e-8)
+    if effects == "unit":
+        np.testing.assert_allclose(est["average_unit"], prior["mu_tau"].values.ravel(), rtol=1e-8, atol=1e-10)
+        z = (est["new_unit"] - est["average_unit"]) / prior["sigma_tau"].values.ravel()
+        assert abs(z.mean()) < 0.05 and z.std() == pytest.approx(1.0, abs=0.05)
+    else:
+        np.testing.assert_allclose(est["average_unit"], est["these_units"], rtol=1e-8)
+        assert np.std(est["new_unit"] - est["average_unit"]) > 0.1 * np.std(est["average_unit"])

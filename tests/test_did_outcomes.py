@@ -172,24 +172,15 @@ def test_bad_la_attributes(mutate, column, message):
 
 # ---------------------------------------------------------------- sensitivity functions
 
-def test_relative_magnitudes_and_breakdown_m_match_a_hand_computation():
+def test_event_study_draws_leave_out_the_base_period():
     rng = np.random.default_rng(0)
-    effect = rng.normal(-6.0, 1.0, 4000)
-    max_pre = np.full(4000, 2.0)
-    table, summary = sens.relative_magnitudes(effect, max_pre, grid=(0.0, 1.0, 2.0, 3.0))
-    # P(conclusion holds at M) = P(effect + 2M < 0); breakdown where the 10% quantile of -effect/2 sits
-    assert summary["breakdown_m"] == pytest.approx(np.quantile(-effect / 2.0, 0.1), rel=1e-6)
-    assert summary["breakdown_m"] == pytest.approx((6.0 - 1.2816) / 2.0, abs=0.08)
-    row = table.set_index("M").loc[2.0]
-    assert row["p_conclusion_holds"] == pytest.approx(np.mean(effect + 4.0 < 0))
-    assert row["p_negative_possible"] == 1.0
-    assert list(table["p_conclusion_holds"]) == sorted(table["p_conclusion_holds"], reverse=True)
-    # the grid is extended past the breakdown point
-    wide, s2 = sens.relative_magnitudes(effect * 3, max_pre, grid=(0.0, 0.5, 1.0))
-    assert wide["M"].max() >= s2["breakdown_m"]
-    # a positive effect tests an increase
-    _, s3 = sens.relative_magnitudes(-effect, max_pre)
-    assert s3["conclusion"] == "increase" and s3["breakdown_m"] == pytest.approx(summary["breakdown_m"])
+    dyn = {k: rng.normal(k, 0.1, 50) for k in (-4, -3, -2, 0, 1, 2)}
+    dyn[-1] = np.zeros(50)
+    draws, n_pre, times = sens.event_study_draws(dyn)
+    assert n_pre == 3 and times == [-4, -3, -2, 0, 1, 2] and draws.shape == (50, 6)
+    np.testing.assert_array_equal(draws[:, 3], dyn[0])
+    draws, n_pre, times = sens.event_study_draws({**dyn, -1: rng.normal(size=50), -2: np.zeros(50)}, anticipation=1)
+    assert n_pre == 2 and times == [-4, -3, -1, 0, 1, 2]         # base -2; the anticipation period is post
 
 
 def test_suspect_cells_find_the_lAs_with_unreliable_nfa_coding():
@@ -336,7 +327,7 @@ def test_rereferral_cli_recovers_the_truth_and_writes_robustness_outputs(recover
     assert code in (0, 1)
     names = {p.name for p in out.iterdir()}
     assert {"posterior_neutral.nc", "posterior_event_study.nc", "statements.json", "report.md", "summary.csv",
-            "robustness.csv", "relative_magnitudes.csv", "pretrends.csv", "relative_magnitudes.png",
+            "robustness.csv", "sensitivity.csv", "pretrends.csv", "sensitivity.png",
             "robustness.png", "event_study.png", "ppc.png"} <= names
     att = az.from_netcdf(out / "posterior_neutral.nc")["posterior"]["att"].values
     _covers(att, recovery["referrals"].truth["att_pp"], tol=2.5)          # posterior SD about 1.3 pp
@@ -347,8 +338,9 @@ def test_rereferral_cli_recovers_the_truth_and_writes_robustness_outputs(recover
                                      "without LAs with unreliable NFA coding", "first record per child"]
     assert "Comparator 2" in rob["description"].iloc[2]
     assert rob["width_ratio_vs_main"].gt(0).all()
-    rm = rec["robustness"]["relative_magnitudes"]["att"]
-    assert rm["breakdown_m"] >= 0 and rm["conclusion"] == "reduction"
+    rm = rec["robustness"]["sensitivity"]["att"]["restrictions"]["relative_magnitudes"]["first post-adoption period"]
+    assert rm["conclusion"] == "reduction" and (rm["breakdown_robust_interval"] is None or rm["breakdown_robust_interval"] >= 0)
+    assert set(pd.read_csv(out / "sensitivity.csv")["restriction"]) == {"relative_magnitudes", "smoothness"}
     assert pd.read_csv(out / "pretrends.csv")["event_time"].iloc[-1] == "max |pre|"
     assert any("parallel trends" in s for s in rec["robustness"]["statements"])
 
@@ -397,7 +389,7 @@ def test_duration_cli_recovers_days_and_same_day_and_its_ppc_fits(recovery, tmp_
     rec = json.loads((out / "statements.json").read_text())
     res = rec["results"][0]
     assert {"att_zero"} == set(res["secondary"]) and rec["outcome"]["units"] == "working days"
-    assert set(rec["robustness"]["relative_magnitudes"]) == {"att", "att_zero"}
+    assert set(rec["robustness"]["sensitivity"]) == {"att", "att_zero"}
     assert {f["label"] for f in rec["frequentist"]} == {"mean duration", "same-day share"}
     rob = pd.read_csv(out / "robustness.csv")
     assert {"without Pilots 1 and 2", "durations <= 45 days", "first record per child"} <= set(rob["analysis"])

@@ -18,10 +18,9 @@ import pandas as pd
 
 from models.did.design import DesignSpec, DidDesign, did_design
 from models.did.fit import Fit, PriorFits, SamplerSettings, fit_priors, prior_predictive
-from models.did.model import DidModel, ModelSpec, build_did_model, cell_predictors
+from models.did.model import DidModel, ModelSpec, build_did_model, cell_predictors, estimand_draws
 from models.did.result import PriorResult
-from models.did.summaries import (Reading, aggregate, aggregate_summary, effect_statements, effect_summary,
-                                  event_study_table, interval)
+from models.did.summaries import Reading, aggregate, aggregate_summary, effect_statements, event_study_table, interval
 from models.priors import NamedPrior
 
 
@@ -65,24 +64,23 @@ class DidExperiment:
         pre = post[f"pre_gt{suffix}"] if f"pre_gt{suffix}" in post else None
         return aggregate(self.design, post[f"att_gt{suffix}"], pre)
 
-    def summarise(self, fit: Fit) -> PriorResult:
-        """The headline effect (``att``: the treated units' post-adoption cells) under one prior."""
+    def summarise(self, fit: Fit, dm: DidModel, *, seed: int = 0) -> PriorResult:
+        """The headline effect (``att``: the treated units' post-adoption cells) under one
+        prior, and the three estimands (:func:`models.did.model.estimand_draws`)."""
         post = fit.posterior
-        att = post["att"].values
-        typical = post["att_typical"].values if "att_typical" in post else None
-        st = effect_statements(self.reading, att, relative=post["att_relative"].values, typical=typical,
-                               unit_word="LAs" if self.reading.where.endswith("LAs") else "units")
+        st = effect_statements(self.reading, post["att"].values, relative=post["att_relative"].values,
+                               estimands=estimand_draws(dm, post, seed=seed))
         secondary = {}
         if self.secondary is not None and "att_zero" in post:
-            s2 = effect_statements(self.secondary, post["att_zero"].values)
+            s2 = effect_statements(self.secondary, post["att_zero"].values,
+                                   estimands=estimand_draws(dm, post, seed=seed + 1, suffix="_zero"))
             secondary["att_zero"] = {**s2, "aggregates": aggregate_summary(self.aggregates(fit, "_zero"), self.design)}
         return PriorResult(
             prior=fit.prior.name, prior_description=fit.prior.describe(), effect=st["effect"],
             probabilities=st["probabilities"], statements=st["statements"], relative=interval(post["att_relative"].values),
             counterfactual_mean=float(post["counterfactual"].values.mean()),
             aggregates=aggregate_summary(self.aggregates(fit), self.design), diagnostics_ok=fit.diagnostics.ok,
-            average_unit=effect_summary(typical, self.reading) if typical is not None else None,
-            secondary=secondary, reweighting=fit.reweighting)
+            estimands=st["estimands"], secondary=secondary, reweighting=fit.reweighting)
 
     def event_study(self, fit: Fit, threshold: float, suffix: str = "") -> pd.DataFrame:
         """The interaction-weighted event study of a cohort_period fit (pre-periods from the

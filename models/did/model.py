@@ -58,8 +58,14 @@ times the reading ``factor``, e.g. 100 for percentage points), with ``w_c = n_c`
     att           = the same over every post-adoption effect cell (e >= 0)        these units
     att_unit[i]   = the same over unit i's post cells
     counterfactual, att_relative = sum w [r(eta) - r(eta0)] / sum w r(eta0)
-    att_typical   = att with every tau replaced by mu_tau (unit structure): the mean effect
-                    mu_tau applied to these units' cells (no new unit's effect is drawn)
+    att_average   = att with every tau replaced by mu_tau (unit structure): the effect for the
+                    average unit, its mean effect applied to these units' cells
+
+Three estimands, named alike in every output (:func:`estimand_draws`): the effect in *these*
+treated units (``att``), the effect for the *average* unit (``att_average``), and the predictive
+effect for a *new* unit like them (each posterior draw draws a new unit's effect from the
+population, ``tau_new ~ N(mu_tau, sigma_tau^2)``, or for ATT(g,t) a new cohort's and unit's
+deviations, and applies it to these units' cells).
 
 Binomial, unit-structure extensions: ``moderator`` (above), ``misclassification`` (a share
 ``m_c`` of a cell's records does not belong to the population, with its own probability ``q``:
@@ -380,7 +386,7 @@ def build_did_model(design: DidDesign, prior: NamedPrior, *, spec: ModelSpec | N
         _effects(design, data, factor, to_response(eta), to_response(eta0), suffix="")
         if design.spec.effects == "unit":
             typical = {k: v["eta0"] + data["treated"] * v["mu_tau"] for k, v in parts.items()}
-            _typical(data, factor, to_response(typical), to_response(eta0), "att_typical")
+            _typical(data, factor, to_response(typical), to_response(eta0), "att_average")
             if moderator is not None:
                 for grp in ("high", "low"):
                     e = {k: v["eta0"] + data["treated"] * v[f"typical_{grp}"] for k, v in parts.items()}
@@ -396,7 +402,7 @@ def build_did_model(design: DidDesign, prior: NamedPrior, *, spec: ModelSpec | N
             _effects(design, data, 100.0, lik.secondary_response(eta), lik.secondary_response(eta0), suffix="_zero")
             if design.spec.effects == "unit":
                 typical = {k: v["eta0"] + data["treated"] * v["mu_tau"] for k, v in parts.items()}
-                _typical(data, 100.0, lik.secondary_response(typical), lik.secondary_response(eta0), "att_typical_zero")
+                _typical(data, 100.0, lik.secondary_response(typical), lik.secondary_response(eta0), "att_average_zero")
         if repeated is not None:
             _repeated_likelihood(repeated, eta[""], to_response, sigma_child, nodes, weights)
         elif misclassification is not None:
@@ -508,6 +514,62 @@ def model_data(dm: DidModel, design: DidDesign | None = None, prior: NamedPrior 
     design = design or dm.design
     names = [k for k in dm.data_names if k in design.data]
     return {**{k: design.data[k] for k in names}, **prior_data(prior, zero_prior)}
+
+
+ESTIMANDS = {"these_units": "these treated units", "average_unit": "the average unit (its mean effect)",
+             "new_unit": "a new unit like them (between-unit variation included)"}
+
+
+def estimand_draws(dm: DidModel, posterior, *, seed: int, suffix: str = "") -> dict[str, np.ndarray]:
+    """Draws (samples,) of the three estimands on the reading scale (see the module
+    docstring), g-computed over the treated units' post-adoption cells: ``these_units`` is
+    the model's ``att``; ``average_unit`` replaces every unit's effect by the mean effect;
+    ``new_unit`` by a new unit's effect drawn from the population for each posterior draw
+    (``suffix="_zero"``: the hurdle's same-day share)."""
+    design, lik = dm.design, dm.lik
+    d = design.data
+    rng = np.random.default_rng(seed)
+    eta0, eta, nuis = cell_predictors(dm, posterior)
+    n_s = next(iter(eta0.values())).shape[0]
+    post = (d["post"] > 0)
+    w = d["n"] * d["post"]
+
+    def new_and_average(part: str) -> tuple[np.ndarray, np.ndarray]:
+        get = lambda name: _draws(posterior, f"{name}{part}")  # noqa: E731
+        mu = get("mu_tau")
+        if design.spec.effects == "unit":
+            sigma = get("sigma_tau")
+            avg = np.repeat(mu[:, None], len(d["n"]), axis=1)
+            new = avg + (sigma * rng.standard_normal(n_s))[:, None]
+            return avg, new
+        gt_event = d["gt_event"]
+        events = np.array(sorted(set(gt_event)))
+        delta = get("event_deviation") if f"event_deviation{part}" in posterior else np.zeros((n_s, len(events)))
+        cell_e = np.searchsorted(events, gt_event)[d["gt_pos"]]
+        avg = get("tau")[:, d["gt_pos"]]
+        base = (mu[:, None] + delta)[:, cell_e]
+        new = base.copy()
+        if f"sigma_cohort{part}" in posterior:
+            z = rng.standard_normal((n_s, len(events)))[:, cell_e]
+            new = new + get("sigma_cohort")[:, None] * z
+        if f"sigma_unit_effect{part}" in posterior:
+            new = new + (get("sigma_unit_effect") * rng.standard_normal(n_s))[:, None]
+        return avg, new
+
+    taus = {p: new_and_average(p) for p in lik.parts}
+    treated = d["treated"][None, :]
+    if suffix == "_zero":
+        response, factor = (lambda e: lik.secondary_response(e, lib=np)), 100.0
+    else:
+        response, factor = (lambda e: lik.response(e, nuis, lib=np)), dm.spec.reading_factor(lik)
+    r0 = response(eta0)
+
+    def contrast(e: dict) -> np.ndarray:
+        return factor * ((response(e) - r0)[:, post] * w[post]).sum(1) / w[post].sum()
+
+    return {"these_units": contrast(eta),
+            "average_unit": contrast({p: eta0[p] + treated * taus[p][0] for p in lik.parts}),
+            "new_unit": contrast({p: eta0[p] + treated * taus[p][1] for p in lik.parts})}
 
 
 # ---------------------------------------------------------------- the same predictors in NumPy

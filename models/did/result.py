@@ -103,7 +103,7 @@ class PriorResult:
     counterfactual_mean: float
     aggregates: dict                  # simple, dynamic, group, calendar (models.did.summaries)
     diagnostics_ok: bool
-    average_unit: dict | None = None  # unit structure: mu_tau applied to these units' cells
+    estimands: dict = field(default_factory=dict)   # these_units, average_unit, new_unit (models.did.model.ESTIMANDS)
     secondary: dict = field(default_factory=dict)
     reweighting: dict | None = None
 
@@ -142,7 +142,7 @@ class Robustness:
     notes: list[str] = field(default_factory=list)
     table: list[dict] = field(default_factory=list)
     diagnostics_ok: bool = True
-    relative_magnitudes: dict = field(default_factory=dict)
+    sensitivity: dict = field(default_factory=dict)   # Rambachan-Roth: breakdowns, what they were computed on
     pretrends: dict = field(default_factory=dict)
     leave_one_out: list[dict] = field(default_factory=list)
     leave_one_out_summary: dict = field(default_factory=dict)

@@ -6,18 +6,8 @@ Parallel trends, in place of "assumption met / not met"
     interaction-weighted event study (:func:`models.did.summaries.aggregate`, ``dynamic``),
     P(|delta_k| > t) on the reporting scale, and P(max_k |delta_k| > t).
 
-Relative magnitudes (after Rambachan and Roth, 2023)
-    Let ``theta`` be the post-settling-in effect and ``D = max_{k < 0} |delta_k|`` the largest
-    pre-period deviation from parallel trends (both from the event-study posterior, draw by
-    draw). If the post-period violation is at most ``M * D``, the effect lies in
-    ``[theta - M D, theta + M D]``. For a grid of ``M``, :func:`relative_magnitudes` reports
-    P(theta + M D < 0) (robustly a reduction), P(theta - M D < 0) (a reduction cannot be ruled
-    out) and the worst case for the sign of the main estimate; the *breakdown* ``M*``
-    (:func:`breakdown_m`) is the largest ``M`` at which the conclusion "the effect has this
-    sign" still holds with posterior probability >= ``conclusion_prob``:
-    ``M* = max(0, quantile_{1 - c}(s theta / D))`` with ``s`` the sign of the estimate.
-    This bounds the *level* of the post-period violation by the largest pre-period one, the
-    issue's simplification of Rambachan and Roth's bound on period-to-period changes.
+Rambachan and Roth (2023) sensitivity (relative magnitudes, smoothness) is in
+:mod:`models.did.honest`; :func:`event_study_draws` turns an event study into its inputs.
 
 Misclassification of the population (NFA coding)
     :func:`suspect_cells` flags LA-years whose number of records is far below that LA's usual
@@ -47,9 +37,7 @@ import pandas as pd
 from models.diagnostics import check_sampling
 from models.sampling import CompiledSampler
 
-DEFAULT_M_GRID = tuple(np.round(np.arange(0.0, 2.01, 0.25), 2))
 DEFAULT_MISCLASSIFICATION_GRID = (0.0, 0.05, 0.1, 0.2, 0.3)
-CONCLUSION_PROB = 0.9   # "very likely" on the calibrated verbal ladder
 
 
 def pre_draws(dynamic: dict[int, np.ndarray], anticipation: int = 0) -> dict[int, np.ndarray]:
@@ -66,6 +54,17 @@ def max_abs_pre(dynamic: dict[int, np.ndarray], anticipation: int = 0) -> np.nda
     return np.abs(np.column_stack(list(pre.values()))).max(axis=1)
 
 
+def event_study_draws(dynamic: dict[int, np.ndarray], anticipation: int = 0) -> tuple[np.ndarray, int, list[int]]:
+    """The event study as Rambachan and Roth's coefficients: draws (samples x periods) of the
+    pre-periods before the base (``e < -1 - a``, in order) then the post-periods (``e >= -a``),
+    the base period ``-1 - a`` (held at 0) left out; the number of pre-periods; the event times."""
+    base = -1 - anticipation
+    pre = sorted(k for k in dynamic if k < base)
+    post = sorted(k for k in dynamic if k > base)
+    cols = [np.ravel(dynamic[k]) for k in pre + post]
+    return np.column_stack(cols), len(pre), pre + post
+
+
 def pretrend_table(dynamic: dict[int, np.ndarray], threshold: float, anticipation: int = 0) -> pd.DataFrame:
     """P(|delta_k| > threshold) for each pre-period event time and for the largest one."""
     rows = [{"event_time": str(k), "mean": float(v.mean()), "p_abs_gt_threshold": float((np.abs(v) > threshold).mean())}
@@ -73,48 +72,6 @@ def pretrend_table(dynamic: dict[int, np.ndarray], threshold: float, anticipatio
     mx = max_abs_pre(dynamic, anticipation)
     rows.append({"event_time": "max |pre|", "mean": float(mx.mean()), "p_abs_gt_threshold": float((mx > threshold).mean())})
     return pd.DataFrame(rows)
-
-
-def breakdown_m(effect: np.ndarray, max_pre: np.ndarray, *, sign: int, conclusion_prob: float = CONCLUSION_PROB) -> float:
-    """Largest M with P(sign * (effect - sign * M * max_pre) > 0) >= conclusion_prob (0 if none)."""
-    effect, max_pre = np.ravel(effect), np.ravel(max_pre)
-    ratio = np.where(max_pre > 0, sign * effect / np.maximum(max_pre, 1e-12), np.where(sign * effect > 0, np.inf, -np.inf))
-    m = float(np.quantile(ratio, 1.0 - conclusion_prob))
-    return max(0.0, m) if np.isfinite(m) else (np.inf if m > 0 else 0.0)
-
-
-def relative_magnitudes(effect: np.ndarray, max_pre: np.ndarray, grid=DEFAULT_M_GRID, *, sign: int | None = None,
-                        conclusion_prob: float = CONCLUSION_PROB) -> tuple[pd.DataFrame, dict]:
-    """The relative-magnitudes table over ``grid`` and a summary with the breakdown M.
-
-    ``sign`` is the direction of the conclusion to test (default: the sign of the posterior
-    median of ``effect``). The grid is extended (same step, up to M = 20) when the breakdown
-    M lies beyond it.
-    """
-    effect, max_pre = np.ravel(effect), np.ravel(max_pre)
-    if effect.shape != max_pre.shape:
-        raise ValueError("effect and max_pre need one value per draw")
-    s = int(sign) if sign is not None else (1 if np.median(effect) > 0 else -1)
-    m_star = breakdown_m(effect, max_pre, sign=s, conclusion_prob=conclusion_prob)
-    grid = sorted({float(m) for m in grid})
-    if np.isfinite(m_star) and len(grid) > 1 and m_star > grid[-1]:   # extend the grid past the breakdown
-        step = grid[-1] - grid[-2]
-        grid += list(np.round(np.arange(grid[-1] + step, min(m_star, 20.0) + 1.5 * step, step), 6))
-    rows = []
-    for m in grid:
-        upper, lower = effect + m * max_pre, effect - m * max_pre
-        worst = effect - s * m * max_pre
-        rows.append({"M": float(m), "bound_low_mean": float(lower.mean()), "bound_high_mean": float(upper.mean()),
-                     "worst_case_eti95_low": float(np.quantile(worst, 0.025)),
-                     "worst_case_eti95_high": float(np.quantile(worst, 0.975)),
-                     "p_negative_robust": float((upper < 0).mean()),
-                     "p_negative_possible": float((lower < 0).mean()),
-                     "p_conclusion_holds": float((s * worst > 0).mean())})
-    summary = {"sign_tested": s, "conclusion": "reduction" if s < 0 else "increase",
-               "conclusion_prob": conclusion_prob, "breakdown_m": m_star,
-               "p_conclusion_at_m0": float((s * effect > 0).mean()),
-               "max_pre_mean": float(max_pre.mean())}
-    return pd.DataFrame(rows), summary
 
 
 def suspect_cells(cells: pd.DataFrame, *, ratio: float = 0.5, count: str = "n") -> tuple[np.ndarray, list[str]]:

@@ -51,6 +51,7 @@ class Reading:
     decimals: int | None = None
     subject: str = "the programme"
     where: str = "the treated units"
+    unit_noun: str = "unit"
 
     def __post_init__(self) -> None:
         if self.rope < 0 or self.mid < 0:
@@ -262,19 +263,22 @@ def effect_summary(draws, reading: Reading) -> dict:
     return summarise_effect(np.ravel(draws), rope=reading.rope, mid=reading.mid).to_dict()
 
 
-def effect_statements(reading: Reading, att, *, relative=None, typical=None, unit_word: str = "units") -> dict:
-    """Posterior statements about the effect in the treated units under one prior.
+def effect_statements(reading: Reading, att, *, relative=None, estimands: dict | None = None) -> dict:
+    """Posterior statements about the effect in the treated units under one prior, and about
+    the average unit and a new unit like them (``estimands``: draws keyed as
+    :data:`models.did.model.ESTIMANDS`).
 
-    Returns the named probabilities and the sentences; every number is computed from the
-    draws. The sentences follow the sign of the posterior mean; where the programme claims a
-    direction, P(effect in that direction) is kept as ``p_programme_direction`` and a result
-    against it is said to be so.
+    Returns the named probabilities, the sentences and the estimands' summaries; every number is
+    computed from the draws. The sentences follow the sign of the posterior mean; where the
+    programme claims a direction, P(effect in that direction) is kept as
+    ``p_programme_direction`` and a result against it is said to be so.
     """
     x = np.ravel(att)
     s = summarise_effect(x, rope=reading.rope, mid=reading.mid)
     f = reading.fmt
     label, where, units = reading.label, reading.where, reading.units
     down = s.mean < 0
+    verb = "reduced" if down else "increased"
     probs: dict[str, float] = {"p_negative": s.p_negative, "p_positive": s.p_positive, "p_in_rope": s.p_in_rope,
                                "p_beyond_mid": s.p_beyond_mid, "p_below_minus_mid": prob(x < -reading.mid),
                                "p_above_mid": prob(x > reading.mid)}
@@ -283,8 +287,7 @@ def effect_statements(reading: Reading, att, *, relative=None, typical=None, uni
         probs["p_programme_direction"] = prob(reading.direction * x > 0)
         if (reading.direction > 0) == down:
             against = " (the opposite of what was intended)"
-    lines = [state(s.p_negative if down else s.p_positive,
-                   f"{reading.subject} {'reduced' if down else 'increased'} {label} in {where}{against}"),
+    lines = [state(s.p_negative if down else s.p_positive, f"{reading.subject} {verb} {label} in {where}{against}"),
              state(probs["p_below_minus_mid" if down else "p_above_mid"],
                    f"{label} {'fell' if down else 'rose'} by more than {f(reading.mid, sign=False)} {units}"),
              state(s.p_in_rope, f"the change in {label} was within ±{f(reading.rope, sign=False)} {units} "
@@ -299,48 +302,17 @@ def effect_statements(reading: Reading, att, *, relative=None, typical=None, uni
         probs["p_target_met"] = prob(x >= t) if t > 0 else prob(x <= t)
         lines.append(state(probs["p_target_met"], f"the target was met ({label} changed by at least "
                                                   f"{f(t)} {units})"))
-    if typical is not None:
-        tx = np.ravel(typical)
-        probs["p_average_unit_same_sign"] = prob(tx < 0) if down else prob(tx > 0)
-        lines.append(state(probs["p_average_unit_same_sign"],
-                           f"the mean effect across {unit_word} (mu_tau, applied to these {unit_word}' cells) "
-                           f"{'reduced' if down else 'increased'} {label}"))
-    return {"effect": s.to_dict(), "probabilities": probs, "statements": lines}
-
-
-def _band(draws: np.ndarray) -> tuple[float, float, float]:
-    return float(draws.mean()), float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))
-
-
-def trend_table(design: DidDesign, mu: np.ndarray, mu0: np.ndarray, panels: dict[str, tuple[list[str], list[str]]],
-                *, factor: float) -> pd.DataFrame:
-    """Treated units against their comparators by period: observed, fitted (posterior mean and
-    95% band) and, for treated units, the counterfactual without the treatment.
-
-    ``mu``/``mu0`` are the response per cell with and without the effect (draws x cells);
-    ``panels`` maps a panel name to (treated units, comparator units). Shares and rates are
-    ``n``-weighted (times ``factor``); continuous outcomes are plain means over cells.
-    """
-    lik = design.lik
-    cells = design.cells
-    n = design.data["n"].astype(float)
-    y = np.asarray(design.data["y"], float)
-    rows = []
-    for panel, (treated, comparators) in panels.items():
-        for group, units in (("pilot", treated), ("neighbours", comparators)):
-            sub = cells[cells["unit"].isin(units)]
-            for period, idx in sub.groupby("period").indices.items():
-                pos = sub.index.to_numpy()[idx]
-                w = np.ones(len(pos)) if lik.identity else n[pos]
-                scale = 1.0 if lik.identity else factor
-                observed = y[pos].mean() if lik.identity else scale * y[pos].sum() / n[pos].sum()
-                fit = scale * (mu[:, pos] * w).sum(1) / w.sum()
-                cf = scale * (mu0[:, pos] * w).sum(1) / w.sum()
-                f_mean, f_lo, f_hi = _band(fit)
-                c_mean, c_lo, c_hi = _band(cf) if group == "pilot" else (np.nan,) * 3
-                treated_now = bool((design.data["treated"][pos] > 0).any()) if group == "pilot" else False
-                rows.append({"panel": panel, "group": group, "year": int(period), "n_las": len(pos),
-                             "observed": float(observed), "fit_mean": f_mean, "fit_low": f_lo, "fit_high": f_hi,
-                             "counterfactual_mean": c_mean, "counterfactual_low": c_lo, "counterfactual_high": c_hi,
-                             "treated": treated_now})
-    return pd.DataFrame(rows)
+    summaries = {}
+    noun = reading.unit_noun
+    words = {"these_units": f"in {where}", "average_unit": f"in the average {noun} (its mean effect)",
+             "new_unit": f"in a new {noun} like them (between-{noun} variation included)"}
+    for key, draws in (estimands or {}).items():
+        d = np.ravel(draws)
+        e = summarise_effect(d, rope=reading.rope, mid=reading.mid).to_dict()
+        p_same = prob(d < 0) if down else prob(d > 0)
+        e.update(label=words[key], p_same_sign_as_these_units=p_same)
+        summaries[key] = e
+        if key != "these_units":
+            lines.append(state(p_same, f"{reading.subject} {verb} {label} {words[key]} (95% interval "
+                                       f"{f(e['eti95_low'])} to {f(e['eti95_high'])} {units})"))
+    return {"effect": s.to_dict(), "probabilities": probs, "statements": lines, "estimands": summaries}
