@@ -134,13 +134,14 @@ def _run(args, parser) -> int:
     unit_costs = load_unit_costs(table_path, deflator=deflator)
     volumes = load_la_volumes(args.la_volumes) if args.la_volumes else None
 
-    effects, diagnostics, hashed = {}, {}, [table_path]
+    effects, diagnostics, hashed, synthetic_from = {}, {}, [table_path], {}
     for outcome, path in (("kinship", args.kinship_posterior), ("rereferral", args.rereferral_posterior)):
         if path is None:
             effects[outcome] = cu.published_effect_draws(outcome, args.draws, args.seed)
             continue
         values, tree = load_effect_draws(path)
         effects[outcome] = cu.posterior_effect_draws(outcome, values, str(path))
+        synthetic_from[outcome] = posterior_synthetic_flag(tree)
         diagnostics[outcome] = cu.effect_diagnostics(tree)
         hashed.append(Path(path))
         log(diagnostics[outcome]["banner"], quiet=quiet and diagnostics[outcome]["ok"])
@@ -157,6 +158,7 @@ def _run(args, parser) -> int:
     result = cu.analyse(draws, settings, n_knots=args.evppi_knots, seed=args.seed)
 
     from figures import costs as figs
+    from figures.did import SYNTHETIC_NOTE
 
     main_key = f"rate_{settings.discount_rate:g}"
     main = result.headline[main_key]
@@ -171,8 +173,14 @@ def _run(args, parser) -> int:
                                             "SofS's effect on kinship care adds placement costs")
     statements["rereferral_saves"] = state(float(np.mean(result.outcomes[settings.discount_rate].total("rereferral_cost") < 0)),
                                            "SofS's effect on re-referrals saves money")
+    synthetic = any(v is True for v in synthetic_from.values())
+    if synthetic:    # the synthetic flag travels from the posterior file to every output made from it
+        statements = {k: f"[SYNTHETIC DATA] {v}" for k, v in statements.items()}
     summary = {
         "question": "Net cost of Signs of Safety (implementation plus outcome consequences) per LA and in total",
+        "synthetic": synthetic,
+        "effect_data": {k: ("synthetic" if v else "real" if v is False else "not stated by the posterior file")
+                        for k, v in synthetic_from.items()},
         "settings": {"price_year": f"{settings.price_year}-{(settings.price_year + 1) % 100:02d}",
                      "horizon_years": H, "discount_rates": list(settings.rates),
                      "unknown_internal": settings.unknown_internal, "las": list(draws.las),
@@ -192,6 +200,11 @@ def _run(args, parser) -> int:
                                  data_label=", ".join(str(p) for p in hashed)),
     }
 
+    def flag(figure):
+        if synthetic:
+            figure.text(0.5, -0.02, SYNTHETIC_NOTE, ha="center", va="top", fontsize=8, color="firebrick")
+        return figure
+
     with OutputDir(args.out) as out:
         out.write_json("summary.json", summary)
         by_la_out = result.by_la.assign(discount_rate=[f"{r:.1%}" for r in result.by_la["discount_rate"]])
@@ -200,18 +213,23 @@ def _run(args, parser) -> int:
         out.write_table("evppi", result.evppi, floatfmt=",.2f")
         out.write_table("inputs", _inputs_table(unit_costs, settings), floatfmt="g")
         by_la_main = result.by_la[result.by_la["discount_rate"] == settings.discount_rate]
-        out.save_figure("cost_distribution.png", figs.cost_distribution(
+        out.save_figure("cost_distribution.png", flag(figs.cost_distribution(
             result.histograms[settings.discount_rate], by_la_main, p_saves=main["p_saves_money"],
-            discount_rate=settings.discount_rate, price_year=settings.price_year, horizon_years=H))
-        out.save_figure("tornado.png", figs.tornado(result.tornado))
-        out.save_figure("evppi.png", figs.evppi_ranking(result.evppi, evpi=result.headline["evpi"]))
-        out.save_figure("cost_effect_plane.png", figs.cost_effect_plane(result.plane))
+            discount_rate=settings.discount_rate, price_year=settings.price_year, horizon_years=H)))
+        out.save_figure("tornado.png", flag(figs.tornado(result.tornado)))
+        out.save_figure("evppi.png", flag(figs.evppi_ranking(result.evppi, evpi=result.headline["evpi"])))
+        out.save_figure("cost_effect_plane.png", flag(figs.cost_effect_plane(result.plane)))
         if args.save_draws:
-            draws.to_dataset().to_netcdf(out / "draws.nc", engine="h5netcdf")
+            ds = draws.to_dataset()
+            ds.attrs["synthetic"] = int(synthetic)
+            ds.to_netcdf(out / "draws.nc", engine="h5netcdf")
         path = out.commit()
 
     net = main["total_net_cost"]
     if not quiet:
+        if synthetic:
+            print("NOTE: SYNTHETIC DATA: the effect draws come from a posterior fitted to simulated data "
+                  "(an illustration of the method, not evidence)")
         print(f"Net cost of SofS, {L} LAs, {H} years, {summary['settings']['price_year']} prices, "
               f"{settings.discount_rate:.1%} discount: mean {_m(net['mean'])} "
               f"(95% interval {_m(net['eti95_low'])} to {_m(net['eti95_high'])})")
@@ -226,6 +244,15 @@ def _run(args, parser) -> int:
         print(f"Written to {path}")
     failed = [k for k, v in diagnostics.items() if not v["ok"]]
     return EXIT_DIAGNOSTICS if (args.strict and failed) else EXIT_OK
+
+
+def posterior_synthetic_flag(tree) -> bool | None:
+    """The synthetic flag a DiD command writes into its posterior file's attributes (None for a
+    file that does not say: older outputs, other tools)."""
+    value = tree.attrs.get("synthetic")
+    if value is None:
+        return None
+    return bool(int(value)) if not isinstance(value, str) else value.strip().lower() in ("1", "true", "yes")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,16 +29,15 @@ import argparse
 import numpy as np
 
 from analyses.common import analysis_parser, run_cli
-from analyses.did_runner import Inputs, Plan, finish, run_plan, settings_from
+from analyses.did_runner import Inputs, Plan, finish, named_priors, run_plan, settings_from
 from data.did_panel import PanelColumns, load_panel
 from data.errors import DataError
 from models.did.crosscheck import mean_did, staggered_did
 from models.did.design import BASES, CONTROLS, EFFECTS, DesignSpec
 from models.did.likelihoods import LIKELIHOODS, get_likelihood
 from models.did.model import ModelSpec
-from models.did.priors import effect_priors
 from models.did.summaries import Reading
-from models.priors import PRIOR_NAMES, select_priors
+from models.priors import PRIOR_NAMES
 
 NAME = "did"
 DIRECTIONS = {"up": 1, "down": -1, "none": 0}
@@ -142,30 +141,24 @@ def make_plan(args: argparse.Namespace, inputs: Inputs, argv: list[str] | None) 
     reading = Reading(label=args.label or args.outcome, units=units, rope=rope, mid=mid, direction=direction,
                       target=args.target, relative_target=args.relative_target if (args.target is None and direction) else None,
                       decimals=args.decimals, subject=args.subject, where="the treated units")
-    from models.did.experiment import DidExperiment
-
-    pre = DidExperiment(cells, design, model, reading).pre_level()
     rel = args.relative_target if args.target is None else None
-    if args.target is None and direction == 0:
-        # no claimed direction: the sceptical and enthusiastic priors need one; use a rise of the relative target
-        rel_dir = 1
-    else:
-        rel_dir = direction
-    named = effect_priors(lik, pre, direction=rel_dir, relative_target=rel, target=args.target, factor=factor,
-                          outcome_label=reading.label, outcome_sd=float(np.std(y)) if lik.identity else None)
+    rel_dir = direction or 1       # no claimed direction: the enthusiastic prior of a relative target is a rise
+    zero = (-rel_dir, 0.2, "same-day records") if lik.hurdle else None
+    scale_name = {"identity": "outcome units", "logit": "log-odds ratio", "log": "log rate ratio"}[lik.link]
     try:
-        priors = select_priors(named, args.prior, args.prior_override)
+        priors, zero_priors, checks = named_priors(
+            cells, design, model, reading, direction=rel_dir, relative_target=rel, target=args.target,
+            choice=args.prior, overrides=args.prior_override,
+            neutral_sd=2.0 * float(np.std(y)) if lik.identity else 1.0, scale_name=scale_name, seed=args.seed + 17,
+            zero=zero)
     except ValueError as err:
-        raise DataError(str(err), column="--prior-override") from None
+        if isinstance(err, DataError):
+            raise
+        raise DataError(str(err), column="--target" if args.target is not None else "--relative-target") from None
     secondary = None
-    zero_priors = None
     if lik.hurdle:
         secondary = Reading(label="same-day records", units="pp", rope=2.0, mid=5.0, decimals=1, subject=args.subject,
                             where=reading.where)
-        share = float(np.clip(cells["y"].sum() / cells["n"].sum(), 1e-3, 0.8))
-        zero = effect_priors(get_likelihood("binomial"), share, direction=-(rel_dir or 1), relative_target=0.2,
-                             outcome_label="same-day records")
-        zero_priors = [zero.get(p.name, zero["neutral"]) for p in priors]
 
     def frequentist(plan, exp):
         out = []
@@ -191,7 +184,7 @@ def make_plan(args: argparse.Namespace, inputs: Inputs, argv: list[str] | None) 
                 provenance_extra={"columns": vars(PanelColumns(args.unit, args.time, args.cohort, args.outcome,
                                                                args.trials, args.exposure, covariates, args.settling)),
                                   "likelihood": args.likelihood},
-                frequentist=frequentist,
+                frequentist=frequentist, prior_check=checks,
                 why=(f"Design chosen by the user: {args.effects} effects, {args.control}-treated controls, base "
                      f"{args.base}."))
 

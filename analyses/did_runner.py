@@ -31,6 +31,7 @@ from figures import did as fig
 from models.diagnostics import Diagnostics
 from models.did import honest
 from models.did import robustness as rb
+from models.did.checks import add_log_groups, loo_by_unit, power_scaling
 from models.did.design import DesignSpec
 from models.did.experiment import DidExperiment
 from models.did.fit import Fit, PriorFits, SamplerSettings
@@ -93,6 +94,7 @@ class Plan:
     extra_outputs: Callable | None = None   # (out, run) -> None: command-specific files
     extra_markdown: Callable | None = None  # (run) -> list of lines appended to report.md
     m_grid: tuple[float, ...] = honest.DEFAULT_RM_GRID   # relative magnitudes' Mbar grid
+    prior_check: list[dict] = field(default_factory=list)
     prior_draws: int = 500
 
 
@@ -117,6 +119,56 @@ class Run:
     frequentist: list[Frequentist]
     result: DidResult
     diagnostics: dict[str, Diagnostics]
+
+
+def named_priors(cells: pd.DataFrame, design_spec: DesignSpec, model_spec: ModelSpec, reading: Reading, *,
+                 direction: int, relative_target: float | None, target: float | None, choice: str,
+                 overrides: list[str], neutral_sd: float, scale_name: str, seed: int, part: str = "",
+                 zero: tuple | None = None) -> tuple[list[NamedPrior], list[NamedPrior] | None, list[dict]]:
+    """The named priors, calibrated on the reported scale (:func:`models.did.priors.calibrated_priors`),
+    after the user's overrides, with each one's check (overridden priors are checked too).
+    ``zero`` (the hurdle's same-day part): (direction, relative target, label)."""
+    from models.did.priors import calibrated_priors, check_priors
+    from models.priors import select_priors
+
+    provisional = NamedPrior("neutral", 0.0, neutral_sd, scale_name, "provisional")
+    dm = DidExperiment(cells, design_spec, model_spec, reading).build(provisional)
+    named, _ = calibrated_priors(dm, direction=direction, relative_target=relative_target, target=target,
+                                 outcome_label=reading.label, units=reading.units, neutral_sd=neutral_sd,
+                                 scale_name=scale_name, seed=seed)
+    try:
+        priors = select_priors(named, choice, overrides)
+    except ValueError as err:
+        from data.errors import DataError
+
+        raise DataError(str(err), column="--prior-override") from None
+    checks = [{"part": "main", **vars(c)} for c in check_priors(
+        dm, priors, direction=direction if target is None else (1 if target > 0 else -1), relative_target=relative_target,
+        target=target, units=reading.units, seed=seed + 7)]
+    zero_priors = None
+    if zero is not None:
+        zdir, zrel, zlabel = zero
+        znamed, _ = calibrated_priors(dm, direction=zdir, relative_target=zrel, outcome_label=zlabel, units="pp",
+                                      neutral_sd=1.0, scale_name="log-odds ratio", part="_zero", seed=seed + 11)
+        zero_priors = [znamed.get(p.name, znamed["neutral"]) for p in priors]
+        checks += [{"part": "same-day share", **vars(c)} for c in check_priors(
+            dm, zero_priors, direction=zdir, relative_target=zrel, target=None, units="pp", part="_zero",
+            seed=seed + 13)]
+    return priors, zero_priors, checks
+
+
+def prior_check_lines(checks: list[dict]) -> list[str]:
+    out = []
+    for c in checks:
+        part = f" ({c['part']})" if c["part"] != "main" else ""
+        between = (f", between-unit SD prior x {c['between_scale']:.3g}" if c.get("between_scale", 1.0) != 1.0
+                   else "")
+        out.append(f"{c['prior']}{part}: N({c['mean']:.3g}, {c['sd']:.3g}){between}; "
+                   f"P(target met) = {c['p_target_met']:.2f}; "
+                   f"median relative change {100 * c['median_relative']:+.0f}%; P(wrong side) = "
+                   f"{c['p_wrong_side']:.2f}; 95% of the prior effect in [{c['eti95_low']:+.3g}, "
+                   f"{c['eti95_high']:+.3g}] {c['reading_units']}")
+    return out
 
 
 def log_for(plan: Plan) -> Callable[[str], None]:
@@ -150,11 +202,12 @@ def fit_all(plan: Plan, inputs: Inputs) -> tuple[DidExperiment, PriorFits, DidEx
     for name, f in fits.fits.items():
         log(f"[{plan.name}] {name}: " + f.diagnostics.banner(), quiet=plan.quiet and f.diagnostics.ok)
     ref = reference_prior(plan)
+    ref_fit = fits.fits[plan.priors[ref].name]
     if _has_pretrends(plan.design_spec):
-        return exp, fits, exp, fits.fits[plan.priors[ref].name]
+        return exp, fits, exp, ref_fit
     say("event study (cohort by period, base: the last pre-adoption period)...")
     ev = DidExperiment(inputs.cells, event_companion_spec(plan.design_spec),
-                       replace(plan.model_spec, unit_centred=fits.model.unit_centred), plan.reading, plan.secondary,
+                       replace(plan.model_spec, unit_centred=(ref_fit.dm or fits.model).unit_centred), plan.reading, plan.secondary,
                        units=exp.design.units, periods=None)
     ev_fits = ev.fit(plan.priors[ref:ref + 1], plan.settings, seed=plan.seed + 50,
                      zero_priors=(plan.zero_priors or [None] * len(plan.priors))[ref:ref + 1], log=say)
@@ -222,13 +275,23 @@ def run_plan(plan: Plan, inputs: Inputs) -> Run:
         f = fits.fits[prior.name]
         zp = (plan.zero_priors or [None] * len(plan.priors))[i]
         if f.reweighting is None:
-            exp.posterior_predictive(fits.model, f, seed=plan.seed + 200 + i)
+            exp.posterior_predictive(f.dm, f, seed=plan.seed + 200 + i)
         pp = exp.prior_predictive(fits.model, prior, draws=plan.prior_draws, seed=plan.seed + 100 + i, zero_prior=zp)
         prior_pred[prior.name] = pp
         for group in ("prior", "prior_predictive"):
             f.idata[group] = pp["idata"][group]
-        results.append(exp.summarise(f, fits.model, seed=plan.seed + 300 + i))
-    y_rep = exp.posterior_predictive(fits.model, first, seed=plan.seed + 7, store=False)
+        results.append(exp.summarise(f, f.dm, seed=plan.seed + 300 + i))
+    y_rep = exp.posterior_predictive(first.dm, first, seed=plan.seed + 7, store=False)
+    say("log-likelihood by unit, log prior, power-scaling sensitivity and leave-one-unit-out...")
+    for f in fits.fits.values():
+        if f.reweighting is None:      # a reweighted fit's log prior would be the reference prior's
+            add_log_groups(f.dm, f.idata)
+    ref_fit = fits.fits[plan.priors[reference_prior(plan)].name]
+    sens_vars = ["att", "att_zero", "mu_tau", "mu_tau_zero", "sigma_tau", "sigma_cohort", "sigma_unit"]
+    log_checks = {}
+    if ref_fit.reweighting is None:
+        log_checks["power_scaling"] = power_scaling(ref_fit.idata, sens_vars)
+        log_checks["loo_by_unit"], log_checks["loo_summary"] = loo_by_unit(ref_fit.idata, plan.unit_word.lower())
     event_tables = {"att": ev.event_study(ev_fit, plan.pretrend_threshold)}
     if plan.secondary is not None:
         event_tables["att_zero"] = ev.event_study(ev_fit, plan.secondary.rope, suffix="_zero")
@@ -241,7 +304,7 @@ def run_plan(plan: Plan, inputs: Inputs) -> Run:
     else:
         rob, rob_tables, rob_figs = event_robustness(plan, inputs, ev, ev_fit, same_model=ev is exp)
     freq = plan.frequentist(plan, exp) if plan.frequentist else []
-    result = build_result(plan, inputs, exp, fits, results, event_tables, rob, freq, diagnostics, y_rep)
+    result = build_result(plan, inputs, exp, fits, results, event_tables, rob, freq, diagnostics, y_rep, log_checks)
     say(f"fitted and summarised in {time.perf_counter() - t0:.0f} s")
     return Run(plan, inputs, exp, fits, ev, ev_fit, results, event_tables["att"], event_tables, y_rep, prior_pred,
                rob, rob_tables, rob_figs, freq, result, diagnostics)
@@ -334,7 +397,7 @@ def sensitivity_statements(summ: dict, reading: Reading) -> list[str]:
 
 def build_result(plan: Plan, inputs: Inputs, exp: DidExperiment, fits: PriorFits, results: list[PriorResult],
                  event_tables: dict, rob: Robustness, freq: list[Frequentist], diagnostics: dict,
-                 y_rep: dict) -> DidResult:
+                 y_rep: dict, log_checks: dict | None = None) -> DidResult:
     d = exp.design
     r = plan.reading
     outcome = OutcomeInfo(name=plan.name, label=r.label, units=r.units, likelihood=d.spec.likelihood,
@@ -349,9 +412,19 @@ def build_result(plan: Plan, inputs: Inputs, exp: DidExperiment, fits: PriorFits
     s = d.spec
     design = DesignInfo(effects=s.effects, control=s.control, base=s.base, anticipation=s.anticipation,
                         unit_trends=s.unit_trends, covariates=list(s.covariates),
-                        period_effects=plan.model_spec.period_effects, unit_centred=fits.model.unit_centred,
+                        period_effects=plan.model_spec.period_effects,
+                        unit_centred=(fits.fits[plan.priors[reference_prior(plan)].name].dm or fits.model).unit_centred,
                         exclude_settling=s.exclude_settling, why=plan.why)
     checks = {"ppc_coverage_95": ppc_coverage(d, y_rep), "prior_draws": plan.prior_draws}
+    log_checks = log_checks or {}
+    if "power_scaling" in log_checks:
+        ps = log_checks["power_scaling"]
+        checks["power_scaling"] = ps.to_dict(orient="records")
+        checks["power_scaling_note"] = ("arviz psense_summary on the neutral prior's fit: cumulative Jensen-Shannon "
+                                        "distance when the prior or the likelihood is powered by 0.99-1.01; above "
+                                        "0.05 flags sensitivity")
+    if "loo_summary" in log_checks:
+        checks["loo_by_unit"] = {**log_checks["loo_summary"], "by_unit": log_checks["loo_by_unit"].to_dict(orient="records")}
     ev = event_tables["att"]
     statements = _event_statements(plan, ev, r)
     return DidResult(
@@ -361,6 +434,7 @@ def build_result(plan: Plan, inputs: Inputs, exp: DidExperiment, fits: PriorFits
         event_study_statements=statements, checks=checks, frequentist=freq, robustness=rob,
         diagnostics={k: v.to_dict() for k, v in diagnostics.items()},
         diagnostics_ok=all(v.ok for v in diagnostics.values()),
+        prior_check=plan.prior_check,
         provenance=provenance(seed=plan.seed, data_hash=inputs.data_hash, data_label=inputs.source, argv=plan.argv,
                               draws=plan.settings.draws, tune=plan.settings.tune, chains=plan.settings.chains,
                               target_accept=plan.settings.target_accept, synthetic=inputs.synthetic,
@@ -392,6 +466,11 @@ def markdown_page(run: Run) -> str:
     if res.report is not None:
         lines += ["## The report's result", "", f"{res.report.describe()}; graded: *{res.report.grade}* "
                   f"({res.report.source}).", ""]
+    if res.prior_check:
+        lines += ["## The named priors on the reported scale", "",
+                  "Each prior's implications for the reported effect, with the untreated outcome held at the treated "
+                  "units' observed pre-adoption levels and the other effect parameters drawn from their priors:", ""]
+        lines += [f"- {line}" for line in prior_check_lines(res.prior_check)] + [""]
     lines += ["## Posterior statements", ""]
     for pr in res.results:
         e = pr.effect
@@ -427,6 +506,17 @@ def markdown_page(run: Run) -> str:
         lines += [""]
     lines += ["## Checks and diagnostics", "",
               f"Posterior predictive: {100 * res.checks['ppc_coverage_95']:.0f}% of cells inside their 95% interval.", ""]
+    if "power_scaling" in res.checks:
+        lines += ["Power-scaling sensitivity (" + res.checks["power_scaling_note"] + "):", "",
+                  pd.DataFrame(res.checks["power_scaling"]).to_markdown(index=False, floatfmt=".3f"), ""]
+    if "loo_by_unit" in res.checks:
+        lo = res.checks["loo_by_unit"]
+        bad = lo["units_with_pareto_k_above_0.7"]
+        lines += [f"Leave one {plan.unit_word} out (PSIS-LOO): elpd {lo['elpd_loo']:.1f} (SE {lo['se']:.1f}); Pareto k "
+                  f"above 0.7 for {len(bad)} of {lo['n_units']} {plan.unit_word}s"
+                  + (f" ({', '.join(map(str, bad[:12]))}{', ...' if len(bad) > 12 else ''}): for them the "
+                     "approximation is unreliable (each carries its own intercept and effect), so the exact "
+                     "re-fits (`--robustness`: leave one out) are the check" if bad else "") + ".", ""]
     lines += [f"- {k}: " + v.banner().replace("\n", " ") for k, v in run.diagnostics.items()]
     if res.truth is not None and "att" in res.truth:
         lines += ["", "## Known truth (synthetic data only)", "", f"True ATT {f(res.truth['att'])} {r.units}."]
@@ -482,6 +572,12 @@ def write_outputs(run: Run) -> Path:
             out.write_table("ppc_duration", days)
             out.save_figure("ppc_duration.png", fig.plot_duration_ppc(days, synthetic=syn))
         out.write_table("diagnostics", diag_table)
+        if res.prior_check:
+            out.write_table("prior_check", pd.DataFrame(res.prior_check))
+        if "power_scaling" in res.checks:
+            out.write_table("power_scaling", pd.DataFrame(res.checks["power_scaling"]))
+        if "loo_by_unit" in res.checks:
+            out.write_table("loo_by_unit", pd.DataFrame(res.checks["loo_by_unit"]["by_unit"]))
         for name, table in run.robustness_tables.items():
             out.write_table(name, table)
         res.write(out / "statements.json")
@@ -532,21 +628,27 @@ def print_headline(run: Run) -> None:
         print("NOTE: SYNTHETIC DATA (simulated; an illustration of the method, not evidence)")
     rep = f"report {res.report.describe()} -> '{res.report.grade}'" if res.report else "no published result to compare"
     print(f"{r.label}: {rep}")
+    for line in prior_check_lines(res.prior_check):
+        print(f"  prior check: {line}")
     for pr in res.results:
         e = pr.effect
         print(f"  {pr.prior:>12}: ATT {f(e['mean'])} {r.units} [{f(e['eti95_low'])}, {f(e['eti95_high'])}]; "
               + pr.statements[0])
+        if "att_population" in pr.secondary:      # durations cut off: the population mean beside the truncated
+            pe = pr.secondary["att_population"]["effect"]
+            print(f"  {'':>12}  population mean: {f(pe['mean'])} {r.units} [{f(pe['eti95_low'])}, "
+                  f"{f(pe['eti95_high'])}] (the lognormal extended beyond the cut-off: an extrapolation)")
     for fr in res.frequentist:
         print(f"  frequentist{' (' + fr.label + ')' if fr.label else ''}: {f(fr.estimate)} {fr.units} "
               f"(SE {f(fr.se, sign=False)})" + (f", p = {fr.p_value:.3f}" if fr.p_value is not None else ""))
     sens = res.robustness.sensitivity.get("att")
     if sens:
         for kind, sym in (("relative_magnitudes", "Mbar"), ("smoothness", "M")):
-            b = sens["restrictions"][kind]["first post-adoption period"]
-            m = b["breakdown_robust_interval"]
-            print(f"  {kind.replace('_', ' ')} (Rambachan & Roth, first period): the {b['conclusion']} "
-                  + (f"holds up to {sym} = {m:g}" if m is not None else
-                     f"is not robust even at {sym} = {b['fails_at']:g} (its 95% interval includes 0)"))
+            for label, b in sens["restrictions"][kind].items():
+                m = b["breakdown_robust_interval"]
+                print(f"  {kind.replace('_', ' ')} (Rambachan & Roth, {label}): the {b['conclusion']} "
+                      + (f"holds up to {sym} = {m:g}" if m is not None else
+                         f"is not robust even at {sym} = {b['fails_at']:g} (its 95% interval includes 0)"))
     for row in res.robustness.table:
         if row.get("family") not in ("main", "leave one LA out") and row.get("effect") == "att":
             print(f"  robustness: {row['analysis']}: {f(row['mean'])} [{f(row['eti95_low'])}, {f(row['eti95_high'])}]")

@@ -23,17 +23,16 @@ from pathlib import Path
 import numpy as np
 
 from analyses.common import analysis_parser, log, run_cli
-from analyses.did_runner import Inputs, Plan, finish, run_plan, settings_from
+from analyses.did_runner import Inputs, Plan, finish, named_priors, run_plan, settings_from
 from data import la_panel as lp
 from figures import la_panel as fig
 from models.did.crosscheck import mean_did, two_factor_anova
 from models.did.design import DesignSpec, canonical_cells
 from models.did.likelihoods import get_likelihood
 from models.did.model import ModelSpec, cell_predictors
-from models.did.priors import effect_priors
 from models.did.result import ReportedResult
 from models.did.summaries import Reading, trend_table
-from models.priors import PRIOR_NAMES, select_priors
+from models.priors import PRIOR_NAMES
 
 NAME = "la_panel"
 REPORT_YEARS = (2015, 2019)  # 2014/15-2018/19, the report's analysis period, as years ending March
@@ -242,12 +241,11 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
                       decimals=1 if units == "pp" else 2, subject="SofS", where="the pilot LAs", unit_noun="LA")
     design_spec = DesignSpec(likelihood, effects="unit", control="never", base="all", unit_trends=args.la_trends)
     model_spec = ModelSpec(period_effects="fixed", period_sd=YEAR_SD, cohort_levels=False)   # as its earlier releases
-    from models.did.experiment import DidExperiment
-
-    pre = DidExperiment(cells, design_spec, model_spec, reading).pre_level()
-    named = effect_priors(lik, pre, direction=outcome.direction, relative_target=0.2, outcome_label=outcome.label,
-                          outcome_sd=float(cells["y"].std()) if lik.identity else None)
-    priors = select_priors(named, args.prior, args.prior_override)
+    priors, _, checks = named_priors(cells, design_spec, model_spec, reading, direction=outcome.direction,
+                                     relative_target=0.2, target=None, choice=args.prior,
+                                     overrides=args.prior_override,
+                                     neutral_sd=2.0 * float(cells["y"].std()) if lik.identity else 1.0,
+                                     scale_name="outcome units" if lik.identity else "log-odds ratio", seed=args.seed + 17)
     verdict = REPORT[outcome.file]
     notes = [NOTES["rereferral"] if outcome.name == "rereferral" else NOTES["workforce"]]
     if outcome.kind == "count":
@@ -274,7 +272,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
                 reweight=not args.no_reweight, strict=args.strict, quiet=quiet, argv=argv,
                 provenance_extra={"treatment": str(args.treatment), "exclusions": str(args.exclude) if args.exclude else None,
                                   "outcome": outcome.name},
-                frequentist=frequentist,
+                frequentist=frequentist, prior_check=checks,
                 why=("One effect per pilot LA after settling-in, partially pooled; comparators never treated; the event "
                      "study is a cohort-by-period companion fit."),
                 extra={"real_data": True, "indicator": outcome.name, "notes": notes,

@@ -3,6 +3,7 @@ do the Bayesian and the report's frequentist DiD behave with few treated LAs?
 
     uv run python -m analyses.simulation recovery --replicates 200          # bias, RMSE, coverage
     uv run python -m analyses.simulation sbc --replicates 200               # simulation-based calibration
+    uv run python -m analyses.simulation sbc --treated 9,4,2 --replicates 200   # + calibrated words, new-LA coverage
     uv run python -m analyses.simulation few-las --replicates 100           # type I error and power
     uv run python -m analyses.simulation recovery --replicate 17            # re-run one replicate alone
     uv run python -m analyses.simulation few-las --scheduler tcp://host:8786 --replicates 500
@@ -81,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--mu-tau", type=float, default=None, help="true typical-LA effect, log-odds (default -0.66)")
     rec.add_argument("--sd-tau", type=float, default=None, help="true between-LA SD of the effect (default 0.6)")
     sbc = sub.add_parser("sbc", parents=[common], help="simulation-based calibration: ranks under the prior")
+    sbc.add_argument("--treated", type=_ints, default=[9],
+                     help="numbers of treated LAs, each a scenario with as many comparators (default 9: the kinship "
+                          "design; 9,4,2 for the calibrated-words and new-LA checks)")
     sbc.add_argument("--sbc-draws", type=int, default=49,
                      help="thinned posterior draws each rank is taken among, L (default 49: about the "
                           "smallest bulk ESS of 2 x 500 draws)")
@@ -108,7 +112,7 @@ def study_setup(args: argparse.Namespace) -> tuple[sim.StudySettings, list[sim.S
     if args.study == "recovery":
         scenarios = sim.study_scenarios("recovery", mu_tau=args.mu_tau, sd_tau=args.sd_tau)
     elif args.study == "sbc":
-        scenarios = sim.study_scenarios("sbc")
+        scenarios = sim.study_scenarios("sbc", treated=args.treated)
     else:
         scenarios = sim.study_scenarios("few-las", treated=args.treated, comparators=args.comparators,
                                         sd_taus=args.sd_tau, effects=args.effects)
@@ -208,6 +212,25 @@ def summarise(args, settings, scenarios, store, replicates, argv, runs: list[dic
                 out.save_figure("sbc_ecdf.png", fig.plot_sbc_ecdf(curves, table, level=SBC_LEVEL))
                 out.save_figure("sbc_ranks.png", fig.plot_sbc_histograms(ranks))
                 summary["sbc"] = table.to_dict(orient="records")
+            words = sim.verbal_calibration(records)
+            if not words.empty:
+                out.write_table("verbal_calibration", words)
+                out.save_figure("verbal_calibration.png", fig.plot_verbal_calibration(words))
+                bad = words[~words["matches_stated"]]
+                checks.append(("calibrated words: at every verbal level and number of treated LAs the share of true "
+                               "statements is within 3 Monte Carlo SEs of the stated probability", bad.empty,
+                               "all levels match" if bad.empty else
+                               "; ".join(f"{r.level} ({r.n_pilot} LAs): {r.share_true:.2f} vs {r.mean_stated_p:.2f}"
+                                         for r in bad.itertuples())))
+                summary["verbal_calibration"] = words.to_dict(orient="records")
+            new = sim.new_unit_coverage(records)
+            if not new.empty:
+                out.write_table("new_la_coverage", new)
+                for r in new.itertuples():
+                    checks.append((f"new-LA 90% predictive interval coverage within 0.86-0.94 ({r.n_pilot} treated LAs)",
+                                   COVERAGE_TARGET[0] <= r.coverage_90 <= COVERAGE_TARGET[1],
+                                   f"{r.coverage_90:.3f} (MC SE {r.mc_se_90:.3f}, {r.replicates} replicates)"))
+                summary["new_la_coverage"] = new.to_dict(orient="records")
         else:
             frame = sim.few_las_frame(records, alpha=args.alpha)
             table = sim.rejection_table(frame)
@@ -222,6 +245,10 @@ def summarise(args, settings, scenarios, store, replicates, argv, runs: list[dic
                         out.save_figure(name, fig.plot_rejection(table, effect=effect, alpha=args.alpha, ylabel=ylabel))
                 summary["rejection_rates"] = table.to_dict(orient="records")
                 summary["coverage_95"] = sim.few_las_coverage(frame).to_dict(orient="records")
+                null_words = sim.null_statement_rates(frame)
+                if not null_words.empty:
+                    out.write_table("null_statements", null_words)
+                    summary["null_statements"] = null_words.to_dict(orient="records")
         summary["checks"] = [{"check": c, "passed": ok, "value": v} for c, ok, v in checks]
         summary["headline"] = headline(settings.study, summary, checks)
         summary["provenance"] = provenance(seed=settings.seed, data_hash="", data_label="synthetic (generator / prior)",
@@ -258,12 +285,29 @@ def headline(study: str, summary: dict, checks: list[tuple]) -> list[str]:
     if study == "sbc" and summary.get("sbc"):
         for r in summary["sbc"]:
             lines.append(f"- {r['parameter']}: chi-square p = {r['p_value']:.3f} (Bonferroni {r['p_bonferroni']:.3f})")
+    if study == "sbc" and summary.get("verbal_calibration"):
+        import pandas as pd
+
+        cols = ["n_pilot", "level", "statements", "mean_stated_p", "share_true", "mc_se", "matches_stated"]
+        lines += ["", "Calibrated words (statements 'SofS reduced / increased ...', effects drawn from the prior):", "",
+                  pd.DataFrame(summary["verbal_calibration"])[cols].to_markdown(index=False, floatfmt=".3f")]
+    if study == "sbc" and summary.get("new_la_coverage"):
+        for r in summary["new_la_coverage"]:
+            lines.append(f"- a new LA ({r['n_pilot']} treated LAs): predictive coverage 50/90/95% = "
+                         f"{r['coverage_50']:.2f}/{r['coverage_90']:.2f}/{r['coverage_95']:.2f} "
+                         f"({r['replicates']} replicates)")
     if study == "few-las" and summary.get("rejection_rates"):
         import pandas as pd
 
         table = sim.rejection_wide(pd.DataFrame(summary["rejection_rates"]))
         lines += ["Rejection rates at the 5% level (type I error under 'null', power under 'published'):", "",
                   table.to_markdown(index=False, floatfmt=".3f")]
+    if study == "few-las" and summary.get("null_statements"):
+        import pandas as pd
+
+        lines += ["", "Under a null effect: how often the toolkit says 'SofS reduced ...' at each verbal level, "
+                      "beside how often the report's method finds a significant reduction (p < 0.05):", "",
+                  pd.DataFrame(summary["null_statements"]).to_markdown(index=False, floatfmt=".3f")]
     lines.append("")
     for c, ok, v in checks:
         lines.append(f"{'PASS' if ok else 'FAIL'}: {c}: {v}")

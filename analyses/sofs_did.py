@@ -38,7 +38,8 @@ import pandas as pd
 
 from analyses.admin_inputs import add_admin_args, admin_cells, sdc_guard
 from analyses.common import analysis_parser, hash_frame, log, run_cli
-from analyses.did_runner import Inputs, Plan, event_robustness, finish, reference_prior, run_plan, settings_from
+from analyses.did_runner import (Inputs, Plan, event_robustness, finish, named_priors, reference_prior, run_plan,
+                                 settings_from)
 from data.did_input import (COVARIATES, DidCells, cells_from_frame, first_record_mask, load_did_data,
                             load_la_attributes, max_value_mask, validate_la_attributes)
 from data.errors import DataError
@@ -49,12 +50,10 @@ from models.did.honest import DEFAULT_RM_GRID
 from models.did.crosscheck import lpm_did, mean_did
 from models.did.design import DesignSpec
 from models.did.fit import diagnostic_vars
-from models.did.likelihoods import get_likelihood
 from models.did.model import SOFS_MODEL_SPEC, ModelSpec, build_did_model, model_data, repeated_design
-from models.did.priors import effect_priors
 from models.did.result import Refit, ReportedResult, Robustness
 from models.did.summaries import Reading
-from models.priors import PRIOR_NAMES, select_priors
+from models.priors import PRIOR_NAMES
 from models.sampling import CompiledSampler
 from models.statements import state
 
@@ -141,7 +140,12 @@ def build_parser(spec: OutcomeSpec, doc: str | None) -> argparse.ArgumentParser:
                         "up to Mbar times the largest pre-period change)")
     if spec.nfa_population:
         p.add_argument("--misclassification-grid", default=",".join(f"{m:g}" for m in rb.DEFAULT_MISCLASSIFICATION_GRID),
-                       metavar="LIST", help="shares of wrongly included referrals in suspect LA-years (with --robustness)")
+                       metavar="LIST", help="contamination: shares of wrongly included referrals in suspect LA-years "
+                                            "(with --robustness)")
+        p.add_argument("--selection-grid", default=",".join(f"{m:g}" for m in rb.DEFAULT_SELECTION_GRID),
+                       metavar="LIST", help="under-coding (the report's NFA problem): in suspect LA-years, how much "
+                                            "likelier a re-referred child's record was to keep its NFA code than "
+                                            "another's (1: at random; with --robustness)")
     if spec.hurdle:
         p.add_argument("--max-duration", type=float, default=None, metavar="DAYS",
                        help="leave out assessments longer than this from the main analysis (default: keep all)")
@@ -245,24 +249,17 @@ def readings(spec: OutcomeSpec) -> tuple[Reading, Reading | None]:
                          decimals=1, subject="SofS", where="the pilot LAs", unit_noun="LA")
 
 
-def build_priors(spec: OutcomeSpec, args: argparse.Namespace, inputs: Inputs, design_spec: DesignSpec):
-    """The named priors (main part) and, for durations, the same-day part's (same names)."""
-    from models.did.experiment import DidExperiment
-
-    lik = get_likelihood(spec.likelihood)
-    exp = DidExperiment(inputs.cells, design_spec, ModelSpec(), readings(spec)[0])
-    named = effect_priors(lik, exp.pre_level(), direction=spec.direction, relative_target=spec.relative_target,
-                          outcome_label=spec.label)
-    try:
-        priors = select_priors(named, args.prior, args.prior_override)
-    except ValueError as err:
-        raise DataError(str(err), column="--prior-override") from None
-    if not spec.hurdle:
-        return priors, None
-    share = exp.pre_zero_share()
-    zero = effect_priors(get_likelihood("binomial"), min(max(share, 1e-3), 0.8), direction=-spec.direction,
-                         relative_target=spec.relative_target, outcome_label=spec.zero_label)
-    return priors, [zero.get(p.name, zero["neutral"]) for p in priors]
+def build_priors(spec: OutcomeSpec, args: argparse.Namespace, inputs: Inputs, design_spec: DesignSpec,
+                 model_spec: ModelSpec):
+    """The named priors (main part) and, for durations, the same-day part's (same names),
+    calibrated on the reported scale (:func:`analyses.did_runner.named_priors`), with their checks."""
+    main, _ = readings(spec)
+    scale = "log mean ratio (positive durations)" if spec.hurdle else "log-odds ratio"
+    zero = (-spec.direction, spec.relative_target, spec.zero_label) if spec.hurdle else None
+    return named_priors(inputs.cells, design_spec, model_spec, main, direction=spec.direction,
+                        relative_target=spec.relative_target, target=None, choice=args.prior,
+                        overrides=args.prior_override, neutral_sd=1.0, scale_name=scale, seed=args.seed + 17,
+                        zero=zero)
 
 
 # ---------------------------------------------------------------- robustness
@@ -290,7 +287,7 @@ def robustness_plan(spec: OutcomeSpec, si: SofsInputs, analysis: pd.DataFrame, *
                     extra_exclusion: list[str] | None = None) -> tuple[list[PlannedFit], list[str]]:
     """The shape-preserving re-fits of the main model (on the analysis cells, canonical), and
     notes on what could not be run."""
-    inputs, stats = si.inputs, si.cells.stats
+    inputs, stats, variant_stats = si.inputs, si.cells.stats, si.cells.variant_stats
     las = si.cells.las
     plan, notes = [], []
     if cheap:
@@ -340,7 +337,7 @@ def robustness_plan(spec: OutcomeSpec, si: SofsInputs, analysis: pd.DataFrame, *
                 notes.append(f"the report's sample {list(spec.report_sample)} is not in the data with both arms")
         for v in inputs.variants:
             frame = analysis.copy()
-            for stat in stats:
+            for stat in variant_stats:
                 frame[stat] = analysis[f"{stat}|{v}"].to_numpy()
             plan.append(PlannedFit(_variant_name(v), "data definition", _variant_description(v), frame))
     if heavy:
@@ -361,7 +358,10 @@ def _variant_description(v: str) -> str:
     if v == "first_record":
         return "each child's first record only (repeated children's later records left out)"
     if v.startswith("max_"):
-        return f"assessments longer than {v.removeprefix('max_').removesuffix('_days')} working days left out"
+        days = v.removeprefix('max_').removesuffix('_days')
+        return (f"assessments longer than {days} working days left out; durations modelled as truncated at {days} "
+                f"days: effect 'att' is on the truncated mean (assessments up to {days} days), 'att_population' on "
+                "the population mean (the lognormal extended beyond the cut-off)")
     return f"data variant {v}"
 
 
@@ -379,7 +379,7 @@ def make_robustness(spec: OutcomeSpec, args: argparse.Namespace, si: SofsInputs)
         ref_i = reference_prior(plan)
         ref = plan.priors[ref_i]
         zref = (plan.zero_priors or [None] * len(plan.priors))[ref_i]
-        keys = ["att"] + (["att_zero"] if spec.hurdle else [])
+        keys = ["att"] + (["att_zero", "att_population"] if spec.hurdle else [])
         main_post = fits.fits[ref.name].posterior
         main_draws = {k: main_post[k].values.ravel() for k in keys}
         design = exp.design
@@ -435,6 +435,8 @@ def make_robustness(spec: OutcomeSpec, args: argparse.Namespace, si: SofsInputs)
         tables["robustness"] = table
         reading, secondary = plan.reading, plan.secondary
         for key in keys:
+            if key == "att_population":     # in the table beside att (the same as att without a cut-off)
+                continue
             sub = table[table["effect"] == key]
             r_ = reading if key == "att" else secondary
             figures["robustness.png" if key == "att" else f"robustness_{key}.png"] = fig.plot_robustness(
@@ -448,7 +450,7 @@ def make_robustness(spec: OutcomeSpec, args: argparse.Namespace, si: SofsInputs)
 def _heavy_refits(spec, args, si: SofsInputs, exp, fits, ref, zref, kw, rob: Robustness, plan: Plan) -> list:
     """The other LA-trend specification, moderators, the child random effect and NFA
     misclassification: models of their own, each compiled once."""
-    keys = ["att"] + (["att_zero"] if spec.hurdle else [])
+    keys = ["att"] + (["att_zero", "att_population"] if spec.hurdle else [])
     design = exp.design
     results = []
     la_trends = design.spec.unit_trends
@@ -518,9 +520,42 @@ def _heavy_refits(spec, args, si: SofsInputs, exp, fits, ref, zref, kw, rob: Rob
             idata = msampler.sample({"misclass": mask * m}, seed=plan.seed + 700 + j, **kw)
             results.append(rb.refit_result(
                 idata, diagnostic_vars(mdm), ["att"], name=f"misclassified share {m:.0%}", family="misclassification",
-                description=(f"{m:.0%} of the referrals recorded as NFA in {where} assumed not to be NFA (their "
-                             "re-referral rate estimated)")))
+                description=(f"contamination: {m:.0%} of the referrals recorded as NFA in {where} assumed not to be "
+                             "NFA (their re-referral rate estimated; the effect weighted by the NFA records left)")))
+        results += undercoding_refits(args, design, ref, mspec, kw, plan.seed, say, rob.notes)
     return results
+
+
+def undercoding_refits(args: argparse.Namespace, design, ref, mspec, kw: dict, seed: int, say,
+                       notes: list[str]) -> list:
+    """The report's NFA problem as it describes it: too few records coded NFA in some LA-years
+    (a selection problem). The missing share ``u`` of each suspect LA-year comes from its
+    deficit of records (:func:`models.did.robustness.undercoded_shares`); whether a record kept
+    its code may depend on the outcome, by the ratio psi on ``--selection-grid``
+    (``models.did.model``: ``undercoding``)."""
+    if not args.selection_values:
+        return []
+    u, suspect = rb.undercoded_shares(design.cells)
+    if not suspect:
+        notes.append("NFA under-coding: no LA-year with unusually few NFA records (below half its LA's median), "
+                     "so no under-coding sensitivity was fitted")
+        return []
+    say("NFA under-coding grid (compiling)...")
+    flagged = (u > 0).astype(float)
+    udm = build_did_model(design, ref, spec=mspec, undercoding=(u, flagged * 0.0))
+    usampler = CompiledSampler(udm.model, mutable=("undercoded", "selection"))
+    out = []
+    where = (f"{int((u > 0).sum())} cells of {', '.join(suspect)} (missing shares "
+             f"{u[u > 0].min():.0%}-{u[u > 0].max():.0%}, from each LA-year's deficit of records)")
+    for j, psi in enumerate(args.selection_values):
+        idata = usampler.sample({"undercoded": u, "selection": flagged * np.log(psi)}, seed=seed + 750 + j, **kw)
+        how = ("at random" if psi == 1 else
+               f"a re-referred child's record {psi:g} times as likely to keep its NFA code as another's")
+        out.append(rb.refit_result(
+            idata, diagnostic_vars(udm), ["att"], name=f"under-coded NFA, selection ratio {psi:g}", family="under-coding",
+            description=f"under-coding: NFA records missing in {where}, {how}; the effect weighted by the full "
+                        "NFA population"))
+    return out
 
 
 # ---------------------------------------------------------------- the plan
@@ -530,8 +565,15 @@ def make_plan(spec: OutcomeSpec, args: argparse.Namespace, si: SofsInputs, argv:
     design_spec = DesignSpec(spec.likelihood, effects="unit", control="never", base="all", unit_trends=la_trends,
                              covariates=tuple(si.cells.covariates))
     model_spec = replace(SOFS_MODEL_SPEC, effect_centred=spec.hurdle, period_centred=spec.hurdle)
-    priors, zero_priors = build_priors(spec, args, si.inputs, design_spec)
+    try:
+        priors, zero_priors, checks = build_priors(spec, args, si.inputs, design_spec, model_spec)
+    except ValueError as err:
+        if isinstance(err, DataError):
+            raise
+        raise DataError(str(err), column=spec.column) from None
     main, secondary = readings(spec)
+    if spec.hurdle and getattr(args, "max_duration", None) is not None:
+        main = replace(main, label=f"{main.label} up to {args.max_duration:g} {spec.units} (the truncated mean)")
 
     def frequentist(plan: Plan, exp) -> list:
         c = exp.design.cells
@@ -554,6 +596,7 @@ def make_plan(spec: OutcomeSpec, args: argparse.Namespace, si: SofsInputs, argv:
                                   "robustness": "all" if args.robustness else "none" if args.no_robustness else
                                   "default" if spec.robustness_by_default else "event study only"},
                 robustness=make_robustness(spec, args, si), frequentist=frequentist, sdc=sdc_guard(args),
+                prior_check=checks,
                 why=("One effect per pilot LA after settling-in, partially pooled (the report's estimand); the event "
                      "study is a cohort-by-period companion fit with never-treated controls and the last pre-adoption "
                      "year as base."))
@@ -577,9 +620,14 @@ def main(spec: OutcomeSpec, argv: list[str] | None = None, doc: str | None = Non
                                      if spec.nfa_population else ())
     if any(not 0 <= m < 1 for m in args.misclassification_values):
         parser.error("--misclassification-grid values must lie in [0, 1)")
+    args.selection_values = (_floats(parser, args.selection_grid, "--selection-grid") if spec.nfa_population else ())
+    if any(m <= 0 for m in args.selection_values):
+        parser.error("--selection-grid values must be positive ratios")
     args.cutoff_values = _floats(parser, args.cutoffs, "--cutoffs") if spec.hurdle else ()
     if any(c <= 0 for c in args.cutoff_values):
         parser.error("--cutoffs must be positive numbers of days")
+    if getattr(args, "max_duration", None) is not None and args.max_duration <= 0:
+        parser.error("--max-duration must be a positive number of days")
     if args.robustness_chains < 1:
         parser.error("--robustness-chains must be at least 1")
     for name in ("max_duration", "exclude_las", "covariates", "la_attributes"):

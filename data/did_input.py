@@ -47,6 +47,7 @@ import pandas as pd
 from data import validate as v
 from data.errors import DataError
 from data.hashing import hash_file
+from models.did.likelihoods import NO_CUTOFF
 
 DESIGN_COLUMNS = ("la", "year", "arm", "adoption_year", "settling_years")
 COVARIATES = ("age_band", "sex", "ethnicity", "disability")
@@ -85,13 +86,19 @@ class DidCells:
         """The sufficient-statistic columns of a cell."""
         return DURATION_STATS if self.kind == "duration" else BINARY_STATS
 
+    @property
+    def variant_stats(self) -> tuple[str, ...]:
+        """The columns a data variant replaces: the statistics and, for durations, the
+        cut-off ``log_upper`` (``models.did.likelihoods``; not summed, not zeroed)."""
+        return (*self.stats, "log_upper") if self.kind == "duration" else self.stats
+
     def variant_cells(self, name: str, frame: pd.DataFrame | None = None) -> pd.DataFrame:
         """``frame`` (default: all cells) with its statistics replaced by those of variant ``name``."""
         if name not in self.variants:
             raise ValueError(f"unknown data variant {name!r}; this dataset has {list(self.variants)}")
         frame = self.cells if frame is None else frame
         out = frame.copy()
-        for stat in self.stats:
+        for stat in self.variant_stats:
             out[stat] = frame[f"{stat}|{name}"].to_numpy()
         return out
 
@@ -161,8 +168,13 @@ def first_record_mask(rows: pd.DataFrame) -> np.ndarray:
 
 
 def max_value_mask(value: float, column: str = "value") -> RowFilter:
-    """Rows whose outcome is at most ``value`` (a maximum duration)."""
-    return lambda rows: rows[column].to_numpy(float) <= value
+    """Rows whose outcome is at most ``value`` (a maximum duration). The filter carries the
+    cut-off as ``upper``, so that durations aggregated with it are modelled as truncated there."""
+    def keep(rows: pd.DataFrame) -> np.ndarray:
+        return rows[column].to_numpy(float) <= value
+
+    keep.upper = float(value)
+    return keep
 
 
 def _duration_stats(days: np.ndarray) -> dict[str, np.ndarray]:
@@ -236,6 +248,8 @@ def cells_from_frame(frame: pd.DataFrame, outcome: str, *, source: str = "<data 
     if has_child:
         rows[CHILD_ID] = frame[CHILD_ID].astype(str).to_numpy()
     if max_value is not None:
+        if max_value <= 0:
+            raise ValueError(f"the maximum value must be positive, got {max_value:g}")
         keep = value <= max_value
         notes.append(f"{int((~keep).sum())} records with {outcome} > {max_value:g} left out (maximum allowed)")
         rows = rows[keep].reset_index(drop=True)
@@ -248,6 +262,9 @@ def cells_from_frame(frame: pd.DataFrame, outcome: str, *, source: str = "<data 
     work = rows[keys].assign(**stats)
     cells = work.groupby(keys, dropna=False, sort=True, as_index=False)[list(stats_cols)].sum()
     cells = cells[cells["n"] > 0].reset_index(drop=True)
+    log_upper = NO_CUTOFF if max_value is None else float(np.log(max_value))
+    if kind == "duration":
+        cells["log_upper"] = log_upper      # durations above max_value were left out: truncated there
 
     done: list[str] = []
     for name, keep_fn in (variants or {}).items():
@@ -264,6 +281,9 @@ def cells_from_frame(frame: pd.DataFrame, outcome: str, *, source: str = "<data 
         cells = cells.merge(sub, on=keys, how="left")
         for s in stats_cols:
             cells[f"{s}|{name}"] = cells[f"{s}|{name}"].fillna(0).astype(cells[s].dtype)
+        if kind == "duration":
+            upper = getattr(keep_fn, "upper", None)
+            cells[f"log_upper|{name}"] = log_upper if upper is None else min(float(np.log(upper)), log_upper)
         done.append(name)
 
     repeated = None

@@ -162,3 +162,28 @@ def plot_rejection(table: pd.DataFrame, *, effect: str, alpha: float = 0.05, yla
     fig.tight_layout()
     fig.text(0.5, -0.16, SYNTHETIC_NOTE, ha="center", va="top", fontsize=8, color="firebrick")
     return fig
+
+
+def plot_verbal_calibration(table: pd.DataFrame) -> plt.Figure:
+    """Share of statements that were true against their stated probability, one point per
+    verbal level and number of treated LAs (bars: 95% Monte Carlo); the diagonal is calibration."""
+    fig, ax = plt.subplots(figsize=(5.6, 5.2))
+    colours = {9: "#1b9e77", 4: "#d95f02", 2: "#7570b3"}
+    for k, g in table.groupby("n_pilot"):
+        ax.errorbar(g["mean_stated_p"], g["share_true"], yerr=1.96 * g["mc_se"], fmt="o", ms=5, capsize=2,
+                    color=colours.get(int(k), "0.3"), label=f"{int(k)} treated LAs")
+        for _, r in g.iterrows():
+            ax.annotate(r["level"], (r["mean_stated_p"], r["share_true"]), fontsize=6, xytext=(4, -8),
+                        textcoords="offset points", color="0.35")
+    ax.plot([0, 1], [0, 1], color="k", lw=0.8, ls=":")
+    ax.set_xlabel("stated probability (mean P of the statements at that level)")
+    ax.set_ylabel("share of the statements that were true")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    n = int(table["statements"].sum())
+    ax.set_title(f"Are the words calibrated? {n} statements 'SofS reduced / increased ...'", fontsize=10)
+    fig.tight_layout()
+    _caption(fig)
+    return fig

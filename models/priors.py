@@ -25,20 +25,31 @@ PRIOR_NAMES = ("sceptical", "neutral", "enthusiastic")
 
 @dataclass(frozen=True)
 class NamedPrior:
-    """``effect ~ Normal(mean, sd)`` on ``scale``, with the reason for it in words."""
+    """``effect ~ Normal(mean, sd)`` on ``scale``, with the reason for it in words.
+
+    ``between_scale`` multiplies the scale of a hierarchical model's prior on the between-unit
+    SD of the effect (1: the model's default). A named prior about the effect in a few treated
+    units may need it: with 2 treated units the spread of their effects alone can put more than
+    5% on the target (:func:`models.did.priors.calibrated_priors`)."""
 
     name: str
     mean: float
     sd: float
     scale: str
     rationale: str
+    between_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.sd > 0:
             raise ValueError(f"prior '{self.name}': sd must be > 0, got {self.sd}")
+        if not self.between_scale > 0:
+            raise ValueError(f"prior '{self.name}': between_scale must be > 0, got {self.between_scale}")
 
     def describe(self) -> str:
-        return f"{self.name}: Normal({self.mean:.3g}, {self.sd:.3g}) on the {self.scale} scale; {self.rationale}"
+        between = (f"; the between-unit SD's prior scale x {self.between_scale:.3g}" if self.between_scale != 1.0
+                   else "")
+        return (f"{self.name}: Normal({self.mean:.3g}, {self.sd:.3g}) on the {self.scale} scale{between}; "
+                f"{self.rationale}")
 
 
 def spiegelhalter_priors(target: float, *, neutral_sd: float, scale: str, target_label: str) -> dict[str, NamedPrior]:
@@ -56,17 +67,23 @@ def spiegelhalter_priors(target: float, *, neutral_sd: float, scale: str, target
 
 
 def select_priors(priors: dict[str, NamedPrior], choice: str, overrides: list[str] | None = None) -> list[NamedPrior]:
-    """Priors picked by ``choice`` ('all' or a name), after ``NAME:MEAN:SD`` overrides."""
+    """Priors picked by ``choice`` ('all' or a name), after ``NAME:MEAN:SD[:BETWEEN]`` overrides
+    (``BETWEEN``: the between-unit SD prior's scale multiplier, default 1: the model's own)."""
     priors = dict(priors)
     for text in overrides or []:
         parts = text.split(":")
-        if len(parts) != 3 or parts[0] not in priors:
-            raise ValueError(f"--prior-override must be NAME:MEAN:SD with NAME in {sorted(priors)}; got '{text}'")
+        if len(parts) not in (3, 4) or parts[0] not in priors:
+            raise ValueError(f"--prior-override must be NAME:MEAN:SD[:BETWEEN] with NAME in {sorted(priors)}; "
+                             f"got '{text}'")
         try:
             mean, sd = float(parts[1]), float(parts[2])
+            between = float(parts[3]) if len(parts) == 4 else 1.0
         except ValueError:
-            raise ValueError(f"--prior-override '{text}': MEAN and SD must be numbers") from None
-        priors[parts[0]] = replace(priors[parts[0]], mean=mean, sd=sd, rationale="overridden by the user")
+            raise ValueError(f"--prior-override '{text}': MEAN, SD and BETWEEN must be numbers") from None
+        if not sd > 0 or not between > 0:
+            raise ValueError(f"--prior-override '{text}': SD and BETWEEN must be > 0")
+        priors[parts[0]] = replace(priors[parts[0]], mean=mean, sd=sd, between_scale=between,
+                                   rationale="overridden by the user")
     if choice == "all":
         return list(priors.values())
     if choice not in priors:

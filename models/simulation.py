@@ -22,6 +22,16 @@ Three studies, each a set of *replicates* (one simulated dataset, one fit), run 
     the rank of each true value among ``L`` thinned posterior draws is uniform on
     ``0..L`` when the sampler and the model code are right. Uniformity: a chi-square test per
     parameter (Bonferroni over parameters) and the 99% simultaneous ECDF envelope.
+    The SBC replicates also check the toolkit's words and its third estimand: with 9, 4 or 2
+    treated LAs (``--treated``), (a) *calibrated words*: each replicate's statements "SofS
+    reduced (increased) the outcome in the pilots" carry P(att < 0) (P(att > 0)); grouped by
+    the verbal level their P earns (:data:`models.statements.VERBAL_LADDER`), the share that
+    are true (the drawn ATT has that sign) should lie in the level's range
+    (:func:`verbal_calibration`); (b) *a new LA*: a fresh LA effect ``tau_new ~ N(mu_tau,
+    sigma_tau^2)`` is drawn from the true population of each replicate and its effect on the
+    pilots' cells computed with the true untreated outcome; the posterior predictive interval
+    of the new-LA estimand (:func:`models.did.model.estimand_draws`) should cover it at its
+    nominal rate (:func:`new_unit_coverage`).
 ``few-las``
     The question behind the report's "only 2 comparator LAs and 2 pilot sites": datasets with
     2, 4 or 9 treated LAs (and, by default, as many comparators), growing between-LA effect
@@ -388,9 +398,10 @@ def _recovery(settings: StudySettings, scenario: Scenario, seeds: dict, cores: i
     return out
 
 
-def sbc_template(settings: StudySettings) -> tuple[DidCells, DidDesign]:
-    """The fixed design of the SBC study: one kinship-sized study's cells (its children counts)."""
-    config = Scenario("sbc").config(settings.covariates)
+def sbc_template(settings: StudySettings, scenario: Scenario | None = None) -> tuple[DidCells, DidDesign]:
+    """The fixed design of an SBC scenario: one study's cells (its children counts) at the
+    scenario's numbers of treated and comparator LAs (default: the kinship design)."""
+    config = (scenario or Scenario("sbc")).config(settings.covariates)
     cells, _ = simulate_cells(config, int(settings.seed), covariates=settings.covariates)
     return cells, replicate_design(cells, settings.la_trends)
 
@@ -400,9 +411,9 @@ _SBC_TEMPLATES: dict[tuple, tuple] = {}
 
 def _sbc(settings: StudySettings, scenario: Scenario, seeds: dict, cores: int | None) -> dict:
     t0 = time.perf_counter()
-    tkey = (settings.seed, settings.covariates, settings.la_trends)
+    tkey = (settings.seed, settings.covariates, settings.la_trends, scenario.n_pilot, scenario.n_comparator)
     if tkey not in _SBC_TEMPLATES:
-        _SBC_TEMPLATES[tkey] = sbc_template(settings)
+        _SBC_TEMPLATES[tkey] = sbc_template(settings, scenario)
     cells, design = _SBC_TEMPLATES[tkey]
     prior = study_prior(design, settings.prior)
     entry, t_compile, compiled = compiled_model(design, prior)
@@ -440,12 +451,115 @@ def _sbc(settings: StudySettings, scenario: Scenario, seeds: dict, cores: int | 
             values = values[..., int(index[:-1])]
         thinned = thin_draws(values, settings.sbc_draws)
         ranks[v] = int(np.sum(thinned < truth[v]))
+    new_truth, new_post = new_unit_truth_and_posterior(entry["dm"], rep_design, draw, post, seeds)
     return {"truth": truth, "ranks": ranks, "sbc_draws": settings.sbc_draws,
+            "design": {"n_pilot": scenario.n_pilot, "n_comparator": scenario.n_comparator},
+            "statement": {"p_reduced": float(np.mean(post["att"].values < 0)), "true_att": truth["att"]},
+            "new_unit": {"truth": new_truth, "posterior": _posterior_summary(new_post)},
             "observed_share": float(y.sum() / design.data["n"].sum()),
             "prior": {"name": prior.name, "mean": prior.mean, "sd": prior.sd},
             "diagnostics": _diagnostics(entry["dm"], idata),
             "timing": {"simulate_s": t_sim, "compile_s": t_compile, "compiled_here": compiled, "sample_s": t_sample,
                        "summarise_s": time.perf_counter() - t2}}
+
+
+def new_unit_truth_and_posterior(dm: DidModel, design: DidDesign, draw: dict, post, seeds: dict
+                                 ) -> tuple[float, np.ndarray]:
+    """A fresh LA's effect on the pilots' cells (pp), drawn from the replicate's true
+    population (``tau_new ~ N(mu_tau, sigma_tau^2)``, the true untreated outcome), and the
+    posterior predictive draws of the same estimand (both by :func:`estimand_draws`)."""
+    import xarray as xr
+
+    from models.did.model import estimand_draws
+
+    rep_dm = replace(dm, design=design)
+    one = xr.Dataset({name: (("chain", "draw", *[f"{name}_dim_{i}" for i in range(np.ndim(v))]),
+                             np.asarray(v, float)[None, None])
+                      for name, v in draw.items() if name != "y_obs"})
+    truth = float(estimand_draws(rep_dm, one, seed=seeds["bootstrap"])["new_unit"][0])
+    return truth, estimand_draws(rep_dm, post, seed=seeds["sampler"] + 1)["new_unit"]
+
+
+def verbal_calibration(records: Sequence[dict]) -> pd.DataFrame:
+    """Are the words calibrated? Each SBC replicate makes two statements about the ATT in the
+    pilots, "reduced" with P = P(att < 0) and "increased" with 1 - P; grouped by scenario and
+    by the verbal level their P earns, the share of statements that are true (the drawn ATT
+    has that sign) against their mean stated P (``matches_stated``: within 3 binomial SEs)
+    and against the level's range (``in_level_range``: within 2 SEs of it)."""
+    from models.statements import VERBAL_LADDER, verbal_probability
+
+    bounds = {phrase: (lo, ([1.0] + [b for b, _ in VERBAL_LADDER])[i]) for i, (lo, phrase) in enumerate(VERBAL_LADDER)}
+    rows = []
+    for r in records:
+        st = r.get("statement")
+        if st is None:
+            continue
+        p = st["p_reduced"]
+        for claim, prob, true in (("reduced", p, st["true_att"] < 0), ("increased", 1 - p, st["true_att"] > 0)):
+            rows.append({"scenario": r["scenario"], "n_pilot": r.get("design", {}).get("n_pilot"), "claim": claim,
+                         "level": verbal_probability(float(prob)), "p": float(prob), "true": bool(true)})
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    out = []
+    order = [phrase for _, phrase in VERBAL_LADDER]
+    for (scenario, n_pilot, level), g in frame.groupby(["scenario", "n_pilot", "level"]):
+        n = len(g)
+        share, stated = float(g["true"].mean()), float(g["p"].mean())
+        lo, hi = bounds[level]
+        se = float(np.sqrt(max(stated * (1 - stated), 1.0 / n) / n))    # binomial SE if the words are calibrated
+        out.append({"scenario": scenario, "n_pilot": int(n_pilot), "level": level, "p_low": lo, "p_high": hi,
+                    "statements": n, "mean_stated_p": stated, "share_true": share, "mc_se": se,
+                    "matches_stated": bool(abs(share - stated) <= 3 * se),
+                    "in_level_range": bool(lo - 2 * se <= share <= hi + 2 * se),
+                    "order": order.index(level)})
+    return pd.DataFrame(out).sort_values(["n_pilot", "order"], ascending=[False, True]).drop(columns="order") \
+        .reset_index(drop=True)
+
+
+def new_unit_coverage(records: Sequence[dict]) -> pd.DataFrame:
+    """Coverage of a fresh LA's effect by the new-LA posterior predictive intervals (central
+    50%, 90%, 95%), by scenario, with Monte Carlo SEs."""
+    rows = []
+    for r in records:
+        nu = r.get("new_unit")
+        if nu is None:
+            continue
+        q, t = nu["posterior"]["q"], nu["truth"]
+        rows.append({"scenario": r["scenario"], "n_pilot": r.get("design", {}).get("n_pilot"),
+                     "covered_50": q["0.25"] <= t <= q["0.75"], "covered_90": q["0.05"] <= t <= q["0.95"],
+                     "covered_95": q["0.025"] <= t <= q["0.975"]})
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    out = []
+    for (scenario, n_pilot), g in frame.groupby(["scenario", "n_pilot"]):
+        n = len(g)
+        row = {"scenario": scenario, "n_pilot": int(n_pilot), "replicates": n}
+        for level in (50, 90, 95):
+            c = float(g[f"covered_{level}"].mean())
+            row[f"coverage_{level}"] = c
+            row[f"mc_se_{level}"] = _mc_se(level / 100, n)
+        out.append(row)
+    return pd.DataFrame(out).sort_values("n_pilot", ascending=False).reset_index(drop=True)
+
+
+def null_statement_rates(frame: pd.DataFrame) -> pd.DataFrame:
+    """Under a null effect (few-LAs ``null`` scenarios), how often the toolkit's statement
+    "SofS reduced ..." reaches "likely" (P >= 0.66), "very likely" (P >= 0.90) and "extremely
+    likely" (P >= 0.95), beside how often the report's method (LPM, LA-clustered SE) finds a
+    significant reduction (p < 0.05, estimate below 0) or any significant effect."""
+    sub = frame[(frame["effect"] == "null") & frame["bayes_p_reduced"].notna()]
+    rows = []
+    for (k, c, sd), g in sub.groupby(["n_pilot", "n_comparator", "sd_tau"]):
+        n = len(g)
+        p = g["bayes_p_reduced"].astype(float)
+        rows.append({"n_pilot": int(k), "n_comparator": int(c), "sd_tau": float(sd), "replicates": n,
+                     "likely_reduced": float((p >= 0.66).mean()), "very_likely_reduced": float((p >= 0.90).mean()),
+                     "extremely_likely_reduced": float((p >= 0.95).mean()),
+                     "report_significant_reduction": float((g["lpm_cluster_z"] & (g["lpm_estimate_pp"] < 0)).mean()),
+                     "report_significant_any": float(g["lpm_cluster_z"].mean())})
+    return pd.DataFrame(rows)
 
 
 def thin_draws(values: np.ndarray, n_keep: int) -> np.ndarray:
@@ -613,7 +727,7 @@ def wild_cluster_bootstrap(cells: pd.DataFrame, covariates: Sequence[str] = (), 
 
 # ------------------------------------------------------------------------------ scenarios of each study
 
-def study_scenarios(study: str, *, treated: Iterable[int] = (2, 4, 9), comparators: int | None = None,
+def study_scenarios(study: str, *, treated: Iterable[int] | None = None, comparators: int | None = None,
                     sd_taus: Iterable[float] = (0.0, 0.3, 0.6), effects: Iterable[str] = ("null", "published"),
                     published_mu_tau: float = PUBLISHED_MU_TAU, mu_tau: float | None = None,
                     sd_tau: float | None = None) -> list[Scenario]:
@@ -621,7 +735,9 @@ def study_scenarios(study: str, *, treated: Iterable[int] = (2, 4, 9), comparato
 
     ``comparators=None`` gives each few-LAs scenario as many comparators as treated LAs (the
     report's 2 + 2 situation at the smallest size, the kinship design's 9 + 9 at the largest).
+    ``treated`` defaults to (9,) for SBC (the kinship design) and (2, 4, 9) for few-LAs.
     """
+    treated = tuple(treated) if treated is not None else ((9,) if study == "sbc" else (2, 4, 9))
     if study == "recovery":
         base = Scenario("kinship")
         mu = base.mu_tau if mu_tau is None else float(mu_tau)
@@ -629,8 +745,10 @@ def study_scenarios(study: str, *, treated: Iterable[int] = (2, 4, 9), comparato
         if sd < 0:
             raise ValueError("sd_tau must be >= 0")
         return [replace(base, id=f"kinship_mu{mu:g}_sd{sd:g}", mu_tau=mu, sd_tau=sd)]
-    if study == "sbc":
-        return [Scenario("prior", effect="prior")]
+    if study == "sbc":     # the kinship design's 9 + 9 keeps its folder name, "prior"
+        return [Scenario("prior" if k == 9 and (comparators in (None, 9)) else
+                         f"prior_t{k}_c{k if comparators is None else comparators}", k,
+                         k if comparators is None else int(comparators), effect="prior") for k in treated]
     if study != "few-las":
         raise ValueError(f"study must be one of {STUDIES}, got {study!r}")
     out = []
@@ -854,11 +972,12 @@ def few_las_frame(records: Sequence[dict], alpha: float = 0.05) -> pd.DataFrame:
         freq, boot = r["frequentist"], r["bootstrap"]
         post = r.get("posterior")
         excl = lambda s: bool(s["q"][lo] > 0 or s["q"][hi] < 0) if lo in s["q"] else np.nan  # noqa: E731
-        bayes = {"bayes_mu_tau": np.nan, "bayes_att": np.nan, "bayes_att_mean_pp": np.nan,
+        bayes = {"bayes_mu_tau": np.nan, "bayes_att": np.nan, "bayes_att_mean_pp": np.nan, "bayes_p_reduced": np.nan,
                  "bayes_att_covers": np.nan, "diagnostics_ok": np.nan}
         if post is not None:
             att = post["att"]
             bayes = {"bayes_mu_tau": excl(post["mu_tau"]), "bayes_att": excl(att), "bayes_att_mean_pp": att["mean"],
+                     "bayes_p_reduced": att["p_negative"],
                      "bayes_att_covers": (att["q"].get(lo, np.nan) <= r["truth"]["att"] <= att["q"].get(hi, np.nan)),
                      "diagnostics_ok": r["diagnostics"]["ok"]}
         rows.append({

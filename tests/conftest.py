@@ -31,6 +31,6 @@ def mpdta_run(tmp_path_factory) -> Path:
 
     data = require_shared(MPDTA)
     out = tmp_path_factory.mktemp("mpdta") / "last"
-    code = did.main(["--data", str(data), "--out", str(out), *MPDTA_ARGS])
-    assert code in (0, 1), code
+    code = did.main(["--data", str(data), "--out", str(out), *MPDTA_ARGS, "--strict"])
+    assert code == 0, f"mpdta: diagnostics failed (--strict exit {code})"
     return out

@@ -338,3 +338,26 @@ def test_cli_default_uses_published_estimates_and_strict_flags_bad_posterior(tmp
     # a missing file or variable is bad input: exit 2, nothing written
     assert cli.main(["--kinship-posterior", str(tmp_path / "none.nc"), "--out", str(tmp_path / "c"), "--quiet"]) == 2
     assert not (tmp_path / "c").exists()
+
+
+def test_a_synthetic_posterior_labels_every_cost_output(tmp_path, capsys):
+    """The synthetic flag the DiD commands write into their posterior files travels into the
+    cost analysis: summary, statements, draws and the printed headline say so."""
+    rng = np.random.default_rng(3)
+    kin = write_posterior(tmp_path / "k.nc", rng.normal(-10, 3, size=(2, 500)))
+    tree = xr.open_datatree(kin)
+    tree.attrs["synthetic"] = 1
+    tree.to_netcdf(tmp_path / "k_syn.nc", engine="h5netcdf")
+    out = tmp_path / "c"
+    assert cli.main(["--kinship-posterior", str(tmp_path / "k_syn.nc"), "--draws", "1000", "--out", str(out),
+                     "--save-draws"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["synthetic"] is True and summary["effect_data"]["kinship"] == "synthetic"
+    assert all(v.startswith("[SYNTHETIC DATA]") for v in summary["statements"].values())
+    assert xr.open_dataset(out / "draws.nc").attrs["synthetic"] == 1
+    assert "SYNTHETIC DATA" in capsys.readouterr().out
+    # a file that does not say is not called real
+    out2 = tmp_path / "d"
+    assert cli.main(["--kinship-posterior", str(kin), "--draws", "1000", "--out", str(out2), "--quiet"]) == 0
+    s2 = json.loads((out2 / "summary.json").read_text())
+    assert s2["synthetic"] is False and s2["effect_data"]["kinship"] == "not stated by the posterior file"

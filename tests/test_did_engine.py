@@ -292,3 +292,133 @@ def test_three_estimands_are_what_their_names_say(effects):
     else:
         np.testing.assert_allclose(est["average_unit"], est["these_units"], rtol=1e-8)
         assert np.std(est["new_unit"] - est["average_unit"]) > 0.1 * np.std(est["average_unit"])
+
+
+@pytest.mark.parametrize("likelihood", ["binomial", "betabinomial", "normal", "student", "poisson"])
+def test_unit_log_likelihood_sums_to_the_models_log_likelihood(likelihood):
+    """``log_likelihood/y_unit`` (each unit's cells summed) adds up, draw by draw, to PyMC's
+    own pointwise log-likelihood of the observed cells."""
+    import pymc as pm
+
+    from models.did.checks import unit_log_likelihood
+
+    cells = small_panel(likelihood, seed=8).drop(columns="y_ss", errors="ignore")   # no potential term
+    design = did_design(cells, DesignSpec(likelihood, effects="unit", base="all"))
+    dm = build_did_model(design, PRIOR, spec=ModelSpec(unit_centred=False))
+    with dm.model:
+        prior = pm.sample_prior_predictive(draws=5, random_seed=3, compile_kwargs={"mode": FAST})["prior"]
+    ll = unit_log_likelihood(dm, prior)
+    tree = xr.DataTree.from_dict({"posterior": prior.to_dataset()})
+    theirs = pm.compute_log_likelihood(tree, model=dm.model, extend_inferencedata=False, progressbar=False)
+    expected = theirs["y_obs"].values.reshape(5, -1)
+    np.testing.assert_allclose(ll.values.reshape(5, -1).sum(1), expected.sum(1), rtol=1e-8)
+    # and unit by unit
+    unit = design.data["unit_idx"]
+    np.testing.assert_allclose(ll.values.reshape(5, -1)[:, 2], expected[:, unit == 2].sum(1), rtol=1e-8)
+
+
+@pytest.mark.parametrize("unit_centred", [True, False])
+def test_power_scaling_uses_the_top_level_priors_only(unit_centred):
+    """The log prior power-scaled is the effect prior, the hyperpriors, the fixed terms and the
+    nuisance parameters; the exchangeable group effects (raw or centred) are not priors to scale."""
+    from models.did.checks import top_level_priors
+
+    cells = small_panel("binomial", seed=9)
+    design = did_design(cells, DesignSpec("binomial", effects="unit", base="all", unit_trends=True))
+    dm = build_did_model(design, PRIOR, spec=ModelSpec(unit_centred=unit_centred, period_effects="hierarchical"))
+    names = set(top_level_priors(dm, {rv.name: None for rv in dm.model.free_RVs}))
+    assert {"mu_tau", "sigma_tau", "alpha", "sigma_unit", "sigma_trend", "sigma_period"} <= names
+    assert not names & {"unit_raw", "unit_intercept", "tau", "tau_raw", "trend_raw", "period_raw"}
+
+
+def _duration_cells(seed: int, upper: float | None) -> tuple[pd.DataFrame, list[np.ndarray]]:
+    """Hurdle cells of simulated durations (optionally those above ``upper`` left out), and the
+    positive durations of each cell."""
+    rng = np.random.default_rng(seed)
+    rows, kept = [], []
+    for i in range(6):
+        for t in range(2001, 2006):
+            d = np.where(rng.random(80) < 0.15, 0.0, np.exp(rng.normal(2.5 + 0.1 * i, 0.8, 80)))
+            if upper is not None:
+                d = d[d <= upper]
+            pos = d[d > 0]
+            kept.append(pos)
+            rows.append({"unit": f"u{i}", "period": t, "cohort": (2003, np.nan)[i % 2], "n": float(d.size),
+                         "y": int((d == 0).sum()), "n_pos": int(pos.size), "log_sum": float(np.log(pos).sum()),
+                         "log_sq": float((np.log(pos) ** 2).sum()), "dur_sum": float(d.sum()),
+                         "log_upper": np.log(upper) if upper is not None else np.nan})
+    return canonical_cells(pd.DataFrame(rows)), kept
+
+
+def test_cut_off_durations_have_the_truncated_lognormal_likelihood():
+    """With a cut-off U, the positive durations' log-likelihood is the truncated lognormal's,
+    record by record (scipy), up to a constant; without one the truncation term is exactly 0."""
+    from models.did.checks import cell_log_likelihood
+
+    cells, kept = _duration_cells(3, upper=30.0)
+    design = did_design(cells, DesignSpec("hurdle_lognormal", effects="unit", base="all"))
+    assert design.cutoff == pytest.approx(30.0)
+    dm = build_did_model(design, PRIOR, spec=ModelSpec(unit_centred=False))
+    m = dm.model
+    rng = np.random.default_rng(4)
+    pot = m.replace_rvs_by_values([m.potentials[0]])
+    fn = m.compile_fn(pot, inputs=m.value_vars, mode=FAST, on_unused_input="ignore")
+    points = [{k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in m.initial_point().items()} for _ in range(2)]
+    got, expected = [], []
+    for point in points:
+        got.append(float(np.sum(fn(point)[0])))
+        vals = _values(dm, ["unit_intercept", "period_effect", "tau", "sigma_log"], point)
+        d = design.data
+        e = (vals["unit_intercept"][d["unit_idx"]] + vals["period_effect"][d["period_idx"]]
+             + vals["tau"][d["treated_unit_idx"]] * d["treated"])
+        s = vals["sigma_log"]
+        lognorm = [stats.lognorm(s, scale=np.exp(ec)) for ec in e]
+        order = design.cells.index.to_numpy()        # the design's cell order -> the simulated cells
+        expected.append(sum(np.sum(lognorm[c].logpdf(kept[order[c]]) - lognorm[c].logcdf(30.0))
+                            for c in range(len(e))))
+    # the model drops -sum(log d) and -log(2 pi)/2 per record: compare differences between points
+    np.testing.assert_allclose(got[0] - got[1], expected[0] - expected[1], rtol=1e-7)
+    # and the cell log-likelihood used for LOO and power scaling is the full one
+    vals = _values(dm, ["unit_intercept", "period_effect", "tau", "sigma_log", "unit_intercept_zero",
+                        "period_effect_zero", "tau_zero"], points[0])
+    d = design.data
+    eta = {p: (vals[f"unit_intercept{p}"][d["unit_idx"]] + vals[f"period_effect{p}"][d["period_idx"]]
+               + vals[f"tau{p}"][d["treated_unit_idx"]] * d["treated"])[None] for p in ("", "_zero")}
+    ll = cell_log_likelihood(dm, eta, {"sigma_log": np.array([vals["sigma_log"]])})
+    zero = stats.binom.logpmf(d["y"], d["n"], expit(eta["_zero"][0])).sum()
+    assert ll.sum() - zero == pytest.approx(expected[0], rel=1e-8)
+    # without a cut-off the term vanishes
+    nocut = did_design(_duration_cells(3, upper=None)[0], DesignSpec("hurdle_lognormal", effects="unit", base="all"))
+    assert nocut.cutoff is None
+
+
+def test_truncated_and_population_means_are_what_they_say():
+    """The hurdle's response with a cut-off is the mean of durations up to it (Monte Carlo);
+    without one, the population mean; the model reports both (``att`` and ``att_population``)."""
+    from models.did.likelihoods import LIKELIHOODS
+
+    lik = LIKELIHOODS["hurdle_lognormal"]
+    rng = np.random.default_rng(5)
+    m, s, p0, upper = 2.6, 0.9, 0.2, 25.0
+    eta = {"": np.array([[m]]), "_zero": np.array([[np.log(p0 / (1 - p0))]])}
+    nuis = {"sigma_log": np.array([s])}
+    d = np.exp(rng.normal(m, s, 2_000_000))
+    truncated = lik.response(eta, nuis, lib=np, log_upper=np.log(upper))
+    assert truncated[0, 0] == pytest.approx((1 - p0) * d[d <= upper].mean(), rel=2e-3)
+    assert lik.response(eta, nuis, lib=np)[0, 0] == pytest.approx((1 - p0) * np.exp(m + s ** 2 / 2), rel=1e-12)
+    from models.did.likelihoods import NO_CUTOFF
+    assert lik.response(eta, nuis, lib=np, log_upper=NO_CUTOFF)[0, 0] == pytest.approx(
+        (1 - p0) * np.exp(m + s ** 2 / 2), rel=1e-12)
+    import pymc as pm
+
+    cells, _ = _duration_cells(6, upper=30.0)
+    dm = build_did_model(did_design(cells, DesignSpec("hurdle_lognormal", effects="unit", base="all")), PRIOR)
+    with dm.model:
+        prior = pm.sample_prior_predictive(draws=200, random_seed=1, compile_kwargs={"mode": FAST})["prior"]
+    eta0, eta1, nuis = cell_predictors(dm, prior)
+    d = dm.design.data
+    w = d["n"] * d["post"]
+    for name, cut in (("att", {"log_upper": d["log_upper"]}), ("att_population", {})):
+        r1, r0 = lik.response(eta1, nuis, lib=np, **cut), lik.response(eta0, nuis, lib=np, **cut)
+        np.testing.assert_allclose(prior[name].values.ravel(), ((r1 - r0) * w).sum(1) / w.sum(), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(prior["att"].values, prior["att_population"].values)

@@ -121,7 +121,11 @@ def kinship_result() -> DidResult:
             statements=[f"very likely (P = 0.99) that SofS reduced kinship care [{p}]",
                         "unlikely (P = 0.10) that the change was within ±2 pp"],
             relative={"mean": m / 60, "sd": 0.05, "eti95_low": m / 60 - 0.1, "eti95_high": m / 60 + 0.1},
-            counterfactual_mean=62.0, aggregates=agg, diagnostics_ok=p != "neutral"))
+            counterfactual_mean=62.0, aggregates=agg, diagnostics_ok=p != "neutral",
+            estimands={k: {**_effect(m), "label": label, "p_same_sign_as_these_units": 0.99}
+                       for k, label in (("these_units", "in the pilot LAs"),
+                                        ("average_unit", "in the average LA (its mean effect)"),
+                                        ("new_unit", "in a new LA like them (between-LA variation included)"))}))
     refit = {"family": "data definition", "effect": "att", "description": "each child's first record only",
              "mean": -11.0, "eti95_low": -16.0, "eti95_high": -6.0, "p_negative": 0.99, "p_positive": 0.01, "note": ""}
     return DidResult(
@@ -532,3 +536,28 @@ def test_report_renders_in_headless_chromium(rendered, tmp_path):
     assert result["headline_rows"] >= len(report.TABLE8_INDICATORS)
     assert "Table 8 re-analysed" in result["headline_caption"]
     assert "FAILING DIAGNOSTICS" in result["flag"]
+
+
+def test_strict_fails_when_only_a_robustness_refit_fails(tmp_path, capsys):
+    """``--strict`` counts every fit: a result whose main fits pass but one robustness re-fit
+    failed exits with the diagnostics code."""
+    from dataclasses import replace as dc_replace
+
+    from analyses import did_runner
+
+    res = kinship_result()
+    res = dc_replace(res, diagnostics={"main (sceptical)": PASSING_FIT}, diagnostics_ok=True)
+    assert res.diagnostics_ok and not res.robustness.diagnostics_ok and not res.all_ok
+
+    class _Run:   # what finish() reads: the plan's strictness and the result, with writing and printing stubbed
+        plan = type("P", (), {"strict": True})()
+        result = res
+
+    saved = did_runner.write_outputs, did_runner.print_headline
+    did_runner.write_outputs = did_runner.print_headline = lambda run: None
+    try:
+        assert did_runner.finish(_Run()) == did_runner.EXIT_DIAGNOSTICS
+        _Run.result = dc_replace(res, robustness=dc_replace(res.robustness, diagnostics_ok=True))
+        assert did_runner.finish(_Run()) == did_runner.EXIT_OK
+    finally:
+        did_runner.write_outputs, did_runner.print_headline = saved

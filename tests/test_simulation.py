@@ -212,9 +212,17 @@ def test_recovery_study_writes_each_replicate_resumes_and_reruns_one_alone(tmp_p
 
 def test_sbc_and_few_las_studies_run_end_to_end(tmp_path):
     out = tmp_path / "sbc"
-    assert cli.main(["sbc", "--replicates", "3", "--sbc-draws", "20", "--out", str(out), *TINY]) == 0
+    assert cli.main(["sbc", "--treated", "9,2", "--replicates", "3", "--sbc-draws", "20", "--out", str(out),
+                     *TINY]) == 0
     ranks = pd.read_csv(out / "summary" / "sbc_ranks.csv")
-    assert len(ranks) == 3 and ranks.drop(columns=["replicate", "L"]).to_numpy().max() <= 20
+    assert len(ranks) == 6 and ranks.drop(columns=["replicate", "L"]).to_numpy().max() <= 20
+    words = pd.read_csv(out / "summary" / "verbal_calibration.csv")
+    assert set(words["n_pilot"]) <= {9, 2} and words["statements"].sum() == 12     # 2 statements per replicate
+    new = pd.read_csv(out / "summary" / "new_la_coverage.csv")
+    assert list(new["n_pilot"]) == [9, 2] and (new["replicates"] == 3).all()
+    assert (out / "summary" / "verbal_calibration.png").exists()
+    rec = json.loads(next((out / "replicates").glob("prior_t2_c2/rep_00000.json")).read_text())
+    assert rec["design"] == {"n_pilot": 2, "n_comparator": 2} and np.isfinite(rec["new_unit"]["truth"])
     assert set(sim.SBC_VARS) <= set(ranks.columns)
     assert (out / "summary" / "sbc_ecdf.png").exists() and (out / "summary" / "sbc_uniformity.md").exists()
 
@@ -227,6 +235,37 @@ def test_sbc_and_few_las_studies_run_end_to_end(tmp_path):
     assert (out / "summary" / "type1_error.png").exists() and (out / "summary" / "power.png").exists()
     rec = json.loads(next((out / "replicates").glob("null_*/rep_00000.json")).read_text())
     assert rec["bootstrap"]["webb"]["n_boot"] == 99 and rec["truth"]["mu_tau"] == 0.0
+    null = pd.read_csv(out / "summary" / "null_statements.csv")
+    assert len(null) == 1 and null["very_likely_reduced"].between(0, 1).all()
+
+
+def _statement_records(p: np.ndarray, true_att: np.ndarray, n_pilot: int = 9) -> list[dict]:
+    return [{"scenario": f"s{n_pilot}", "design": {"n_pilot": n_pilot}, "statement": {"p_reduced": float(a),
+             "true_att": float(t)}} for a, t in zip(p, true_att)]
+
+
+def test_verbal_calibration_tells_calibrated_from_overconfident_words():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 1, 4000)
+    calibrated = np.where(rng.random(4000) < p, -1.0, 1.0)          # reduced with probability P
+    table = sim.verbal_calibration(_statement_records(p, calibrated))
+    assert table["matches_stated"].all() and table["statements"].sum() == 8000
+    # overconfident: the statements say P, the truth is a coin flip
+    coin = np.where(rng.random(4000) < 0.5, -1.0, 1.0)
+    bad = sim.verbal_calibration(_statement_records(p, coin)).set_index("level")
+    assert not bad.loc["virtually certain", "matches_stated"] and not bad.loc["very likely", "matches_stated"]
+
+
+def test_new_la_coverage_counts_fresh_effects_inside_the_intervals():
+    rng = np.random.default_rng(1)
+    recs = []
+    for k in range(2000):
+        truth = rng.normal()
+        q = {f"{a:g}": float(v) for a, v in zip(sim.QUANTILES, np.quantile(rng.normal(size=4000), sim.QUANTILES))}
+        recs.append({"scenario": "x", "design": {"n_pilot": 4}, "new_unit": {"truth": truth, "posterior": {"q": q}}})
+    table = sim.new_unit_coverage(recs)
+    assert table["coverage_90"].iloc[0] == pytest.approx(0.90, abs=0.02)
+    assert table["coverage_50"].iloc[0] == pytest.approx(0.50, abs=0.03)
 
 
 def test_bad_arguments_exit_2(tmp_path, capsys):

@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from models.did.likelihoods import Likelihood, get_likelihood
+from models.did.likelihoods import NO_CUTOFF, Likelihood, get_likelihood
 
 EFFECTS = ("cohort_period", "unit")
 CONTROLS = ("never", "notyet")
@@ -121,6 +121,14 @@ class DidDesign:
     pretrend_cells: list[tuple[int, int, int]]
     data: dict[str, np.ndarray] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def cutoff(self) -> float | None:
+        """The hurdle's largest cut-off in days (durations truncated there), or ``None``."""
+        lu = self.data.get("log_upper")
+        if lu is None or not np.any(lu < NO_CUTOFF):
+            return None
+        return float(np.exp(lu[lu < NO_CUTOFF].max()))
 
     @property
     def lik(self) -> Likelihood:
@@ -350,6 +358,9 @@ def did_design(cells: pd.DataFrame, spec: DesignSpec, *, units: list[str] | None
             continue
         if stat in work.columns:
             data[stat] = work[stat].to_numpy(np.int64 if stat == "n_pos" else float)
+    if lik.hurdle:      # every hurdle graph reads a cut-off (none: NO_CUTOFF), so one graph serves both
+        lu = data.get("log_upper", np.full(len(work), NO_CUTOFF))
+        data["log_upper"] = np.where(np.isfinite(lu), lu, NO_CUTOFF)
     cohorts = sorted({int(g) for g in work.loc[treated_mask, "cohort"]})
     return DidDesign(spec, work, list(units), treated_units, periods, cohorts, unit_cohort, names, effect_cells,
                      pre_cells, data, notes)

@@ -45,8 +45,9 @@ class DidExperiment:
         return self.design.lik
 
     def build(self, prior: NamedPrior, zero_prior: NamedPrior | None = None, *, unit_centred: bool | None = None,
-              design: DidDesign | None = None) -> DidModel:
-        spec = self.model_spec if unit_centred is None else replace(self.model_spec, unit_centred=unit_centred)
+              design: DidDesign | None = None, spec: ModelSpec | None = None) -> DidModel:
+        spec = spec or self.model_spec
+        spec = spec if unit_centred is None else replace(spec, unit_centred=unit_centred)
         return build_did_model(design or self.design, prior, spec=spec, zero_prior=zero_prior, **self.extensions)
 
     def fit(self, priors: list[NamedPrior], settings: SamplerSettings, *, seed: int,
@@ -55,7 +56,7 @@ class DidExperiment:
         zp = (zero_priors or [None])[0]
         dm = self.build(priors[0], zp)
         return fit_priors(dm, priors, settings, seed=seed, zero_priors=zero_priors, reweight=reweight,
-                          rebuild=lambda centred: self.build(priors[0], zp, unit_centred=centred), log=log)
+                          rebuild=lambda spec: self.build(priors[0], zp, spec=spec), log=log)
 
     # -- summaries --------------------------------------------------------------------------
 
@@ -75,6 +76,12 @@ class DidExperiment:
             s2 = effect_statements(self.secondary, post["att_zero"].values,
                                    estimands=estimand_draws(dm, post, seed=seed + 1, suffix="_zero"))
             secondary["att_zero"] = {**s2, "aggregates": aggregate_summary(self.aggregates(fit, "_zero"), self.design)}
+        cutoff = dm.design.cutoff
+        if cutoff is not None and "att_population" in post:
+            # durations were cut off: the headline is the truncated mean; the population mean beside it
+            reading = replace(self.reading, label=f"the population mean duration (the lognormal extended beyond the "
+                                                  f"{cutoff:g}-{self.reading.units} cut-off: an extrapolation)")
+            secondary["att_population"] = effect_statements(reading, post["att_population"].values)
         return PriorResult(
             prior=fit.prior.name, prior_description=fit.prior.describe(), effect=st["effect"],
             probabilities=st["probabilities"], statements=st["statements"], relative=interval(post["att_relative"].values),
@@ -99,7 +106,8 @@ class DidExperiment:
         if max_draws is not None and n_samples > max_draws:
             idx = np.sort(np.random.default_rng(seed).choice(n_samples, max_draws, replace=False))
         _, eta, nuis = cell_predictors(dm, post, idx=idx)
-        y_rep = self.lik.predict(np.random.default_rng(seed), eta, nuis, self.design.data["n"])
+        y_rep = self.lik.predict(np.random.default_rng(seed), eta, nuis, self.design.data["n"],
+                                 log_upper=self.design.data.get("log_upper"))
         if store and idx is None:
             import xarray as xr
 

@@ -26,7 +26,7 @@ import pymc as pm
 import xarray as xr
 
 from models.diagnostics import Diagnostics, check_sampling
-from models.did.model import PRIOR_DATA, DidModel, build_did_model, prior_data
+from models.did.model import BETWEEN_SD, PRIOR_DATA, DidModel, ModelSpec, build_did_model, prior_data
 from models.priors import NamedPrior
 from models.sampling import CompiledSampler
 
@@ -56,6 +56,7 @@ class Fit:
     seconds: float = 0.0
     reweighting: dict | None = None
     notes: list[str] = field(default_factory=list)
+    dm: DidModel | None = None          # the model it was drawn from (a re-parametrised twin after a re-fit)
 
     @property
     def posterior(self):
@@ -81,18 +82,18 @@ class PriorFitter:
     def __init__(self, dm: DidModel, *, mutable: tuple[str, ...] = PRIOR_DATA) -> None:
         self.dm = dm
         t0 = time.perf_counter()
-        known = {d.name for d in dm.model.data_vars}
+        known = set(dm.data_names) or {d.name for d in dm.model.data_vars}   # the data the graph reads
         self.sampler = CompiledSampler(dm.model, mutable=tuple(m for m in mutable if m in known))
         self.compile_seconds = time.perf_counter() - t0
 
     def fit(self, prior: NamedPrior, settings: SamplerSettings, *, seed: int, zero_prior: NamedPrior | None = None,
             data: dict | None = None) -> Fit:
         t0 = time.perf_counter()
-        known = {d.name for d in self.dm.model.data_vars}
+        known = set(self.dm.data_names) or {d.name for d in self.dm.model.data_vars}
         values = {k: v for k, v in {**prior_data(prior, zero_prior), **(data or {})}.items() if k in known}
         idata = self.sampler.sample(values, seed=seed, **settings.kwargs())
         diag = check_sampling(idata, diagnostic_vars(self.dm, idata["posterior"]))
-        return Fit(prior, idata, diag, time.perf_counter() - t0)
+        return Fit(prior, idata, diag, time.perf_counter() - t0, dm=self.dm)
 
 
 def _better(a: Fit, b: Fit) -> Fit:
@@ -120,14 +121,14 @@ class PriorFits:
 
 def fit_priors(dm: DidModel, priors: list[NamedPrior], settings: SamplerSettings, *, seed: int,
                zero_priors: list[NamedPrior | None] | None = None, reweight: bool = False,
-               auto_reparametrise: bool = True, rebuild: Callable[[bool], DidModel] | None = None,
+               auto_reparametrise: bool = True, rebuild: Callable[[ModelSpec], DidModel] | None = None,
                log: Callable[[str], None] = lambda message: None) -> PriorFits:
     """Fit ``dm`` under each prior (see the module docstring).
 
     ``reweight=True`` samples only the broadest prior and obtains the others by PSIS
-    reweighting, refitting any whose Pareto k exceeds 0.7. ``rebuild(unit_centred)`` builds
-    the re-parametrised model (default: ``build_did_model`` with the same design and spec);
-    it is used when ``auto_reparametrise`` and the intercepts' centring was chosen from data.
+    reweighting, refitting any whose Pareto k exceeds 0.7. ``rebuild(spec)`` builds the
+    re-parametrised model (default: ``build_did_model`` with the same design); it is used when
+    ``auto_reparametrise`` and the centring of the intercepts or of the effects was left open.
     A fit that fails its checks is re-fitted once (:func:`_recover`).
     """
     zero_priors = zero_priors or [None] * len(priors)
@@ -141,10 +142,11 @@ def fit_priors(dm: DidModel, priors: list[NamedPrior], settings: SamplerSettings
     reference: Fit | None = None
     for i, (prior, zp) in enumerate(order):
         if reweight and reference is not None:
-            tree, info = reweight_prior(reference.idata, reference.prior, prior, seed=seed + 10 + i)
+            tree, info = reweight_prior(reference.idata, reference.prior, prior, seed=seed + 10 + i,
+                                        between_base=BETWEEN_SD * dm.change)
             if info.ok:
                 fits[prior.name] = Fit(prior, tree, reweighted_diagnostics(reference.diagnostics, info), 0.0,
-                                       info.to_dict())
+                                       info.to_dict(), dm=reference.dm)
                 continue
             log(f"the {prior.name} prior is too far from the {reference.prior.name} fit "
                 f"(Pareto k {info.pareto_k:.2f}); sampling it")
@@ -168,6 +170,7 @@ def _only_divergences(diag: Diagnostics) -> bool:
 
 
 UNIT_LEVEL = ("unit_intercept", "unit_raw", "sigma_unit", "alpha", "cohort_level")
+EFFECT_LEVEL = ("sigma_tau", "tau_raw", "tau", "mu_tau")
 
 
 def _failing_vars(diag: Diagnostics) -> set[str]:
@@ -184,9 +187,12 @@ def _recover(fit: Fit, fitter: PriorFitter, dm: DidModel, prior, zp, settings: S
 
     1. divergent transitions the only problem: smaller steps (target acceptance 0.99);
     2. the unit-level variables mix badly and their centring was chosen from the data: the
-       other centring (a funnel or a ridge between the intercepts and their SD);
+       other centring (a funnel or a ridge between the intercepts and their SD); likewise the
+       treated units' effects (``sigma_tau``, unit structure, centring left open): centred
+       effects, which mix better when every treated unit has much data;
     3. anything else still failing: chains twice as long (draws and tuning).
     """
+    build = rebuild or (lambda spec: build_did_model(dm.design, prior, spec=spec))
     extra = 0.0
     steps = []
     if _only_divergences(fit.diagnostics) and settings.target_accept < 0.99:
@@ -201,8 +207,7 @@ def _recover(fit: Fit, fitter: PriorFitter, dm: DidModel, prior, zp, settings: S
         other = not fitter.dm.unit_centred
         form = "centred" if other else "non-centred"
         log(f"the unit intercepts mix badly under the {prior.name} prior; re-fitting with {form} intercepts")
-        twin_dm = (rebuild(other) if rebuild is not None else
-                   build_did_model(dm.design, prior, spec=replace(dm.spec, unit_centred=other)))
+        twin_dm = build(replace(fitter.dm.spec, unit_centred=other))
         twin = PriorFitter(twin_dm)
         extra += twin.compile_seconds
         refit = twin.fit(prior, settings, seed=seed, zero_prior=zp)
@@ -211,6 +216,18 @@ def _recover(fit: Fit, fitter: PriorFitter, dm: DidModel, prior, zp, settings: S
                      f"mixed badly; re-fitted {form} ({'kept' if kept is refit else 'not better'})")
         if kept is refit:
             fitter, dm = twin, twin_dm     # later priors use the form that worked
+        fit = kept
+    if (not fit.diagnostics.ok and dm.design.spec.effects == "unit" and dm.spec.effect_centred is None
+            and _failing_vars(fit.diagnostics) & set(EFFECT_LEVEL)):
+        log(f"the treated units' effects mix badly under the {prior.name} prior; re-fitting with centred effects")
+        twin_dm = build(replace(fitter.dm.spec, unit_centred=fitter.dm.unit_centred, effect_centred=True))
+        twin = PriorFitter(twin_dm)
+        extra += twin.compile_seconds
+        refit = twin.fit(prior, settings, seed=seed, zero_prior=zp)
+        kept = _better(fit, refit)
+        steps.append(f"non-centred effects mixed badly; re-fitted centred ({'kept' if kept is refit else 'not better'})")
+        if kept is refit:
+            fitter, dm = twin, twin_dm
         fit = kept
     if not fit.diagnostics.ok and not _only_divergences(fit.diagnostics):
         longer = replace(settings, draws=2 * settings.draws, tune=2 * settings.tune)
@@ -258,15 +275,24 @@ def reweighted_diagnostics(reference: Diagnostics, info: Reweighting) -> Diagnos
     return Diagnostics(table, reference.divergences, reference.n_draws, reference.ebfmi, problems)
 
 
-def reweight_prior(idata, reference: NamedPrior, target: NamedPrior, *, seed: int, var: str = "mu_tau"):
+def reweight_prior(idata, reference: NamedPrior, target: NamedPrior, *, seed: int, var: str = "mu_tau",
+                   between_base: float | None = None, between_var: str = "sigma_tau"):
     """The posterior under ``target`` from a fit under ``reference`` (they differ only in the
-    prior on ``var``), by Pareto-smoothed importance resampling to equal weights."""
+    prior on ``var`` and, when their ``between_scale`` differ, on ``between_var``, whose prior
+    is ``HalfNormal(between_scale x between_base)``), by Pareto-smoothed importance resampling
+    to equal weights."""
     from arviz_stats.base.array import array_stats
-    from scipy.stats import norm
+    from scipy.stats import halfnorm, norm
 
     post = idata["posterior"].to_dataset()
     mu = post[var].values
     log_ratio = norm.logpdf(mu, target.mean, target.sd) - norm.logpdf(mu, reference.mean, reference.sd)
+    if target.between_scale != reference.between_scale and between_var in post:
+        if between_base is None:
+            raise ValueError("reweighting between priors with different between-unit scales needs between_base")
+        sig = post[between_var].values
+        log_ratio = log_ratio + (halfnorm.logpdf(sig, scale=target.between_scale * between_base)
+                                 - halfnorm.logpdf(sig, scale=reference.between_scale * between_base))
     log_w, khat = array_stats.psislw(-log_ratio.ravel())  # psislw weights by exp(-input)
     w = np.exp(log_w - log_w.max())
     w /= w.sum()

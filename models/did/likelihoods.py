@@ -20,8 +20,19 @@ name                cell statistics               link        likelihood of a ce
 ``student``         y cell mean, n weight         identity    ``StudentT(4, eta, sigma / sqrt(n))``
 ``hurdle_lognormal`` y same-day records of n,      logit, log  same day ``Binomial(n, expit(eta_zero))``;
                     n_pos, log_sum, log_sq,                   positive durations ``log d ~ N(eta, s_log^2)``
-                    dur_sum                                   through their exact sufficient statistics
+                    dur_sum, log_upper                        through their exact sufficient statistics,
+                                                              truncated at ``log_upper`` (a cut-off)
 ==================  ============================  ==========  ==============================================
+
+The hurdle's durations may be cut off: records longer than ``U`` days left out (a maximum
+duration, or a sensitivity re-fit). The positive durations are then a lognormal truncated
+at ``U``, each contributing ``- log Phi((log U - eta) / s_log)`` beside its density, and two
+means are reported, each named: the *truncated mean* (of assessments up to ``U``, what the
+cut-off data describe; the headline response) ``(1 - p_0) exp(eta + s^2/2) Phi(a - s) /
+Phi(a)`` with ``a = (log U - eta) / s``, and the *population mean* ``(1 - p_0) exp(eta +
+s^2/2)``, the lognormal extended beyond the cut-off (an extrapolation). Cells without a
+cut-off hold ``log_upper`` = :data:`NO_CUTOFF`, where both terms vanish to machine precision,
+so one compiled graph serves data with and without cut-offs.
 
 (``s`` is the outcome's scale, sd(y), for identity links, 1 otherwise.)
 
@@ -47,6 +58,19 @@ from scipy.special import expit
 #: Degrees of freedom of the Student-t likelihood, fixed: heavy enough tails for the odd cell
 #: (a turnover of 0% or 28% after years near 15%); a few dozen cells cannot estimate it.
 STUDENT_NU = 4.0
+
+#: ``log_upper`` of a cell without a cut-off: ``Phi((NO_CUTOFF - eta) / s)`` is 1 in floating point.
+NO_CUTOFF = 1000.0
+
+
+def _log_ndtr(x, lib):
+    if lib is np:
+        from scipy.special import log_ndtr
+
+        return log_ndtr(x)
+    from pymc.distributions.dist_math import normal_lcdf
+
+    return normal_lcdf(0.0, 1.0, x)
 
 
 def _binomial_logit_logp(value, n, eta):
@@ -133,20 +157,27 @@ class Likelihood:
         elif self.hurdle:
             binomial_logit("y_obs", n=n, eta=eta["_zero"], observed=y)
             m, s = eta[""], nuis["sigma_log"]
+            truncation = data["n_pos"] * _log_ndtr((data["log_upper"] - m) / s, pt) if "log_upper" in data else 0.0
             pm.Potential("log_duration", pt.sum(-data["n_pos"] * pt.log(s) - (
-                data["log_sq"] - 2.0 * m * data["log_sum"] + data["n_pos"] * m ** 2) / (2.0 * s ** 2)))
+                data["log_sq"] - 2.0 * m * data["log_sum"] + data["n_pos"] * m ** 2) / (2.0 * s ** 2) - truncation))
         else:  # pragma: no cover - the table is closed
             raise ValueError(self.name)
 
-    def response(self, eta: dict, nuis: dict, lib=pt):
+    def response(self, eta: dict, nuis: dict, lib=pt, *, log_upper=None):
         """Expected value per record of a cell (probability, rate, mean, mean duration), in
-        PyTensor (``lib=pt``) or NumPy (``lib=np``; ``nuis`` then holds arrays)."""
+        PyTensor (``lib=pt``) or NumPy (``lib=np``; ``nuis`` then holds arrays). The hurdle's
+        mean duration is the truncated mean when ``log_upper`` (per cell) is given, the
+        population mean otherwise (see the module docstring)."""
         sigmoid = pm.math.invlogit if lib is pt else expit
         if self.hurdle:
             s = nuis["sigma_log"]
             if lib is np and np.ndim(s) == 1:      # draws in front: one sigma per draw
                 s = np.asarray(s)[:, None]
-            return (1.0 - sigmoid(eta["_zero"])) * lib.exp(eta[""] + 0.5 * s ** 2)
+            mean = (1.0 - sigmoid(eta["_zero"])) * lib.exp(eta[""] + 0.5 * s ** 2)
+            if log_upper is None:
+                return mean
+            a = (log_upper - eta[""]) / s
+            return mean * lib.exp(_log_ndtr(a - s, lib) - _log_ndtr(a, lib))
         if self.link == "logit":
             return sigmoid(eta[""])
         if self.link == "log":
@@ -161,9 +192,11 @@ class Likelihood:
 
     # -- predictive draws (NumPy) ------------------------------------------------------------
 
-    def predict(self, rng: np.random.Generator, eta: dict, nuis: dict, n: np.ndarray) -> dict[str, np.ndarray]:
+    def predict(self, rng: np.random.Generator, eta: dict, nuis: dict, n: np.ndarray,
+                log_upper: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Replicated cell statistics (``y``; the hurdle adds ``dur_sum``) for draws in front:
-        ``eta[part]`` is (draws, cells), ``nuis[name]`` (draws,)."""
+        ``eta[part]`` is (draws, cells), ``nuis[name]`` (draws,); the hurdle's durations are
+        truncated at ``log_upper`` when given."""
         e = eta.get("")
         if self.name == "binomial":
             return {"y": rng.binomial(n.astype(np.int64), expit(e))}
@@ -184,8 +217,16 @@ class Likelihood:
         zero = rng.binomial(n.astype(np.int64), expit(eta["_zero"]))
         n_pos = n - zero
         s = nuis["sigma_log"][:, None]
-        mean = np.exp(eta[""] + s ** 2 / 2)
-        var = (np.exp(s ** 2) - 1) * np.exp(2 * eta[""] + s ** 2)
+        m = eta[""]
+        if log_upper is None:
+            mean = np.exp(m + s ** 2 / 2)
+            var = (np.exp(s ** 2) - 1) * np.exp(2 * m + s ** 2)
+        else:       # the truncated lognormal's first two moments
+            from scipy.special import log_ndtr
+
+            a = (log_upper - m) / s
+            mean = np.exp(m + s ** 2 / 2 + log_ndtr(a - s) - log_ndtr(a))
+            var = np.maximum(np.exp(2 * m + 2 * s ** 2 + log_ndtr(a - 2 * s) - log_ndtr(a)) - mean ** 2, 0.0)
         total = np.maximum(rng.normal(n_pos * mean, np.sqrt(n_pos * var)), n_pos)   # sum of n_pos lognormals
         return {"y": zero, "dur_sum": total}
 
@@ -210,7 +251,7 @@ LIKELIHOODS: dict[str, Likelihood] = {
     "normal": Likelihood("normal", "identity", optional=("y_ss",), nuisance_names=("sigma_obs",)),
     "student": Likelihood("student", "identity", nuisance_names=("sigma_obs",)),
     "hurdle_lognormal": Likelihood("hurdle_lognormal", "log", stats=("y", "n", "n_pos", "log_sum", "log_sq", "dur_sum"),
-                                   parts=("_zero", ""), nuisance_names=("sigma_log",), integer_y=True, y_le_n=True,
+                                   optional=("log_upper",), parts=("_zero", ""), nuisance_names=("sigma_log",), integer_y=True, y_le_n=True,
                                    default_units="days"),
 }
 

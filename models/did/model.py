@@ -38,10 +38,12 @@ counterpart). ``s_w`` is the within-unit scale (:func:`change_scale`).
 
 ``effects="unit"`` (one effect per treated unit, constant after settling-in)::
 
-    tau_i = mu_tau + gamma (M_i - mean M) + sigma_tau z_i,   sigma_tau ~ HalfNormal(0.5 s)
+    tau_i = mu_tau + gamma (M_i - mean M) + sigma_tau z_i,   sigma_tau ~ HalfNormal(b 0.5 s_w)
 
 In both, ``mu_tau ~ N(m, sd^2)`` is the named prior (``pm.Data`` ``prior_mean``/``prior_sd``,
-``..._zero`` for the hurdle's same-day part), so one compiled model serves every prior.
+``..._zero`` for the hurdle's same-day part), and ``b`` its between-unit scale (``prior_between``,
+1 unless the named prior needs a smaller spread to keep its promise), so one compiled model
+serves every prior.
 ``s`` is the outcome's scale: 1 on logit and log links, sd(y) on the identity link; ``s_w``
 (:func:`change_scale`) the scale of changes within a unit (1, or the within-unit sd), used for
 period effects, trends, pre-trend terms and every effect SD.
@@ -67,11 +69,24 @@ effect for a *new* unit like them (each posterior draw draws a new unit's effect
 population, ``tau_new ~ N(mu_tau, sigma_tau^2)``, or for ATT(g,t) a new cohort's and unit's
 deviations, and applies it to these units' cells).
 
-Binomial, unit-structure extensions: ``moderator`` (above), ``misclassification`` (a share
-``m_c`` of a cell's records does not belong to the population, with its own probability ``q``:
-``p = (1 - m) expit(eta) + m expit(q)``), ``repeated`` (a child random effect, population-
-averaged by Gauss-Hermite quadrature; children seen more than once enter with their exact
-marginal likelihood).
+Binomial, unit-structure extensions: ``moderator`` (above); ``repeated`` (a child random
+effect, population-averaged by Gauss-Hermite quadrature; children seen more than once enter
+with their exact marginal likelihood); and two models of a population recorded with errors
+(the SofS NFA coding), each with the effect weighted by the cell's true population:
+
+- ``misclassification`` (contamination): a share ``m_c`` of a cell's ``n_c`` records does not
+  belong to the population and has its own probability ``q``: ``y ~ Binomial(n, (1 - m)
+  expit(eta) + m expit(q))``; the population is ``(1 - m_c) n_c`` records, the effects'
+  weights.
+- ``undercoding`` (selection): a share ``u_c`` of the population was coded otherwise and is
+  missing from the records, and whether a record kept its code may depend on its outcome:
+  with retention probabilities ``r_1`` (outcome 1) and ``r_0`` (outcome 0), the recorded
+  records' log-odds are the population's shifted by ``log psi``, ``psi = r_1 / r_0``:
+  ``y ~ Binomial(n, expit(eta + log psi))`` in the under-coded cells, and the population is
+  ``n_c / (1 - u_c)`` records, the effects' weights. ``psi = 1`` is under-coding at random (no
+  bias, other weights); ``psi`` is not identified by the data, so it is a sensitivity
+  parameter (``selection``, the log of psi in each under-coded cell, and ``undercoded`` are
+  data: one compiled model serves a grid).
 
 Assumptions: parallel trends of untreated outcomes given the model's unit, period, trend and
 covariate terms; no anticipation beyond ``anticipation`` periods; no spillovers; cells
@@ -88,12 +103,15 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from models.did.design import PERIOD_EFFECTS, DidDesign, constrained_basis, group_basis
-from models.did.likelihoods import Likelihood
+from models.did.likelihoods import Likelihood, binomial_logit
 from models.priors import NamedPrior
 
 QUADRATURE_NODES = 9
 #: The ``pm.Data`` holding the named priors' hyper-parameters.
-PRIOR_DATA = ("prior_mean", "prior_sd", "prior_mean_zero", "prior_sd_zero")
+#: The between-unit SD's default prior scale (unit structure), in units of ``s_w``:
+#: ``sigma_tau ~ HalfNormal(between_scale x BETWEEN_SD x s_w)``, ``between_scale`` from the named prior.
+BETWEEN_SD = 0.5
+PRIOR_DATA = ("prior_mean", "prior_sd", "prior_between", "prior_mean_zero", "prior_sd_zero", "prior_between_zero")
 
 
 @dataclass(frozen=True)
@@ -104,7 +122,8 @@ class ModelSpec:
     period_sd: float = 1.0
     cohort_levels: bool = True
     unit_centred: bool | None = None       # None: chosen from the data (:func:`choose_centring`)
-    effect_centred: bool = False           # unit structure: tau ~ N(mu_tau, sigma_tau) when True
+    effect_centred: bool | None = None     # unit structure: tau ~ N(mu_tau, sigma_tau) when True;
+                                           # None: non-centred, re-fitted centred if it mixes badly
     period_centred: bool = False           # hierarchical period deviations centred (main part only)
     unit_deviations: bool = False          # cohort_period: units' deviations within their cohort
     factor: float | None = None            # response -> reading units (default: the likelihood's)
@@ -222,7 +241,7 @@ def _mean0(design: DidDesign, part: str) -> float:
 
 
 def _part(design: DidDesign, spec: ModelSpec, data: dict, *, suffix: str, scale: float, change: float,
-          unit_centred: bool, prior_mean, prior_sd, moderator) -> dict:
+          unit_centred: bool, prior_mean, prior_sd, prior_between, moderator) -> dict:
     """One part's untreated and treated linear predictors (variables named with ``suffix``);
     ``scale`` sets the priors of levels, ``change`` those of changes within units."""
     ds, d = design.spec, design.data
@@ -272,7 +291,7 @@ def _part(design: DidDesign, spec: ModelSpec, data: dict, *, suffix: str, scale:
     mu_tau = pm.Normal(f"mu_tau{suffix}", prior_mean, prior_sd)
     out["mu_tau"] = mu_tau
     if ds.effects == "unit":
-        sigma_tau = pm.HalfNormal(f"sigma_tau{suffix}", 0.5 * change)
+        sigma_tau = pm.HalfNormal(f"sigma_tau{suffix}", prior_between * BETWEEN_SD * change)
         shift = 0.0
         if moderator is not None:
             gamma = pm.Normal(f"moderator_effect{suffix}", 0.0, 1.0 * change)
@@ -323,25 +342,28 @@ def _segment_sum(values, segment, n_segments):
 
 def build_did_model(design: DidDesign, prior: NamedPrior, *, spec: ModelSpec | None = None,
                     zero_prior: NamedPrior | None = None, moderator: np.ndarray | None = None,
-                    misclassification: np.ndarray | None = None, repeated: dict | None = None) -> DidModel:
+                    misclassification: np.ndarray | None = None, repeated: dict | None = None,
+                    undercoding: tuple[np.ndarray, np.ndarray] | None = None) -> DidModel:
     """The DiD as a :class:`DidModel` (see the module docstring).
 
     ``prior`` (and, for the hurdle, ``zero_prior`` for the same-day part; default N(0, 1))
     initialise the ``pm.Data`` of the named priors. ``moderator`` (one 0/1 value per treated
-    unit), ``misclassification`` (one share per cell) and ``repeated`` (from
+    unit), ``misclassification`` (one share per cell), ``undercoding`` (per cell: the share
+    ``u`` of the population missing from the records, and ``log psi``) and ``repeated`` (from
     :func:`repeated_design`) need the binomial likelihood and the unit structure.
     """
     spec = spec or ModelSpec()
     lik = design.lik
     d = design.data
     used = [k for k, v in {"moderator": moderator, "misclassification": misclassification,
-                           "repeated": repeated}.items() if v is not None]
+                           "repeated": repeated, "undercoding": undercoding}.items() if v is not None]
     if used and design.spec.effects != "unit":
         raise ValueError(f"{used} need the unit effect structure")
-    if (misclassification is not None or repeated is not None) and lik.name != "binomial":
-        raise ValueError("misclassification and repeated-children extensions need the binomial likelihood")
-    if misclassification is not None and repeated is not None:
-        raise ValueError("use misclassification or repeated, not both")
+    if set(used) - {"moderator"} and lik.name != "binomial":
+        raise ValueError("misclassification, under-coding and repeated-children extensions need the binomial "
+                         "likelihood")
+    if len(set(used) - {"moderator"}) > 1:
+        raise ValueError(f"use one of misclassification, under-coding and repeated, not {used}")
     scale, change = outcome_scale(design), change_scale(design)
     unit_centred = choose_centring(design) if spec.unit_centred is None else spec.unit_centred
     factor = spec.reading_factor(lik)
@@ -361,28 +383,39 @@ def build_did_model(design: DidDesign, prior: NamedPrior, *, spec: ModelSpec | N
             data[k] = pm.Data(k, d[k])   # the cell layout: data, so a compiled model serves new cells
         prior_mean = pm.Data("prior_mean", prior.mean)
         prior_sd = pm.Data("prior_sd", prior.sd)
+        prior_between = pm.Data("prior_between", prior.between_scale)
         mod = pm.Data("moderator", np.asarray(moderator, float)) if moderator is not None else None
         parts = {}
         for suffix in lik.parts:
             if suffix == "_zero":
                 zp = zero_prior or NamedPrior("neutral", 0.0, 1.0, "log-odds ratio", "weakly informative")
                 pm_, ps_ = pm.Data("prior_mean_zero", zp.mean), pm.Data("prior_sd_zero", zp.sd)
+                pb_ = pm.Data("prior_between_zero", zp.between_scale)
                 part_scale = 1.0
             else:
-                pm_, ps_, part_scale = prior_mean, prior_sd, scale
+                pm_, ps_, pb_, part_scale = prior_mean, prior_sd, prior_between, scale
             parts[suffix] = _part(design, spec, data, suffix=suffix, scale=part_scale,
                                   change=change if suffix == "" else 1.0, unit_centred=unit_centred,
-                                  prior_mean=pm_, prior_sd=ps_, moderator=mod)
+                                  prior_mean=pm_, prior_sd=ps_, prior_between=pb_, moderator=mod)
         nuis = lik.nuisance(change)
         eta = {k: v["eta"] for k, v in parts.items()}
         eta0 = {k: v["eta0"] for k, v in parts.items()}
-        to_response = lambda e: lik.response(e, nuis)  # noqa: E731
+        cutoff = {"log_upper": data["log_upper"]} if lik.hurdle else {}
+        to_response = lambda e: lik.response(e, nuis, **cutoff)  # noqa: E731
         if repeated is not None:
             sigma_child = pm.HalfNormal("sigma_child", 1.0)
             nodes, weights = _gauss_hermite()
 
             def to_response(e):  # noqa: F811 - population-averaged probability over the child effect
                 return pt.sum(weights * pm.math.invlogit(e[""][:, None] + sigma_child * nodes[None, :]), axis=1)
+        observed = data
+        if misclassification is not None:       # the effects are the population's: (1 - m) n records
+            misclass = pm.Data("misclass", np.asarray(misclassification, float))
+            data = {**data, "n": (1.0 - misclass) * data["n"]}
+        elif undercoding is not None:           # n / (1 - u) records
+            undercoded = pm.Data("undercoded", np.asarray(undercoding[0], float))
+            selection = pm.Data("selection", np.asarray(undercoding[1], float))
+            data = {**data, "n": data["n"] / (1.0 - undercoded)}
         _effects(design, data, factor, to_response(eta), to_response(eta0), suffix="")
         if design.spec.effects == "unit":
             typical = {k: v["eta0"] + data["treated"] * v["mu_tau"] for k, v in parts.items()}
@@ -399,6 +432,10 @@ def build_did_model(design: DidDesign, prior: NamedPrior, *, spec: ModelSpec | N
                 _pretrends(design, data, 100.0, lik.secondary_response(eta0), lik.secondary_response(flat),
                            suffix="_zero")
         if lik.hurdle:
+            # the population mean (the lognormal extended beyond any cut-off; the same as att without one)
+            r1p, r0p = lik.response(eta, nuis), lik.response(eta0, nuis)
+            w = _post_weights(design, data)
+            pm.Deterministic("att_population", factor * pt.sum(w * (r1p - r0p)) / pt.maximum(pt.sum(w), 1e-12))
             _effects(design, data, 100.0, lik.secondary_response(eta), lik.secondary_response(eta0), suffix="_zero")
             if design.spec.effects == "unit":
                 typical = {k: v["eta0"] + data["treated"] * v["mu_tau"] for k, v in parts.items()}
@@ -406,13 +443,14 @@ def build_did_model(design: DidDesign, prior: NamedPrior, *, spec: ModelSpec | N
         if repeated is not None:
             _repeated_likelihood(repeated, eta[""], to_response, sigma_child, nodes, weights)
         elif misclassification is not None:
-            misclass = pm.Data("misclass", np.asarray(misclassification, float))
             share = float(np.clip(d["y"].sum() / max(d["n"].sum(), 1), 0.01, 0.99))
             q_logit = pm.Normal("miscoded_logit", float(np.log(share / (1 - share))), 1.0)
-            pm.Binomial("y_obs", n=data["n"], p=(1.0 - misclass) * pm.math.invlogit(eta[""])
-                        + misclass * pm.math.invlogit(q_logit), observed=data["y"])
+            pm.Binomial("y_obs", n=observed["n"], p=(1.0 - misclass) * pm.math.invlogit(eta[""])
+                        + misclass * pm.math.invlogit(q_logit), observed=observed["y"])
+        elif undercoding is not None:
+            binomial_logit("y_obs", n=observed["n"], eta=eta[""] + selection, observed=observed["y"])
         else:
-            lik.observe(eta, data, nuis)
+            lik.observe(eta, observed, nuis)
     return DidModel(model, design, spec, unit_centred, scale, change, _used_data(model))
 
 
@@ -501,9 +539,11 @@ def prior_data(prior: NamedPrior | None = None, zero_prior: NamedPrior | None = 
     """Values of the prior hyper-parameters' ``pm.Data`` (:data:`PRIOR_DATA`)."""
     out = {}
     if prior is not None:
-        out.update(prior_mean=np.asarray(prior.mean, float), prior_sd=np.asarray(prior.sd, float))
+        out.update(prior_mean=np.asarray(prior.mean, float), prior_sd=np.asarray(prior.sd, float),
+                   prior_between=np.asarray(prior.between_scale, float))
     if zero_prior is not None:
-        out.update(prior_mean_zero=np.asarray(zero_prior.mean, float), prior_sd_zero=np.asarray(zero_prior.sd, float))
+        out.update(prior_mean_zero=np.asarray(zero_prior.mean, float), prior_sd_zero=np.asarray(zero_prior.sd, float),
+                   prior_between_zero=np.asarray(zero_prior.between_scale, float))
     return out
 
 
@@ -513,7 +553,8 @@ def model_data(dm: DidModel, design: DidDesign | None = None, prior: NamedPrior 
     a design of the same shape on new cells (to re-use the compiled model), and the priors."""
     design = design or dm.design
     names = [k for k in dm.data_names if k in design.data]
-    return {**{k: design.data[k] for k in names}, **prior_data(prior, zero_prior)}
+    priors = {k: v for k, v in prior_data(prior, zero_prior).items() if k in dm.data_names or not dm.data_names}
+    return {**{k: design.data[k] for k in names}, **priors}
 
 
 ESTIMANDS = {"these_units": "these treated units", "average_unit": "the average unit (its mean effect)",
@@ -561,7 +602,8 @@ def estimand_draws(dm: DidModel, posterior, *, seed: int, suffix: str = "") -> d
     if suffix == "_zero":
         response, factor = (lambda e: lik.secondary_response(e, lib=np)), 100.0
     else:
-        response, factor = (lambda e: lik.response(e, nuis, lib=np)), dm.spec.reading_factor(lik)
+        cutoff = {"log_upper": d["log_upper"]} if lik.hurdle else {}
+        response, factor = (lambda e: lik.response(e, nuis, lib=np, **cutoff)), dm.spec.reading_factor(lik)
     r0 = response(eta0)
 
     def contrast(e: dict) -> np.ndarray:

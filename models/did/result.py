@@ -166,6 +166,7 @@ class DidResult:
     diagnostics: dict
     diagnostics_ok: bool
     provenance: dict
+    prior_check: list[dict] = field(default_factory=list)   # each named prior's promise on the reported scale
     truth: dict | None = None
     extra: dict = field(default_factory=dict)
     schema: str = SCHEMA_NAME

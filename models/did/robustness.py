@@ -38,6 +38,9 @@ from models.diagnostics import check_sampling
 from models.sampling import CompiledSampler
 
 DEFAULT_MISCLASSIFICATION_GRID = (0.0, 0.05, 0.1, 0.2, 0.3)
+#: Selection ratios psi = r_1 / r_0 (an outcome-1 record's chance of keeping its code over an
+#: outcome-0 record's) for the under-coding sensitivity; 1 is under-coding at random.
+DEFAULT_SELECTION_GRID = (0.5, 1.0, 2.0)
 
 
 def pre_draws(dynamic: dict[int, np.ndarray], anticipation: int = 0) -> dict[int, np.ndarray]:
@@ -84,6 +87,20 @@ def suspect_cells(cells: pd.DataFrame, *, ratio: float = 0.5, count: str = "n") 
     mask = pd.MultiIndex.from_frame(cells[["unit", "period"]]).isin(flagged)
     las = sorted({la for la, _ in flagged})
     return np.asarray(mask), las
+
+
+def undercoded_shares(cells: pd.DataFrame, *, ratio: float = 0.5, count: str = "n",
+                      max_share: float = 0.95) -> tuple[np.ndarray, list[str]]:
+    """Per cell, the share ``u`` of its population missing from the records in the unit-periods
+    :func:`suspect_cells` flags, from the deficit of records against the unit's median per
+    period, ``u = 1 - records / median`` (at most ``max_share``; 0 in other cells), and the
+    units flagged."""
+    per_year = cells.groupby(["unit", "period"], sort=False)[count].sum()
+    median = per_year.groupby(level="unit").transform("median")
+    share = (1.0 - per_year / median).where(per_year < ratio * median, 0.0).clip(0.0, max_share)
+    keys = pd.MultiIndex.from_frame(cells[["unit", "period"]])
+    u = share.reindex(keys).to_numpy(float)
+    return u, sorted({la for (la, _), v in share.items() if v > 0})
 
 
 def moderator_groups(attributes: pd.DataFrame | None, pilots: list[str]) -> dict[str, tuple[np.ndarray | None, str]]:

@@ -316,3 +316,41 @@ def effect_statements(reading: Reading, att, *, relative=None, estimands: dict |
             lines.append(state(p_same, f"{reading.subject} {verb} {label} {words[key]} (95% interval "
                                        f"{f(e['eti95_low'])} to {f(e['eti95_high'])} {units})"))
     return {"effect": s.to_dict(), "probabilities": probs, "statements": lines, "estimands": summaries}
+
+
+def _band(draws: np.ndarray) -> tuple[float, float, float]:
+    return float(draws.mean()), float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))
+
+
+def trend_table(design: DidDesign, mu: np.ndarray, mu0: np.ndarray, panels: dict[str, tuple[list[str], list[str]]],
+                *, factor: float) -> pd.DataFrame:
+    """Treated units against their comparators by period: observed, fitted (posterior mean and
+    95% band) and, for treated units, the counterfactual without the treatment.
+
+    ``mu``/``mu0`` are the response per cell with and without the effect (draws x cells);
+    ``panels`` maps a panel name to (treated units, comparator units). Shares and rates are
+    ``n``-weighted (times ``factor``); continuous outcomes are plain means over cells.
+    """
+    lik = design.lik
+    cells = design.cells
+    n = design.data["n"].astype(float)
+    y = np.asarray(design.data["y"], float)
+    rows = []
+    for panel, (treated, comparators) in panels.items():
+        for group, units in (("pilot", treated), ("neighbours", comparators)):
+            sub = cells[cells["unit"].isin(units)]
+            for period, idx in sub.groupby("period").indices.items():
+                pos = sub.index.to_numpy()[idx]
+                w = np.ones(len(pos)) if lik.identity else n[pos]
+                scale = 1.0 if lik.identity else factor
+                observed = y[pos].mean() if lik.identity else scale * y[pos].sum() / n[pos].sum()
+                fit = scale * (mu[:, pos] * w).sum(1) / w.sum()
+                cf = scale * (mu0[:, pos] * w).sum(1) / w.sum()
+                f_mean, f_lo, f_hi = _band(fit)
+                c_mean, c_lo, c_hi = _band(cf) if group == "pilot" else (np.nan,) * 3
+                treated_now = bool((design.data["treated"][pos] > 0).any()) if group == "pilot" else False
+                rows.append({"panel": panel, "group": group, "year": int(period), "n_las": len(pos),
+                             "observed": float(observed), "fit_mean": f_mean, "fit_low": f_lo, "fit_high": f_hi,
+                             "counterfactual_mean": c_mean, "counterfactual_low": c_lo, "counterfactual_high": c_hi,
+                             "treated": treated_now})
+    return pd.DataFrame(rows)
