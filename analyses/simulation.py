@@ -138,10 +138,13 @@ def check_study_folder(out: Path, settings: sim.StudySettings, argv: list[str] |
     os.replace(tmp, meta)
 
 
-def design_note(settings: sim.StudySettings) -> str:
+def design_note(settings: sim.StudySettings, scenarios=()) -> str:
     """The data-generating design in words (stored with every study)."""
+    sizes = sorted({(s.n_pilot, s.n_comparator) for s in scenarios}, reverse=True)
     size = ("the scenario's treated and comparator LAs (adoption years spread over the kinship rollout)"
-            if settings.study == "few-las" else "18 LAs (9 pilot, 9 comparator)")
+            if settings.study == "few-las" or len(sizes) > 1 else
+            "{} LAs ({} pilot, {} comparator)".format(sum(sizes[0]), *sizes[0]) if sizes
+            else "18 LAs (9 pilot, 9 comparator)")
     cells = ("covariate effects as in the kinship twin, fitted on covariate strata" if settings.covariates else
              "covariate effects set to zero, fitted on LA x year cells")
     what = {"recovery": "data from the generator", "sbc": "parameters and data from the model's prior "
@@ -184,7 +187,7 @@ def summarise(args, settings, scenarios, store, replicates, argv, runs: list[dic
     summary: dict = {"study": settings.study, "settings": settings.to_dict(),
                      "scenarios": [asdict(s) for s in scenarios], "replicates_requested": replicates,
                      "replicates_done": len(records), "replicates_failed": len(failures),
-                     "design_note": design_note(settings), "diagnostics": diag, "runs": runs, "synthetic": True}
+                     "design_note": design_note(settings, scenarios), "diagnostics": diag, "runs": runs, "synthetic": True}
     with OutputDir(store.root / "summary") as out:
         if settings.study == "recovery":
             table = sim.recovery_table(records)

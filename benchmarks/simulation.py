@@ -15,6 +15,11 @@ folder under --root, so an interrupted benchmark resumes when run again):
                    (1 thread each): the speed-up from 1 to 2 Dask workers.
 - ``few-las``      Bayesian and frequentist DiD on the same replicates: null and published effect,
                    2/4/9 treated LAs, sd_tau 0 and 0.6.
+- ``words``        calibrated words and a new LA: SBC at 9, 4 and 2 treated LAs (200 replicates
+                   each): at every verbal level the share of true statements against the stated
+                   P, and the new-LA 90% predictive coverage (target 0.86-0.94); then, under a
+                   null effect (Bayes and the report's LPM on the same replicates, 200 per
+                   cell), how often "very likely reduced" is said beside p < 0.05.
 
 Prints one line per part and keeps a JSON record (for the README) in --root/benchmark.json.
 """
@@ -33,7 +38,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ("recovery", "sbc", "few-las-freq", "speedup", "few-las")
+PARTS = ("recovery", "sbc", "few-las-freq", "speedup", "few-las", "words")
 
 
 def run_study(args: list[str], log) -> tuple[float, int]:
@@ -131,6 +136,21 @@ def main() -> int:
             save(part, {"replicates": s["replicates_done"], "wall_s_this_invocation": round(wall, 1), "exit": rc,
                         "load_avg_1min_at_start": load, "rejection_rates": s.get("rejection_rates"),
                         "coverage_95": s.get("coverage_95"), "diagnostics": s["diagnostics"]})
+        elif part == "words":
+            out = args.root / "words_sbc"
+            wall, rc = run_study(["sbc", "--treated", "9,4,2", "--replicates", str(args.replicates), "--out", str(out),
+                                  *w], log)
+            s = summary(out)
+            out_null = args.root / "words_null"
+            wall_null, rc_null = run_study(["few-las", "--effects", "null", "--treated", "2,4,9", "--sd-tau", "0,0.6",
+                                            "--n-boot", "199", "--replicates", str(args.replicates),
+                                            "--out", str(out_null), *w], log)
+            s_null = summary(out_null)
+            save(part, {"replicates_sbc": s["replicates_done"], "replicates_null": s_null["replicates_done"],
+                        "wall_s_sbc": round(wall, 1), "wall_s_null": round(wall_null, 1), "exit": [rc, rc_null],
+                        "load_avg_1min_at_start": load, "checks": s["checks"],
+                        "verbal_calibration": s.get("verbal_calibration"), "new_la_coverage": s.get("new_la_coverage"),
+                        "null_statements": s_null.get("null_statements"), "diagnostics": s["diagnostics"]})
     log.close()
     return 0
 

@@ -172,9 +172,10 @@ def plot_verbal_calibration(table: pd.DataFrame) -> plt.Figure:
     for k, g in table.groupby("n_pilot"):
         ax.errorbar(g["mean_stated_p"], g["share_true"], yerr=1.96 * g["mc_se"], fmt="o", ms=5, capsize=2,
                     color=colours.get(int(k), "0.3"), label=f"{int(k)} treated LAs")
-        for _, r in g.iterrows():
-            ax.annotate(r["level"], (r["mean_stated_p"], r["share_true"]), fontsize=6, xytext=(4, -8),
-                        textcoords="offset points", color="0.35")
+    first = table[table["n_pilot"] == table["n_pilot"].max()]       # each level named once
+    for i, (_, r) in enumerate(first.iterrows()):
+        ax.annotate(r["level"], (r["mean_stated_p"], r["share_true"]), fontsize=6.5, color="0.3",
+                    xytext=(8, -10 if i % 2 else 6), textcoords="offset points")
     ax.plot([0, 1], [0, 1], color="k", lw=0.8, ls=":")
     ax.set_xlabel("stated probability (mean P of the statements at that level)")
     ax.set_ylabel("share of the statements that were true")

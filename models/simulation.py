@@ -260,7 +260,13 @@ def pre_share(design: DidDesign) -> float:
 
 
 def study_prior(design: DidDesign, name: str):
-    """The named prior for ``mu_tau``, anchored as the kinship analysis anchors it."""
+    """The named prior for ``mu_tau``, anchored as the kinship analysis anchors it (the neutral
+    prior needs no anchor: a replicate whose pilots start above 83% cannot rise by 20%, and the
+    target-anchored priors refuse it)."""
+    if name == "neutral":
+        from models.priors import NamedPrior
+
+        return NamedPrior("neutral", 0.0, 1.0, "log-odds ratio", "no effect expected, weakly informative")
     share = min(max(pre_share(design), 0.01), 0.99)
     return effect_priors(get_likelihood("binomial"), share, direction=+1, relative_target=0.2,
                          outcome_label="kinship care")[name]
@@ -548,15 +554,21 @@ def null_statement_rates(frame: pd.DataFrame) -> pd.DataFrame:
     """Under a null effect (few-LAs ``null`` scenarios), how often the toolkit's statement
     "SofS reduced ..." reaches "likely" (P >= 0.66), "very likely" (P >= 0.90) and "extremely
     likely" (P >= 0.95), beside how often the report's method (LPM, LA-clustered SE) finds a
-    significant reduction (p < 0.05, estimate below 0) or any significant effect."""
+    significant reduction (p < 0.05, estimate below 0) or any significant effect. With a
+    between-LA spread the pilots' own ATT is not zero under a null mean effect, so
+    ``very_likely_reduced_and_true`` says how many "very likely reduced" statements were true
+    (the realised ATT below 0); with no spread it is exactly 0 and every such statement is false."""
     sub = frame[(frame["effect"] == "null") & frame["bayes_p_reduced"].notna()]
     rows = []
     for (k, c, sd), g in sub.groupby(["n_pilot", "n_comparator", "sd_tau"]):
         n = len(g)
         p = g["bayes_p_reduced"].astype(float)
+        said = (p >= 0.90).to_numpy()
+        true = (g["true_att_pp"] < 0).to_numpy()
         rows.append({"n_pilot": int(k), "n_comparator": int(c), "sd_tau": float(sd), "replicates": n,
-                     "likely_reduced": float((p >= 0.66).mean()), "very_likely_reduced": float((p >= 0.90).mean()),
+                     "likely_reduced": float((p >= 0.66).mean()), "very_likely_reduced": float(said.mean()),
                      "extremely_likely_reduced": float((p >= 0.95).mean()),
+                     "very_likely_reduced_and_true": float(true[said].mean()) if said.any() else float("nan"),
                      "report_significant_reduction": float((g["lpm_cluster_z"] & (g["lpm_estimate_pp"] < 0)).mean()),
                      "report_significant_any": float(g["lpm_cluster_z"].mean())})
     return pd.DataFrame(rows)
