@@ -112,7 +112,7 @@ def _read_unit_cost_file(path: Path) -> pd.DataFrame:
                                 "optionally under the key 'unit_costs'", file=path)
             frame = pd.DataFrame(loaded)
         elif suffix in {".csv", ".txt"}:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+            frame = _read_csv_rows(path)
         else:
             raise DataError(f"unknown file type '{suffix}' (use .csv, .yaml or .yml)", file=path)
     except DataError:
@@ -120,8 +120,47 @@ def _read_unit_cost_file(path: Path) -> pd.DataFrame:
     except Exception as err:  # parser errors from pandas / yaml
         raise DataError(f"cannot be read as a table: {err}", file=path) from None
     if frame.empty:
-        raise DataError("the table has no rows", file=path)
+        raise DataError(f"the table has no data rows (columns needed: {list(UNIT_COST_COLUMNS)})", file=path, row=1,
+                        column=UNIT_COST_COLUMNS[0])
     return frame
+
+
+def _read_csv_rows(path: Path) -> pd.DataFrame:
+    """A CSV as strings, with file, row and column for every structural problem.
+
+    Row numbers are 1-based data rows (the header is row 0). A row with fewer fields than the
+    header (a truncated line) gets blanks, which the validator then names; a row with more
+    fields, an unterminated quote, bytes that are not UTF-8 or an empty file are errors here.
+    """
+    import csv
+
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DataError(f"not UTF-8 text (byte {err.start})", file=path, row=0, column=UNIT_COST_COLUMNS[0]) from None
+    lines = text.splitlines()
+    if not text.strip():
+        raise DataError(f"the file is empty: it needs a header with columns {list(UNIT_COST_COLUMNS)} and one row "
+                        "per item", file=path, row=0, column=UNIT_COST_COLUMNS[0])
+    reader = csv.reader(lines, strict=True, skipinitialspace=True)
+    records: list[list[str]] = []
+    try:
+        header = [h.strip() for h in next(reader)]
+        for fields in reader:
+            if not any(f.strip() for f in fields):
+                continue
+            row = len(records) + 1
+            if len(fields) > len(header):
+                raise DataError(f"row has {len(fields)} fields but the header has {len(header)} (an unquoted comma?)",
+                                file=path, row=row, column=header[-1] if header else UNIT_COST_COLUMNS[0])
+            records.append(fields + [""] * (len(header) - len(fields)))
+    except csv.Error as err:
+        raise DataError(f"malformed CSV ({err}; an unterminated quote?)", file=path, row=len(records) + 1,
+                        column=UNIT_COST_COLUMNS[0]) from None
+    dup = [h for h in header if header.count(h) > 1]
+    if dup:
+        raise DataError(f"column '{dup[0]}' appears more than once in the header", file=path, row=0, column=dup[0])
+    return pd.DataFrame(records, columns=header, dtype=object)
 
 
 def _blank(value: Any) -> bool:
@@ -157,8 +196,8 @@ def validate_unit_costs(frame: pd.DataFrame, *, file: Path | None = None,
     deflator = DEFLATOR if deflator is None else deflator
     missing_cols = [c for c in UNIT_COST_COLUMNS if c not in frame.columns]
     if missing_cols:
-        raise DataError(f"missing required column(s) {missing_cols}; found {list(frame.columns)}",
-                        file=file, column=missing_cols[0])
+        raise DataError(f"missing required column(s) {missing_cols} in the header; found {list(frame.columns)}",
+                        file=file, row=0, column=missing_cols[0])
     rows: dict[str, UnitCost] = {}
     for i, rec in enumerate(frame.to_dict(orient="records"), start=1):
         cell = {k: ("" if _blank(rec.get(k)) else str(rec.get(k)).strip()) for k in UNIT_COST_COLUMNS}
@@ -213,7 +252,8 @@ def validate_unit_costs(frame: pd.DataFrame, *, file: Path | None = None,
         rows[item] = UnitCost(category, item, value, cell["unit"], int(year_f), dist, low, high, cell["source"])
     missing = [item for item in UNIT_COST_ITEMS if item not in rows]
     if missing:
-        raise DataError(f"the table lacks required item(s) {missing}", file=file, column="item")
+        raise DataError(f"the table lacks required item(s) {missing}: add a row for each", file=file,
+                        row=len(frame) + 1, column="item")
     return rows
 
 
@@ -355,6 +395,12 @@ INPUTS: dict[str, Input] = {i.name: i for i in [
           "assumption",
           "ASSUMPTION: approximate national mix of non-kinship placements (DfE children looked after "
           "statistics; about two thirds of unrelated foster placements in-house, one third agency)."),
+    Input("onset_lag", "Onset lag before the effects change costs", "triangular",
+          {"min": 0.0, "mode": 1.0, "max": 5.0}, "years from the start of the horizon", "assumption",
+          "ASSUMPTION (overridable with --onset-lag MIN,MODE,MAX): the DiD measured the effects after a "
+          "settling-in period that 'lasted up to 5 years for some pilots' (RR1054, DiD section), so the "
+          "effects need not change costs from year 0; full effect from the lag on, none before, the share of "
+          "a year after the lag counted."),
     Input("p_assessment", "Share of re-referrals that lead to an assessment", "beta", {"a": 12, "b": 8},
           "share", "assumption",
           "ASSUMPTION: each re-referral costs a referral plus, with this probability, an assessment."),
@@ -410,6 +456,62 @@ REPORT_COST_VERDICT = (
 # --------------------------------------------------------------------------------------------
 # Posterior files and per-LA volumes
 # --------------------------------------------------------------------------------------------
+
+
+def load_population_draws(tree: Any) -> dict[str, np.ndarray] | None:
+    r"""Mean effect and between-LA SD (pp) per posterior draw, chain-major like
+    :func:`load_effect_draws`, from a DiD posterior with the unit-effect structure
+    (:math:`\tau_\ell = \mu_\tau + \sigma_\tau z_\ell` on the logit scale).
+
+    ``mu_pp`` is ``att_average`` (the g-computed effect at :math:`\mu_\tau`; when absent,
+    :math:`100[\operatorname{expit}(\operatorname{logit} q_0 + \mu_\tau) - q_0]` with
+    :math:`q_0` = ``counterfactual``/100); ``sigma_pp`` is :math:`\sigma_\tau \cdot 100\,\bar q
+    (1 - \bar q)`, the logistic slope at :math:`\bar q = q_0 + \text{mu\_pp}/200` (midway
+    between the untreated and treated rates); ``baseline_pp`` is ``counterfactual``. None when
+    the posterior lacks ``mu_tau``, ``sigma_tau`` or ``counterfactual``.
+    """
+    post = tree["posterior"] if "posterior" in tree.children else None
+    if post is None or not {"mu_tau", "sigma_tau", "counterfactual"} <= set(post.data_vars):
+        return None
+
+    def flat(name: str) -> np.ndarray:
+        da = post[name]
+        if set(da.dims) - {"chain", "draw"}:
+            raise DataError(f"'{name}' must have dims (chain, draw) only", column=name)
+        return np.asarray(da.transpose(*[d for d in ("chain", "draw") if d in da.dims]).values, float).ravel()
+
+    q0 = np.clip(flat("counterfactual") / 100.0, 1e-9, 1 - 1e-9)
+    if "att_average" in post.data_vars:
+        mu_pp = flat("att_average")
+    else:
+        eta = np.log(q0 / (1 - q0)) + flat("mu_tau")
+        mu_pp = 100.0 * (1.0 / (1.0 + np.exp(-eta)) - q0)
+    qbar = np.clip(q0 + mu_pp / 200.0, 1e-9, 1 - 1e-9)
+    return {"mu_pp": mu_pp, "sigma_pp": flat("sigma_tau") * 100.0 * qbar * (1 - qbar), "baseline_pp": 100.0 * q0}
+
+
+def posterior_synthetic_flag(tree: Any) -> bool | None:
+    """The ``synthetic`` attribute a DiD command stamps on its posterior file (``1``/``0``; see
+    ``analyses.did_runner.write_outputs``), read from the file's root or its ``posterior``
+    group; None for a file that does not say (older outputs, other tools)."""
+    for node in (tree, tree["posterior"] if "posterior" in tree.children else None):
+        if node is None:
+            continue
+        value = node.attrs.get("synthetic")
+        if value is None:
+            continue
+        if isinstance(value, str):
+            v = value.strip().lower()
+            if v in ("1", "true", "yes"):
+                return True
+            if v in ("0", "false", "no"):
+                return False
+            continue
+        try:
+            return bool(int(np.asarray(value).ravel()[0]))
+        except (TypeError, ValueError, IndexError):
+            continue
+    return None
 
 
 def load_effect_draws(path: Path | str, *, var: str = "att") -> tuple[np.ndarray, Any]:

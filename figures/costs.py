@@ -104,15 +104,17 @@ def evppi_ranking(table: pd.DataFrame, *, evpi: float, top: int = 15) -> Figure:
     """EVPPI per input (GBP, all LAs), ranked, with the EVPI for reference."""
     t = table.head(top).iloc[::-1]
     fig, ax = plt.subplots(figsize=(9, 0.38 * max(len(t), 3) + 1.4))
-    ax.barh(np.arange(len(t)), t["evppi"], color="#5e3c99", height=0.6)
+    colours = ["#5e3c99" if k != "group" else "#b2abd2" for k in t.get("kind", ["single"] * len(t))]
+    xerr = 2 * t["se"] if "se" in t else None
+    ax.barh(np.arange(len(t)), t["evppi"], color=colours, height=0.6, xerr=xerr, ecolor=NEUTRAL, capsize=2)
     for yi, value in enumerate(t["evppi"]):
         ax.text(value, yi, f" {_money(value)}", va="center", fontsize=8, color=NEUTRAL)
     ax.axvline(evpi, color=NEUTRAL, ls="--", lw=1)
     ax.text(evpi, len(t) - 0.5, f" EVPI {_money(evpi)}", va="top", fontsize=8, color=NEUTRAL)
     ax.set_yticks(np.arange(len(t)), t["label"])
     ax.xaxis.set_major_formatter(MONEY)
-    ax.set_xlabel("Expected value of partial perfect information (adopt vs not, all pilots)\n"
-                  "£0: this input alone could not change the adopt / not decision")
+    ax.set_xlabel("Expected value of partial perfect information (adopt vs not, all pilots; bars: +/- 2 SE;\n"
+                  "light: groups valued jointly). £0: this input alone could not change the decision")
     ax.set_title("Which uncertainty matters for the decision", loc="left", fontsize=11)
     fig.tight_layout()
     return fig
@@ -135,5 +137,51 @@ def cost_effect_plane(plane: pd.DataFrame) -> Figure:
     axes[0].yaxis.set_major_formatter(MONEY)
     axes[0].set_ylabel("Net cost of SofS, all pilots")
     fig.suptitle(f"Cost-effect plane ({len(plane):,} draws)", x=0.01, ha="left", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def ceac_curves(table: pd.DataFrame) -> Figure:
+    """Cost-effectiveness acceptability: P(SofS cost-effective) against willingness to pay per
+    child kept in kinship care (left, other WTP 0) and per re-referral avoided (right)."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharey=True)
+    for ax, col, other, label in ((axes[0], "wtp_kinship", "wtp_rereferral", "per child kept in kinship care"),
+                                  (axes[1], "wtp_rereferral", "wtp_kinship", "per re-referral avoided")):
+        sub = table[table[other] == table[other].min()].sort_values(col)
+        ax.plot(sub[col], sub["p_cost_effective"], color="#2166ac", lw=2)
+        ax.fill_between(sub[col], sub["p_cost_effective"] - 2 * sub["mcse"], sub["p_cost_effective"] + 2 * sub["mcse"],
+                        color="#2166ac", alpha=0.2, lw=0)
+        ax.axhline(0.5, color=NEUTRAL, lw=0.8, ls=":")
+        ax.xaxis.set_major_formatter(MONEY)
+        ax.set_xlabel(f"Willingness to pay {label} (other at {_money(float(table[other].min()))})")
+        ax.set_ylim(-0.02, 1.02)
+    axes[0].set_ylabel("P(SofS cost-effective)")
+    fig.suptitle("Cost-effectiveness acceptability curves (all pilots, main discount rate)", x=0.01, ha="left",
+                 fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def evsi_curve(table: pd.DataFrame, *, best_k: int | None, population_las: int) -> Figure:
+    """EVSI (+/- 2 SE), trial cost and ENBS against the number of LAs in the trial, with the
+    EVPPI of the mean effects (the EVSI of an infinitely large trial) as a dashed line."""
+    finite = table[np.isfinite(table["k"])].sort_values("k")
+    limit = table[~np.isfinite(table["k"])]
+    fig, ax = plt.subplots(figsize=(9, 4.6))
+    ax.errorbar(finite["k"], finite["evsi"], yerr=2 * finite["se"], fmt="o-", color="#5e3c99", capsize=2, label="EVSI")
+    ax.plot(finite["k"], finite["trial_cost"], "s--", color=COST_COLOUR, label="trial cost")
+    ax.plot(finite["k"], finite["enbs"], "^-", color=SAVE_COLOUR, label="ENBS = EVSI - cost")
+    if len(limit):
+        ax.axhline(float(limit["evsi"].iloc[0]), color=NEUTRAL, ls="--", lw=1,
+                   label="EVPPI of the mean effects (k = infinity)")
+    ax.axhline(0, color=NEUTRAL, lw=0.8)
+    if best_k is not None:
+        ax.axvline(best_k, color=SAVE_COLOUR, ls=":", lw=1)
+    ax.yaxis.set_major_formatter(MONEY)
+    ax.set_xlabel("LAs in the cluster-randomised trial (k)")
+    ax.set_title(f"Value of a new trial of SofS for {population_las} LAs: "
+                 + (f"best k = {best_k}" if best_k is not None else "no size on the grid is worth its cost"),
+                 loc="left", fontsize=11)
+    ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
     return fig

@@ -9,7 +9,11 @@ Model (per Monte Carlo draw :math:`i`, LA :math:`\ell`, all money at one price y
 -----------------------------------------------------------------------------------
 Discount weights over a horizon of :math:`H` years at rate :math:`r`, with
 :math:`w_t = (1+r)^{-t}`: :math:`W_g = w_0 + w_1` (grant years), :math:`W_o = \sum_{t=2}^{H-1} w_t`
-(after the grant), :math:`W_e = \sum_{t=0}^{H-1} w_t` (years the effects act).
+(after the grant), and the discounted effect-years after an uncertain onset lag
+:math:`\lambda_i \sim \text{Triangular}(a, c, b)` (default 0, 1, 5 years: the DiD measured the
+effects after a settling-in period of up to 5 years),
+:math:`W_e(\lambda_i) = \sum_{t=0}^{H-1} w_t \min(1, \max(0, t + 1 - \lambda_i))`: no effect on
+costs before the lag, the full effect after it (:func:`effect_weights`).
 
 Implementation:
 
@@ -31,9 +35,9 @@ Outcome consequences, with :math:`\Delta^{k}_i, \Delta^{r}_i` the *same* posteri
 .. math::
 
     K_{i\ell} &= -\tfrac{\Delta^{k}_i}{100} N_{i\ell}            && \text{children moved out of kinship care / year}\\
-    C^{k}_{i\ell} &= W_e\, K_{i\ell}\, w^{p}_i \big(\textstyle\sum_j \pi_{ij} c_{ij} - c^{kin}_i\big)\\
+    C^{k}_{i\ell} &= W_e(\lambda_i)\, K_{i\ell}\, w^{p}_i \big(\textstyle\sum_j \pi_{ij} c_{ij} - c^{kin}_i\big)\\
     R_{i\ell} &= -\tfrac{\Delta^{r}_i}{100} Q_{i\ell}            && \text{re-referrals avoided / year}\\
-    C^{r}_{i\ell} &= -W_e\, R_{i\ell}\, (c^{ref}_i + p_i c^{ass}_i)
+    C^{r}_{i\ell} &= -W_e(\lambda_i)\, R_{i\ell}\, (c^{ref}_i + p_i c^{ass}_i)
 
 with children entering care :math:`N`, weeks in placement :math:`w^p`, the non-kinship mix
 :math:`\pi \sim \text{Dirichlet}` over in-house foster, agency foster and residential care with
@@ -47,19 +51,25 @@ Assumptions
 - Perspective: public sector (DfE grant plus LA spending); outcomes count only through the costs
   they cause (no monetary value on a child's wellbeing).
 - The DiD effect (an average effect on the treated) applies equally in every LA and every year of
-  the horizon; effects and costs are discounted at the same rate (3.5%, 1.5% as a sensitivity).
+  the horizon after the onset lag; effects and costs are discounted at the same rate (3.5%, 1.5%
+  as a sensitivity).
 - Unit costs are inflated to the price year with the GDP deflator in :mod:`data.cost_inputs`.
 - Inputs are independent across parameters; per-LA inputs are independent across LAs.
-- Every quantity for draw :math:`i` uses posterior draw :math:`i \bmod S` of each effect
-  (:math:`S` posterior draws): no shuffling between inputs.
+- Every quantity for draw :math:`i` uses one posterior draw :math:`j(i)` of each effect
+  (:math:`S` posterior draws, chain-major): :math:`j = i \bmod S` when :math:`n \ge S`, else
+  :math:`j = \lfloor i S / n \rfloor` (thinned evenly across all chains); no shuffling.
 
 Value of information
 --------------------
-EVPI and EVPPI (expected value of partial perfect information) are computed on the draws by
-regression, as BCEA and voi do: the incremental net benefit of adopting SofS,
-:math:`\text{INB}_i = -\sum_\ell \text{NC}_{i\ell}`, is regressed on a parameter with a cubic
-regression spline, :math:`\hat g(\theta)`, and
-:math:`\text{EVPPI} = \overline{\max(\hat g, 0)} - \max(\overline{\hat g}, 0)`.
+With :math:`\text{INB}_i = -\sum_\ell \text{NC}_{i\ell}` (money saved by adopting SofS in the
+pilots), EVPI :math:`= \overline{\max(\text{INB}, 0)} - \max(\overline{\text{INB}}, 0)` and the
+EVPPI of each input and of groups of 2-4 inputs (:data:`EVPPI_GROUPS`) by nonparametric
+regression with standard error and noise floor (:mod:`models.cost_voi`: P-spline /
+tensor-product P-spline with GCV smoothing, SE from the coefficients' posterior as BCEA and voi
+compute it, plus the outer Monte Carlo error). :func:`ceac_table` gives the cost-effectiveness
+acceptability over willingness to pay per child kept in kinship care and per re-referral
+avoided; :func:`evsi_trial` the expected value of sample information of a new
+cluster-randomised trial for a population of LAs (model in its docstring).
 """
 
 from __future__ import annotations
@@ -73,6 +83,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models import cost_voi as voi
 from data.cost_inputs import (
     DEFLATOR,
     INPUTS,
@@ -117,6 +128,9 @@ class CostSettings:
     sensitivity_rate: float = 0.015
     unknown_internal: str = "mixture"
     deflator: Mapping[int, float] = field(default_factory=lambda: dict(DEFLATOR))
+    #: Onset lag (years from the start of the horizon before the effects change costs):
+    #: triangular (min, mode, max); ``(0, 0, 0)`` applies the effects from year 0.
+    onset_lag: tuple[float, float, float] = (0.0, 1.0, 5.0)
 
     def __post_init__(self) -> None:
         if self.price_year not in self.deflator:
@@ -128,6 +142,10 @@ class CostSettings:
             rate = getattr(self, name)
             if not 0.0 <= rate < 1.0:
                 raise ValueError(f"{name} must lie in [0, 1), got {rate}")
+        lag = tuple(float(x) for x in self.onset_lag)
+        if len(lag) != 3 or not (0.0 <= lag[0] <= lag[1] <= lag[2]) or not all(np.isfinite(lag)):
+            raise ValueError(f"onset_lag must be (min, mode, max) years with 0 <= min <= mode <= max, got {self.onset_lag}")
+        object.__setattr__(self, "onset_lag", lag)
         if self.unknown_internal not in UNKNOWN_INTERNAL:
             raise ValueError(f"unknown_internal must be one of {list(UNKNOWN_INTERNAL)}, got '{self.unknown_internal}'")
 
@@ -150,10 +168,32 @@ class EffectDraws:
     kind: str  # "posterior" or "published-normal-approximation"
     source: str
 
+    #: Optional population-level draws aligned with ``draws`` (same posterior draw per index):
+    #: ``mu_pp`` (mean effect over LAs) and ``sigma_pp`` (between-LA SD), percentage points.
+    population: Mapping[str, np.ndarray] | None = None
+
+    def index(self, n: int) -> np.ndarray:
+        """Which effect draw each of ``n`` Monte Carlo draws uses.
+
+        With ``n >= S`` posterior draws, draw ``i`` uses ``i mod S``; with fewer, the draws are
+        thinned evenly over the whole chain-major sequence, ``floor(i S / n)``, so that every
+        chain contributes (not only the first ones).
+        """
+        S = self.draws.size
+        i = np.arange(n)
+        return i % S if n >= S else (i * S) // n
+
     def aligned(self, n: int) -> np.ndarray:
-        """Monte Carlo draw ``i`` uses effect draw ``i mod S`` (no shuffling)."""
-        idx = np.arange(n) % self.draws.size
-        return self.draws[idx]
+        """The effect draws for ``n`` Monte Carlo draws (see :meth:`index`; no shuffling)."""
+        return self.draws[self.index(n)]
+
+    def aligned_population(self, n: int) -> dict[str, np.ndarray] | None:
+        """``mu_pp`` and ``sigma_pp`` for ``n`` Monte Carlo draws, the same posterior draws as
+        :meth:`aligned`; None when the source has no population-level draws."""
+        if self.population is None:
+            return None
+        idx = self.index(n)
+        return {k: np.asarray(v, float)[idx] for k, v in self.population.items()}
 
 
 def published_effect_draws(outcome: str, n: int, seed: int) -> EffectDraws:
@@ -172,10 +212,17 @@ def published_effect_draws(outcome: str, n: int, seed: int) -> EffectDraws:
     return EffectDraws(outcome, draws, "published-normal-approximation", source)
 
 
-def posterior_effect_draws(outcome: str, draws: np.ndarray, path: str) -> EffectDraws:
+def posterior_effect_draws(outcome: str, draws: np.ndarray, path: str, *,
+                           population: Mapping[str, np.ndarray] | None = None) -> EffectDraws:
     """Wrap draws read from a posterior file (see :func:`data.cost_inputs.load_effect_draws`)."""
     draws = np.asarray(draws, dtype=float).ravel()
-    return EffectDraws(outcome, draws, "posterior", f"posterior draws of att from {path} ({draws.size} draws)")
+    if population is not None:
+        population = {k: np.asarray(v, float).ravel() for k, v in population.items()}
+        bad = [k for k, v in population.items() if v.size != draws.size]
+        if bad:
+            raise ValueError(f"population draws {bad} do not have the {draws.size} draws of att")
+    return EffectDraws(outcome, draws, "posterior", f"posterior draws of att from {path} ({draws.size} draws)",
+                       population)
 
 
 def effect_diagnostics(tree: Any, var: str = "att") -> dict[str, Any]:
@@ -222,8 +269,10 @@ PARAMETER_SHAPES: dict[str, str] = {
     "weeks_in_placement": "draw", "non_kinship_mix": "mix", "p_assessment": "draw",
     "in_house_foster_week": "draw", "agency_foster_week": "draw", "residential_week": "draw",
     "kinship_week": "draw", "referral": "draw", "assessment": "draw",
-    "grant_per_la": "draw", "working_days": "draw",
+    "grant_per_la": "draw", "working_days": "draw", "onset_lag": "draw",
 }  # fmt: skip
+#: Parameters a hand-built :class:`CostDraws` may leave out, and their value then.
+OPTIONAL_PARAMETERS: dict[str, float] = {"onset_lag": 0.0}
 
 
 @dataclass
@@ -238,6 +287,7 @@ class CostDraws:
     values: dict[str, np.ndarray]
 
     def __post_init__(self) -> None:
+        self.values = {**OPTIONAL_PARAMETERS, **self.values}
         missing = [k for k in PARAMETER_SHAPES if k not in self.values]
         if missing:
             raise ValueError(f"CostDraws lacks parameter(s) {missing}")
@@ -414,6 +464,9 @@ def sample_parameters(
     for name in ("salary_oncost", "working_days", "staff_share", "staff_continuing", "nonstaff_continuing",
                  "weeks_in_placement", "p_assessment"):
         v[name] = draw_input(inputs[name], n, seed)
+    lo, mode, hi = settings.onset_lag
+    v["onset_lag"] = (np.full(n, lo) if hi == lo else
+                      _rng(seed, "input:onset_lag").triangular(lo, mode, hi, size=n))
     mix = inputs["non_kinship_mix"].params
     alpha = np.array([mix[k] for k in PLACEMENTS]) * mix["concentration"]
     v["non_kinship_mix"] = _rng(seed, "input:non_kinship_mix").dirichlet(alpha, size=n)
@@ -423,6 +476,16 @@ def sample_parameters(
 # ------------------------------------------------------------------------------------------
 # Evaluation
 # ------------------------------------------------------------------------------------------
+
+
+def effect_weights(horizon_years: int, rate: float, lag: np.ndarray) -> np.ndarray:
+    r"""Discounted effect-years per draw after an onset lag :math:`\lambda` (years):
+    :math:`W_e(\lambda) = \sum_{t=0}^{H-1} w_t \min(1, \max(0, t + 1 - \lambda))` (the share
+    of year t after the lag counts; :math:`\lambda = 0` gives :math:`W_e`)."""
+    lag = np.asarray(lag, dtype=float).reshape(-1)
+    t = np.arange(horizon_years, dtype=float)
+    w = (1.0 + rate) ** -t
+    return (w[None, :] * np.clip(t[None, :] + 1.0 - lag[:, None], 0.0, 1.0)).sum(axis=1)
 
 
 def discount_weights(horizon_years: int, rate: float) -> tuple[float, float, float]:
@@ -454,8 +517,9 @@ class CostOutcomes:
 def evaluate(draws: CostDraws, settings: CostSettings, *, discount_rate: float | None = None) -> CostOutcomes:
     """Net cost of SofS per draw and LA (see the module docstring for the equations)."""
     rate = settings.discount_rate if discount_rate is None else discount_rate
-    Wg, Wo, We = discount_weights(settings.horizon_years, rate)
+    Wg, Wo, _ = discount_weights(settings.horizon_years, rate)
     p = draws.values
+    We = effect_weights(settings.horizon_years, rate, p["onset_lag"])[:, None]   # (draw, 1)
     col = lambda name: p[name][:, None]  # noqa: E731 - per-draw scalar broadcast over LAs
 
     direct = col("grant_per_la") * (1.0 + p["internal_share"])           # 2-year direct spend
@@ -600,6 +664,7 @@ PARAMETER_GROUPS: tuple[ParameterGroup, ...] = (
     ParameterGroup("referral", "Referral unit cost", ("referral",), _one("referral")),
     ParameterGroup("assessment", "Assessment unit cost", ("assessment",), _one("assessment")),
     ParameterGroup("p_assessment", "Re-referrals assessed (share)", ("p_assessment",), _one("p_assessment")),
+    ParameterGroup("onset_lag", "Onset lag before effects change costs (years)", ("onset_lag",), _one("onset_lag")),
 )
 
 
@@ -636,68 +701,249 @@ def one_way(draws: CostDraws, settings: CostSettings, *, groups: tuple[Parameter
     return table.sort_values("swing", ascending=False, ignore_index=True) if len(table) else table
 
 
-def _spline_basis(x: np.ndarray, n_knots: int) -> np.ndarray:
-    """Cubic B-spline basis with interior knots at quantiles of ``x`` (includes the constant)."""
-    from scipy.interpolate import BSpline
-
-    lo, hi = float(x.min()), float(x.max())
-    inner = np.unique(np.quantile(x, np.linspace(0, 1, n_knots + 2)[1:-1]))
-    inner = inner[(inner > lo) & (inner < hi)]
-    k = 3
-    t = np.r_[[lo] * (k + 1), inner, [hi] * (k + 1)]
-    return BSpline.design_matrix(np.clip(x, lo, hi), t, k).toarray()
-
-
-def fit_conditional_mean(inb: np.ndarray, s: np.ndarray, *, n_knots: int = 6) -> np.ndarray:
-    """Regression estimate of E[INB | s] at each draw (cubic regression spline, least squares).
-
-    With few distinct values of ``s`` (a discrete input) the fit is the group mean per value.
-    """
-    inb = np.asarray(inb, float)
-    s = np.asarray(s, float)
-    uniq, inv = np.unique(s, return_inverse=True)
-    if uniq.size <= n_knots + 4:
-        sums = np.bincount(inv, weights=inb)
-        return (sums / np.bincount(inv))[inv]
-    scale = s.std()
-    z = (s - s.mean()) / (scale if scale > 0 else 1.0)
-    X = _spline_basis(z, n_knots)
-    # normal equations (the basis is small and well conditioned); a tiny ridge guards rank loss
-    xtx = X.T @ X
-    coef = np.linalg.solve(xtx + 1e-10 * np.trace(xtx) / xtx.shape[0] * np.eye(xtx.shape[0]), X.T @ inb)
-    return X @ coef
-
-
 def evpi(inb: np.ndarray) -> float:
     """Expected value of perfect information for adopt-vs-not: E[max(INB, 0)] - max(E[INB], 0)."""
-    inb = np.asarray(inb, float)
-    return float(np.maximum(inb, 0).mean() - max(inb.mean(), 0.0))
+    return voi.evpi(inb)
 
 
-def evppi_regression(inb: np.ndarray, s: np.ndarray, *, n_knots: int = 6) -> float:
-    """EVPPI of the parameter summarised by ``s``: E[max(g(s), 0)] - max(E[g(s)], 0), g fitted."""
-    g = fit_conditional_mean(inb, s, n_knots=n_knots)
-    return float(max(np.maximum(g, 0).mean() - max(g.mean(), 0.0), 0.0))
+def evppi_estimate(inb: np.ndarray, s: np.ndarray, *, seed: int = 0, se_draws: int = voi.SE_DRAWS) -> voi.VoiEstimate:
+    """EVPPI of the parameter(s) in ``s`` ((n,) or (n, d), d <= 4) with SE and noise floor
+    (:func:`models.cost_voi.regression_voi`: P-spline / tensor-product P-spline regression)."""
+    return voi.regression_voi(inb, s, seed=seed, se_draws=se_draws)
+
+
+def evppi_regression(inb: np.ndarray, s: np.ndarray, **kw: Any) -> float:
+    """The EVPPI value alone (see :func:`evppi_estimate`)."""
+    return evppi_estimate(inb, s, **kw).value
+
+
+#: Parameter groups valued together (by the names in :data:`PARAMETER_GROUPS`).
+EVPPI_GROUPS: dict[str, tuple[str, ...]] = {
+    "effects": ("kinship_pp", "rereferral_pp"),
+    "effects_and_onset": ("kinship_pp", "rereferral_pp", "onset_lag"),
+    "placement_unit_costs": ("in_house_foster_week", "agency_foster_week", "residential_week", "kinship_week"),
+    "volumes": ("children_entering_care", "closed_cases"),
+    "re_referral_costs": ("referral", "assessment", "p_assessment"),
+}
+EVPPI_GROUP_LABELS = {
+    "effects": "Both effects (kinship, re-referral)",
+    "effects_and_onset": "Both effects and the onset lag",
+    "placement_unit_costs": "Placement unit costs (4 weekly costs)",
+    "volumes": "Volumes (children entering care, closed cases)",
+    "re_referral_costs": "Re-referral costs (referral, assessment, share assessed)",
+}
+
+
+def _summaries(draws: CostDraws, names: tuple[str, ...]) -> np.ndarray | None:
+    by_name = {g.name: g for g in PARAMETER_GROUPS}
+    cols = [np.asarray(by_name[k].summary(draws.values), float) for k in names]
+    cols = [c for c in cols if c.size > 1 and np.ptp(c) > 1e-12 * max(1.0, float(np.abs(c).max()))]
+    return np.column_stack(cols) if cols else None
 
 
 def evppi_table(draws: CostDraws, outcomes: CostOutcomes, *, groups: tuple[ParameterGroup, ...] = PARAMETER_GROUPS,
-                n_knots: int = 6) -> pd.DataFrame:
-    """EVPPI (GBP, all LAs) per parameter, ranked, with the EVPI and each share of it.
+                multi: Mapping[str, tuple[str, ...]] | None = None, seed: int = 0,
+                se_draws: int = voi.SE_DRAWS) -> pd.DataFrame:
+    """EVPPI (GBP, all LAs) per parameter and per group, ranked, with SE, noise floor and EVPI.
 
-    INB is the money saved by adopting SofS (``-`` total net cost); the decision is adopt or not.
+    INB is the money saved by adopting SofS (``-`` total net cost); the decision is adopt or
+    not. ``multi`` (default :data:`EVPPI_GROUPS`) lists groups valued jointly; a group member
+    that does not vary is dropped from it.
     """
+    multi = EVPPI_GROUPS if multi is None else multi
     inb = -outcomes.total("net")
     total = evpi(inb)
     rows = []
+
+    def add(name: str, label: str, members: tuple[str, ...], s: np.ndarray) -> None:
+        est = evppi_estimate(inb, s, seed=seed + len(rows), se_draws=se_draws)
+        rows.append({"parameter": name, "label": label, "kind": "single" if len(members) == 1 else "group",
+                     "members": "+".join(members), "evppi": est.value, "se": est.se,
+                     "se_regression": est.se_regression, "se_monte_carlo": est.se_monte_carlo,
+                     "noise_floor": est.noise_floor, "above_noise_floor": est.above_noise_floor,
+                     "share_of_evpi": est.value / total if total > 0 else 0.0, "method": est.method})
+
     for g, s in _varying(groups, draws):
-        value = evppi_regression(inb, s, n_knots=n_knots)
-        rows.append({"parameter": g.name, "label": g.label, "evppi": value,
-                     "share_of_evpi": value / total if total > 0 else 0.0})
+        add(g.name, g.label, (g.name,), s)
+    for name, members in multi.items():
+        s = _summaries(draws, members)
+        if s is not None and s.shape[1] >= 2:
+            add(name, EVPPI_GROUP_LABELS.get(name, name), members, s)
     table = pd.DataFrame(rows)
     if len(table):
         table = table.sort_values("evppi", ascending=False, ignore_index=True)
         table.insert(0, "rank", np.arange(1, len(table) + 1))
     table.attrs["evpi"] = total
+    table.attrs["evpi_se"] = voi.evpi_se(inb)
+    return table
+
+
+# ------------------------------------------------------------------------------------------
+# Cost-effectiveness acceptability
+# ------------------------------------------------------------------------------------------
+
+#: Default willingness-to-pay grids (GBP per child kept in kinship care, per re-referral avoided).
+WTP_KINSHIP = tuple(float(x) for x in np.linspace(0, 200_000, 21))
+WTP_REREFERRAL = tuple(float(x) for x in np.linspace(0, 20_000, 21))
+
+
+def ceac_table(outcomes: CostOutcomes, *, wtp_kinship: tuple[float, ...] = WTP_KINSHIP,
+               wtp_rereferral: tuple[float, ...] = WTP_REREFERRAL) -> pd.DataFrame:
+    r"""P(SofS is cost-effective) over willingness to pay per child kept in kinship care
+    (:math:`\lambda_k`) and per re-referral avoided (:math:`\lambda_r`), on the whole grid:
+    :math:`P(\lambda_k K_i + \lambda_r R_i - \text{NC}_i > 0)` with :math:`K, R` the discounted
+    children kept in kinship care and re-referrals avoided (all LAs) and NC the total net cost.
+    The one-way curves are the rows with the other willingness to pay at 0."""
+    res = voi.ceac(outcomes.total("net"),
+                   {"wtp_kinship": outcomes.total("kinship_children_kept"),
+                    "wtp_rereferral": outcomes.total("rereferrals_avoided")},
+                   {"wtp_kinship": np.asarray(wtp_kinship), "wtp_rereferral": np.asarray(wtp_rereferral)})
+    t = pd.DataFrame(res)
+    t.insert(0, "discount_rate", outcomes.discount_rate)
+    return t
+
+
+# ------------------------------------------------------------------------------------------
+# Expected value of sample information of a new cluster-randomised trial
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrialDesign:
+    """Assumptions of the cluster-randomised trial valued by :func:`evsi_trial` (all overridable).
+
+    ``children_per_la``: children (kinship outcome) and closed cases (re-referral outcome) per
+    LA in each of the trial's two periods; ``baseline_pp``: untreated outcome rates, used when
+    the posterior file gives no ``counterfactual``; ``residual_sd_pp``: LA-level noise of an
+    LA's before-after change beyond binomial sampling; ``between_sd_pp``: the between-LA SD of
+    the effect when the effect source has none (the published estimates).
+    """
+
+    fixed_cost: float = 500_000.0
+    cost_per_la: float = 100_000.0
+    population_las: int = 150
+    children_per_la: Mapping[str, float] = field(default_factory=lambda: {"kinship": 200.0, "rereferral": 1500.0})
+    baseline_pp: Mapping[str, float] = field(default_factory=lambda: {"kinship": 62.0, "rereferral": 31.0})
+    residual_sd_pp: float = 3.0
+    between_sd_pp: Mapping[str, float] = field(default_factory=lambda: {"kinship": 5.0, "rereferral": 3.0})
+
+    def __post_init__(self) -> None:
+        for name in ("fixed_cost", "cost_per_la", "residual_sd_pp"):
+            if not (np.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+        if not isinstance(self.population_las, (int, np.integer)) or self.population_las < 1:
+            raise ValueError(f"population_las must be a positive integer, got {self.population_las}")
+        for o in ("kinship", "rereferral"):
+            if not self.children_per_la.get(o, 0) > 0:
+                raise ValueError(f"children_per_la['{o}'] must be > 0")
+            if not 0 < self.baseline_pp.get(o, -1) < 100:
+                raise ValueError(f"baseline_pp['{o}'] must lie in (0, 100)")
+            if not self.between_sd_pp.get(o, -1) >= 0:
+                raise ValueError(f"between_sd_pp['{o}'] must be >= 0")
+
+    def cost(self, k: int) -> float:
+        return float(self.fixed_cost + self.cost_per_la * k)
+
+
+DEFAULT_TRIAL_SIZES = (4, 6, 8, 10, 14, 20, 30, 40, 60, 100)
+
+
+def population_effects(effects: Mapping[str, EffectDraws], n: int, trial: TrialDesign) -> dict[str, dict[str, np.ndarray]]:
+    """Per outcome and Monte Carlo draw: ``mu`` (mean effect over LAs, pp), ``sigma`` (between-LA
+    SD, pp) and ``baseline`` (untreated rate, pp), aligned with the cost model's effect draws;
+    from the posterior file when it has them, else the effect draws with ``trial`` defaults."""
+    out = {}
+    for o in ("kinship", "rereferral"):
+        e = effects[o]
+        pop = e.aligned_population(n)
+        if pop is not None and {"mu_pp", "sigma_pp"} <= set(pop):
+            base = pop.get("baseline_pp", np.full(n, trial.baseline_pp[o]))
+            out[o] = {"mu": pop["mu_pp"], "sigma": pop["sigma_pp"], "baseline": base, "source": "posterior mu_tau, sigma_tau"}
+        else:
+            out[o] = {"mu": e.aligned(n), "sigma": np.full(n, float(trial.between_sd_pp[o])),
+                      "baseline": np.full(n, float(trial.baseline_pp[o])),
+                      "source": f"effect draws as the mean effect; between-LA SD {trial.between_sd_pp[o]:g} pp (assumed)"}
+    return out
+
+
+def trial_variance(k: int, sigma: np.ndarray, baseline: np.ndarray, children: float, residual_sd: float) -> np.ndarray:
+    r"""Sampling variance (pp^2) of the trial's effect estimate given the between-LA SD (see
+    :func:`evsi_trial`)."""
+    k1, k0 = (k + 1) // 2, k // 2
+    q = np.clip(baseline / 100.0, 1e-6, 1 - 1e-6)
+    s2 = residual_sd**2 + 2.0 * 1e4 * q * (1 - q) / children
+    return (sigma**2 + s2) / k1 + s2 / k0
+
+
+def evsi_trial(draws: CostDraws, settings: CostSettings, effects: Mapping[str, EffectDraws], *,
+               trial: TrialDesign = TrialDesign(), sizes: tuple[int, ...] = DEFAULT_TRIAL_SIZES,
+               discount_rate: float | None = None, seed: int = 0, se_draws: int = voi.SE_DRAWS) -> pd.DataFrame:
+    r"""EVSI and expected net benefit of sampling (ENBS) of a cluster-randomised trial of SofS
+    across :math:`k` LAs, for the decision to adopt SofS in a population of :math:`P` LAs.
+
+    Decision model. A population LA :math:`j` has effect :math:`\theta_{oj} \sim N(\mu_o,
+    \sigma_o^2)` on outcome :math:`o` (pp), with :math:`\mu_o, \sigma_o` from the DiD posterior:
+    :math:`\mu_o` is ``att_average`` (the g-computed effect at the mean effect ``mu_tau``) and
+    :math:`\sigma_o = \sigma_{\tau,o}\, 100\, \bar q_o (1 - \bar q_o)` (``sigma_tau`` on the
+    logit scale taken to pp by the logistic slope at :math:`\bar q_o`, midway between the
+    untreated and treated rates), per posterior draw. Net cost is linear in the effect, so the
+    population's expected INB given the parameters is
+    :math:`\text{INB}^{P}_i = -\tfrac{P}{L}\sum_\ell \text{NC}_{i\ell}(\mu_{k,i}, \mu_{r,i})`
+    (the cost model's :math:`L` LAs as a sample of the population's, every other input as in
+    the PSA, including the onset lag).
+
+    Trial. :math:`k_1 = \lceil k/2 \rceil` LAs randomised to SofS, :math:`k_0 = \lfloor k/2
+    \rfloor` to control; each LA's change in outcome rate between a baseline and a follow-up
+    period of :math:`m_o` children each, :math:`y_{oj} = a_j \theta_{oj} + \text{period} +
+    \varepsilon_{oj}`, :math:`\varepsilon_{oj} \sim N(0, s_o^2)`, :math:`s_o^2 = \sigma_\varepsilon^2
+    + 2\cdot 10^4 q_o(1 - q_o)/m_o`. The estimate (difference of arm means of the changes) is
+    :math:`T_o \mid \mu_o, \sigma_o \sim N\big(\mu_o, V_o(k)\big)`,
+    :math:`V_o(k) = (\sigma_o^2 + s_o^2)/k_1 + s_o^2/k_0`, independent between outcomes.
+
+    EVSI by regression (Strong, Oakley, Brennan and Breeze 2015): one :math:`T_i = (T_{k,i},
+    T_{r,i})` per PSA draw (common random numbers across :math:`k`), and
+    :math:`\text{EVSI}(k) = \overline{\max(\hat E[\text{INB}^P \mid T], 0)} - \max(\overline{\text{INB}^P}, 0)`
+    with the tensor-product P-spline of :mod:`models.cost_voi` (SE and noise floor as for EVPPI).
+    As :math:`k \to \infty`, :math:`T \to \mu` and EVSI tends to the EVPPI of
+    :math:`(\mu_k, \mu_r)`, reported in the row ``k = inf``. ENBS(k) = EVSI(k) - (fixed cost +
+    cost per LA x k); the best k maximises ENBS over the grid. Not modelled: the delay until the
+    trial reports, the trial LAs' own costs and benefits, and who pays.
+    """
+    rate = settings.discount_rate if discount_rate is None else discount_rate
+    n, L = draws.n, len(draws.las)
+    pop = population_effects(effects, n, trial)
+    pop_draws = draws.replace(kinship_pp=pop["kinship"]["mu"], rereferral_pp=pop["rereferral"]["mu"])
+    inb = -trial.population_las / L * evaluate(pop_draws, settings, discount_rate=rate).total("net")
+    mu = np.column_stack([pop["kinship"]["mu"], pop["rereferral"]["mu"]])
+    rng = _rng(seed, "evsi:trial")
+    z = rng.standard_normal((n, 2))
+    rows = []
+    for k in sorted(set(int(k) for k in sizes)):
+        if k < 2:
+            raise ValueError(f"a trial needs at least 2 LAs (one per arm), got k = {k}")
+        sd = np.column_stack([np.sqrt(trial_variance(k, pop[o]["sigma"], pop[o]["baseline"],
+                                                     trial.children_per_la[o], trial.residual_sd_pp))
+                              for o in ("kinship", "rereferral")])
+        est = voi.regression_voi(inb, mu + sd * z, seed=seed + k, se_draws=se_draws)
+        cost = trial.cost(k)
+        rows.append({"k": k, "evsi": est.value, "se": est.se, "noise_floor": est.noise_floor,
+                     "trial_cost": cost, "enbs": est.value - cost,
+                     "sd_estimate_kinship_pp": float(np.sqrt(np.mean(sd[:, 0] ** 2))),
+                     "sd_estimate_rereferral_pp": float(np.sqrt(np.mean(sd[:, 1] ** 2)))})
+    full = voi.regression_voi(inb, mu, seed=seed, se_draws=se_draws)
+    rows.append({"k": np.inf, "evsi": full.value, "se": full.se, "noise_floor": full.noise_floor,
+                 "trial_cost": np.nan, "enbs": np.nan, "sd_estimate_kinship_pp": 0.0, "sd_estimate_rereferral_pp": 0.0})
+    table = pd.DataFrame(rows)
+    finite = table[np.isfinite(table["k"])]
+    best = finite.loc[finite["enbs"].idxmax()]
+    table.attrs.update({
+        "population_evpi": evpi(inb), "population_evppi_effects": full.value, "population_evppi_effects_se": full.se,
+        "best_k": int(best["k"]) if best["enbs"] > 0 else None, "best_enbs": float(best["enbs"]),
+        "population_las": trial.population_las, "discount_rate": rate,
+        "effect_sources": {o: pop[o]["source"] for o in pop},
+        "mean_between_la_sd_pp": {o: float(pop[o]["sigma"].mean()) for o in pop},
+        "p_adopt_now": float(np.mean(inb > 0)), "expected_population_inb": float(inb.mean()),
+    })
     return table
 
 
@@ -719,18 +965,27 @@ class CostResult:
     evppi: pd.DataFrame
     plane: pd.DataFrame
     histograms: dict[float, tuple[np.ndarray, np.ndarray]]
+    ceac: pd.DataFrame | None = None
+    evsi: pd.DataFrame | None = None
 
     def total_net(self, rate: float | None = None) -> np.ndarray:
         return self.outcomes[self.settings.discount_rate if rate is None else rate].total("net")
 
 
-def analyse(draws: CostDraws, settings: CostSettings, *, n_knots: int = 6, plane_points: int = 4000,
-            seed: int = 0) -> CostResult:
-    """Evaluate at every discount rate, then summarise, tornado and EVPPI (at the main rate)."""
+def analyse(draws: CostDraws, settings: CostSettings, *, plane_points: int = 4000, seed: int = 0,
+            effects: Mapping[str, EffectDraws] | None = None, trial: TrialDesign | None = None,
+            trial_sizes: tuple[int, ...] = DEFAULT_TRIAL_SIZES, se_draws: int = voi.SE_DRAWS,
+            wtp_kinship: tuple[float, ...] = WTP_KINSHIP, wtp_rereferral: tuple[float, ...] = WTP_REREFERRAL,
+            **_ignored: Any) -> CostResult:
+    """Evaluate at every discount rate, then summarise; tornado, EVPPI, CEAC (at the main rate)
+    and, when ``effects`` and ``trial`` are given, the EVSI of a new trial."""
     outcomes = {rate: evaluate(draws, settings, discount_rate=rate) for rate in settings.rates}
     by_la = pd.concat([by_la_table(o) for o in outcomes.values()], ignore_index=True)
     main = outcomes[settings.discount_rate]
     headline: dict[str, Any] = {"n_draws": draws.n, "n_las": len(draws.las), "las": list(draws.las)}
+    lag = draws.values["onset_lag"]
+    headline["onset_lag_years"] = {"distribution": f"triangular{settings.onset_lag}", "mean": float(lag.mean()),
+                                   "eti95_low": float(np.quantile(lag, 0.025)), "eti95_high": float(np.quantile(lag, 0.975))}
     for rate, o in outcomes.items():
         net = o.total("net")
         headline[f"rate_{rate:g}"] = {
@@ -758,8 +1013,14 @@ def analyse(draws: CostDraws, settings: CostSettings, *, n_knots: int = 6, plane
             "rereferrals_avoided": describe_draws(o.total("rereferrals_avoided")),
         }
     tornado = one_way(draws, settings)
-    evppi = evppi_table(draws, main, n_knots=n_knots)
+    evppi = evppi_table(draws, main, seed=seed, se_draws=se_draws)
     headline["evpi"] = float(evppi.attrs.get("evpi", evpi(-main.total("net"))))
+    headline["evpi_se"] = float(evppi.attrs.get("evpi_se", 0.0))
+    ceac = ceac_table(main, wtp_kinship=wtp_kinship, wtp_rereferral=wtp_rereferral)
+    evsi = None
+    if effects is not None and trial is not None:
+        evsi = evsi_trial(draws, settings, effects, trial=trial, sizes=trial_sizes, seed=seed, se_draws=se_draws)
+        headline["evsi"] = {k: v for k, v in evsi.attrs.items()}
     m = min(plane_points, draws.n)
     idx = np.sort(_rng(seed, "plane").choice(draws.n, size=m, replace=False)) if m < draws.n else np.arange(draws.n)
     plane = pd.DataFrame({
@@ -771,4 +1032,4 @@ def analyse(draws: CostDraws, settings: CostSettings, *, n_knots: int = 6, plane
         **{f"net_cost_{rate:g}": o.total("net")[idx] for rate, o in outcomes.items()},
     })
     histograms = {rate: np.histogram(o.total("net"), bins=80) for rate, o in outcomes.items()}
-    return CostResult(settings, draws, outcomes, by_la, headline, tornado, evppi, plane, histograms)
+    return CostResult(settings, draws, outcomes, by_la, headline, tornado, evppi, plane, histograms, ceac, evsi)

@@ -207,8 +207,11 @@ def test_tornado_and_evppi_tables():
     e = result.evppi
     assert list(e["rank"]) == list(range(1, len(e) + 1))
     assert (e["evppi"] <= result.headline["evpi"] + 1e-6).all()
-    assert e["parameter"].iloc[0] == "kinship_pp"
-    assert len(e) >= 10
+    singles = e[e["kind"] == "single"]
+    assert singles["parameter"].iloc[0] == "kinship_pp"
+    assert e["parameter"].iloc[0] in ("kinship_pp", "effects", "effects_and_onset")
+    assert len(singles) >= 10 and {"effects", "volumes"} <= set(e["parameter"])
+    assert (e["se"] >= 0).all() and (e["noise_floor"] >= 0).all()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -241,7 +244,7 @@ def test_bad_unit_cost_table_names_file_row_column_and_exits_2(tmp_path, capsys,
     assert err.value.row == row and err.value.column == column and err.value.file == str(path)
     assert message in str(err.value)
     out = tmp_path / "out"
-    assert cli.main(["--data", str(path), "--out", str(out), "--draws", "200", "--quiet"]) == 2
+    assert cli.main(["--data", str(path), "--out", str(out), "--draws", "200", "--quiet", "--no-evsi"]) == 2
     assert not out.exists()
     assert list(tmp_path.glob(".out.*")) == []
     stderr = capsys.readouterr().err
@@ -256,7 +259,7 @@ def test_table_missing_an_item_or_column(tmp_path):
     frame.drop(columns="price_year").to_csv(tmp_path / "b.csv", index=False)
     with pytest.raises(DataError) as err:
         load_unit_costs(tmp_path / "b.csv")
-    assert err.value.column == "price_year"
+    assert err.value.column == "price_year" and err.value.row == 0
 
 
 def test_yaml_table_gives_the_same_costs(tmp_path):
@@ -300,12 +303,13 @@ def test_cli_end_to_end_with_posterior_files(tmp_path, capsys):
     rer = write_posterior(tmp_path / "rereferral.nc", rng.normal(-8, 3, size=(2, 500)), sample_stats=False)
     out = tmp_path / "costs"
     code = cli.main(["--kinship-posterior", str(kin), "--rereferral-posterior", str(rer), "--draws", "3000",
-                     "--out", str(out), "--seed", "3", "--save-draws"])
+                     "--out", str(out), "--seed", "3", "--save-draws", "--onset-lag", "0,0,0",
+                     "--evppi-se-draws", "50", "--trial-sizes", "4,20"])
     assert code == 0
     names = {p.name for p in out.iterdir()}
     for name in ("summary.json", "net_cost_by_la.csv", "net_cost_by_la.md", "tornado.csv", "evppi.csv",
                  "inputs.csv", "cost_distribution.png", "tornado.png", "evppi.png", "cost_effect_plane.png",
-                 "draws.nc"):
+                 "ceac.csv", "ceac.md", "ceac.png", "evsi.csv", "evsi.md", "evsi.png", "LABEL.txt", "draws.nc"):
         assert name in names, name
     summary = json.loads((out / "summary.json").read_text())
     assert summary["effect_sources"]["kinship"]["kind"] == "posterior"
@@ -361,3 +365,234 @@ def test_a_synthetic_posterior_labels_every_cost_output(tmp_path, capsys):
     assert cli.main(["--kinship-posterior", str(kin), "--draws", "1000", "--out", str(out2), "--quiet"]) == 0
     s2 = json.loads((out2 / "summary.json").read_text())
     assert s2["synthetic"] is False and s2["effect_data"]["kinship"] == "not stated by the posterior file"
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 19: onset lag, thinning, EVPPI with SE, CEAC, EVSI, synthetic labels, fuzzed tables
+# ----------------------------------------------------------------------------------------------
+
+from scipy.stats import norm  # noqa: E402
+
+
+
+def _emax(m: float, s: float) -> float:
+    """E[max(X, 0)] for X ~ N(m, s^2)."""
+    return m * norm.cdf(m / s) + s * norm.pdf(m / s)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_evppi_linear_gaussian_closed_form_within_two_se(seed):
+    # INB = mu + a + b + 0.5 c, a, b, c ~ N(0, 1): E[INB | a] = mu + a, E[INB | a, b] = mu + a + b, so
+    # EVPPI(a) = E max(mu + a, 0) - mu and EVPPI(a, b) = E max(mu + a + b, 0) - mu (closed forms)
+    rng = np.random.default_rng(seed)
+    a, b, c, junk = rng.normal(size=(4, 20_000))
+    mu = 0.3
+    inb = mu + a + b + 0.5 * c
+    one = cu.evppi_estimate(inb, a, seed=seed)
+    two = cu.evppi_estimate(inb, np.column_stack([a, b]), seed=seed)
+    three = cu.evppi_estimate(inb, np.column_stack([a, b, junk]), seed=seed)
+    for est, true in ((one, _emax(mu, 1) - mu), (two, _emax(mu, np.sqrt(2)) - mu), (three, _emax(mu, np.sqrt(2)) - mu)):
+        assert est.se > 0
+        assert abs(est.value - true) < 2 * est.se, (est.value, true, est.se)
+        assert abs(est.value - cu.evpi(inb)) > 2 * est.se       # the check can fail: EVPI is far off
+        assert est.above_noise_floor
+    irrelevant = cu.evppi_estimate(inb, junk, seed=seed)
+    assert irrelevant.value < 2 * irrelevant.se + irrelevant.noise_floor + 1e-3
+    assert not irrelevant.above_noise_floor
+
+
+def test_evsi_of_an_infinite_trial_is_the_evppi_of_the_effects_and_grows_with_k():
+    n = 6_000
+    settings = cu.CostSettings()
+    effects = {o: cu.published_effect_draws(o, n, 4) for o in ("kinship", "rereferral")}
+    draws = cu.sample_parameters(load_unit_costs(), effects=effects, n_draws=n, seed=4, settings=settings)
+    table = cu.evsi_trial(draws, settings, effects, sizes=(2, 20, 10**9), se_draws=100)
+    by_k = table.set_index("k")
+    limit = by_k.loc[np.inf]
+    huge = by_k.loc[10**9]
+    assert limit["evsi"] > 0 and limit["se"] > 0
+    assert abs(huge["evsi"] - limit["evsi"]) < 2 * np.hypot(huge["se"], limit["se"]) + 1e-6 * limit["evsi"]
+    assert by_k.loc[2, "evsi"] <= by_k.loc[20, "evsi"] + 2 * by_k.loc[20, "se"]
+    assert by_k.loc[20, "evsi"] <= limit["evsi"] + 2 * limit["se"]
+    assert (table["enbs"].dropna() == table["evsi"].iloc[:-1] - table["trial_cost"].iloc[:-1]).all()
+    assert table.attrs["population_evppi_effects"] == pytest.approx(limit["evsi"])
+    # cheap trials: the best size maximises ENBS on the grid
+    cheap = cu.evsi_trial(draws, settings, effects, sizes=(2, 20, 200), se_draws=20,
+                          trial=cu.TrialDesign(fixed_cost=0, cost_per_la=1.0))
+    finite = cheap[np.isfinite(cheap["k"])]
+    assert cheap.attrs["best_k"] == int(finite.loc[finite["enbs"].idxmax(), "k"])
+
+
+def test_onset_lag_delays_the_effects_costs_and_savings_only():
+    # effect-years after a lag: 5 undiscounted years, lag 2 -> 3, lag 1.5 -> 3.5, lag 0 -> 5
+    np.testing.assert_allclose(cu.effect_weights(5, 0.0, np.array([0.0, 1.5, 2.0, 7.0])), [5, 3.5, 3, 0])
+    assert cu.effect_weights(3, 0.035, np.array([0.0]))[0] == pytest.approx(cu.discount_weights(3, 0.035)[2])
+    base = cu.evaluate(hand_case(), cu.CostSettings(horizon_years=4), discount_rate=0.0)
+    lagged = cu.evaluate(hand_case(onset_lag=1.0), cu.CostSettings(horizon_years=4), discount_rate=0.0)
+    assert lagged["implementation"][0, 0] == pytest.approx(base["implementation"][0, 0])
+    assert lagged["kinship_cost"][0, 0] == pytest.approx(0.75 * base["kinship_cost"][0, 0])
+    assert lagged["rereferral_cost"][0, 0] == pytest.approx(0.75 * base["rereferral_cost"][0, 0])
+    # on the Monte Carlo draws: a longer lag shrinks both consequences, and it enters one-way and EVPPI
+    d0, s0 = small_run(onset_lag=(0.0, 0.0, 0.0))
+    d3, s3 = small_run(onset_lag=(3.0, 3.0, 3.0))
+    o0, o3 = cu.evaluate(d0, s0), cu.evaluate(d3, s3)
+    assert 0 < o3.total("kinship_cost").mean() < o0.total("kinship_cost").mean()
+    assert o0.total("rereferral_cost").mean() < o3.total("rereferral_cost").mean() < 0
+    np.testing.assert_allclose(o3.total("implementation"), o0.total("implementation"))
+    dl, sl = small_run(n=3_000)
+    assert np.all((dl.values["onset_lag"] >= 0) & (dl.values["onset_lag"] <= 5))
+    res = cu.analyse(dl, sl, se_draws=20)
+    assert "onset_lag" in set(res.tornado["parameter"]) and "onset_lag" in set(res.evppi["parameter"])
+    with pytest.raises(ValueError, match="onset_lag"):
+        cu.CostSettings(onset_lag=(2.0, 1.0, 3.0))
+
+
+def test_fewer_monte_carlo_than_posterior_draws_thins_across_all_chains(tmp_path):
+    chains = np.repeat(np.arange(4.0)[:, None], 500, axis=1) - 20   # chain c holds the value c - 20
+    values, tree = load_effect_draws(write_posterior(tmp_path / "p.nc", chains, sample_stats=False))
+    eff = cu.posterior_effect_draws("kinship", values, "test", population={"mu_pp": values + 1, "sigma_pp": values * 0})
+    drawn = eff.aligned(100)
+    assert sorted(np.unique(drawn)) == [-20, -19, -18, -17]
+    assert all(np.sum(drawn == v) == 25 for v in (-20, -19, -18, -17))   # evenly over the chains
+    np.testing.assert_array_equal(eff.aligned_population(100)["mu_pp"], drawn + 1)  # the same posterior draws
+    np.testing.assert_array_equal(eff.aligned(2_500), values[np.arange(2_500) % 2_000])   # more: cycled
+
+
+def write_did_posterior(path: Path, *, synthetic: int | None, seed: int = 0) -> Path:
+    """A posterior like the DiD commands write: att, att_average, counterfactual (pp), mu_tau,
+    sigma_tau (logit), and the ``synthetic`` stamp in the attributes."""
+    rng = np.random.default_rng(seed)
+    shape = (2, 400)
+    coords = {"chain": np.arange(2), "draw": np.arange(400)}
+    mu = rng.normal(-0.5, 0.2, shape)
+    cf = np.full(shape, 60.0)
+    q = 0.6
+    avg = 100 * (1 / (1 + np.exp(-(np.log(q / (1 - q)) + mu))) - q)
+    post = xr.Dataset({"att": (("chain", "draw"), avg + rng.normal(0, 1, shape)),
+                       "att_average": (("chain", "draw"), avg), "counterfactual": (("chain", "draw"), cf),
+                       "mu_tau": (("chain", "draw"), mu), "sigma_tau": (("chain", "draw"), np.abs(rng.normal(0.3, 0.05, shape)))},
+                      coords=coords)
+    tree = xr.DataTree.from_dict({"posterior": post})
+    if synthetic is not None:
+        tree.attrs.update({"synthetic": synthetic, "data_hash": "sha256:x", "analysis": "kinship"})
+    tree.to_netcdf(path, engine="h5netcdf")
+    return path
+
+
+def test_synthetic_flag_of_the_posterior_labels_every_output_and_evsi_uses_mu_sigma(tmp_path):
+    from data.cost_inputs import load_population_draws
+
+    syn = write_did_posterior(tmp_path / "syn.nc", synthetic=1)
+    _, tree = load_effect_draws(syn)
+    pop = load_population_draws(tree)
+    assert pop is not None and np.all(pop["sigma_pp"] > 0)
+    np.testing.assert_allclose(pop["mu_pp"], tree["posterior"]["att_average"].values.ravel())
+    # sigma_tau on the logit scale times the logistic slope 100 q (1 - q) near q = 0.6 (about 24 pp per logit)
+    assert 20 < np.median(pop["sigma_pp"] / tree["posterior"]["sigma_tau"].values.ravel()) < 25
+    out = tmp_path / "o"
+    args = ["--draws", "1000", "--evppi-se-draws", "20", "--trial-sizes", "4,10", "--quiet"]
+    assert cli.main(["--kinship-posterior", str(syn), "--out", str(out), *args]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["synthetic"] is True and summary["data_label"].startswith("SYNTHETIC")
+    assert "posterior" in summary["headline"]["evsi"]["effect_sources"]["kinship"]
+    for stem in ("net_cost_by_la", "tornado", "evppi", "ceac", "evsi", "inputs"):
+        assert set(pd.read_csv(out / f"{stem}.csv")["effect_data"]) == {summary["data_label"]}, stem
+        assert (out / f"{stem}.md").read_text().startswith("**SYNTHETIC DATA"), stem
+    assert "SYNTHETIC" in (out / "LABEL.txt").read_text()
+    # a file stamped real says so; a file without the stamp is 'not stated', never called real
+    real = write_did_posterior(tmp_path / "real.nc", synthetic=0)
+    none = write_did_posterior(tmp_path / "none.nc", synthetic=None)
+    for path, label in ((real, "real data"), (none, "not stated")):
+        o = tmp_path / path.stem
+        assert cli.main(["--kinship-posterior", str(path), "--out", str(o), *args]) == 0
+        s = json.loads((o / "summary.json").read_text())
+        assert s["synthetic"] is False and s["data_label"].startswith(label)
+        assert (o / "evppi.md").read_text().startswith(f"Effects: {label}")
+
+
+def test_ceac_over_willingness_to_pay():
+    draws, settings = small_run(n=3_000)
+    o = cu.evaluate(draws, settings)
+    t = cu.ceac_table(o, wtp_kinship=(0.0, 1e5), wtp_rereferral=(0.0, 1e4))
+    assert len(t) == 4
+    at0 = t[(t["wtp_kinship"] == 0) & (t["wtp_rereferral"] == 0)]["p_cost_effective"].iloc[0]
+    assert at0 == pytest.approx(np.mean(o.total("net") < 0))
+    # paying for re-referrals avoided (mostly positive) raises it; paying per child kept in kinship
+    # care (mostly negative: SofS keeps fewer) lowers it
+    p = t.set_index(["wtp_kinship", "wtp_rereferral"])["p_cost_effective"]
+    assert p[(0.0, 1e4)] > at0 and p[(1e5, 0.0)] <= at0
+    nmb = 1e4 * o.total("rereferrals_avoided") - o.total("net")
+    assert p[(0.0, 1e4)] == pytest.approx(np.mean(nmb > 0))
+
+
+# ----------------------------------------------------------------------------------------------
+# Fuzzed unit-cost tables: always a DataError naming file, row and column (exit 2), never a traceback
+# ----------------------------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st  # noqa: E402
+
+_CLEAN = DEFAULT_UNIT_COSTS.read_text()
+_BAD_CELLS = ["", " ", "abc", "-5", "nan", "inf", "-inf", "1e400", "2019.5", "£", "1,2,3", "0", "1e-300",
+              "\"", "99999999999999999999", "2019-20", "fixed", "pert", "grant", "staff_salary", "\x00", "é"]
+
+
+@st.composite
+def mutated_tables(draw):
+    import csv
+    import io
+
+    rows = list(csv.reader(io.StringIO(_CLEAN)))
+    kind = draw(st.sampled_from(["truncate", "delete_column", "rename_column", "cell", "duplicate_row",
+                                 "empty", "header_only", "extra_field", "drop_row", "cells"]))
+    if kind == "truncate":
+        return kind, _CLEAN[: draw(st.integers(0, len(_CLEAN) - 1))]
+    if kind == "empty":
+        return kind, draw(st.sampled_from(["", "\n", "  \n\n"]))
+    if kind == "header_only":
+        return kind, ",".join(rows[0]) + "\n"
+    if kind in ("delete_column", "rename_column"):
+        j = draw(st.integers(0, len(rows[0]) - 1))
+        if kind == "delete_column":
+            rows = [r[:j] + r[j + 1:] for r in rows]
+        else:
+            rows[0][j] = draw(st.sampled_from(["Value", "cost", "", "item ", "price year", rows[0][(j + 1) % 9]]))
+    elif kind in ("cell", "cells"):
+        for _ in range(1 if kind == "cell" else draw(st.integers(2, 5))):
+            i, j = draw(st.integers(1, len(rows) - 1)), draw(st.integers(0, len(rows[0]) - 1))
+            rows[i][j] = draw(st.one_of(st.sampled_from(_BAD_CELLS), st.text(max_size=6)))
+    elif kind == "duplicate_row":
+        i = draw(st.integers(1, len(rows) - 1))
+        rows.insert(draw(st.integers(1, len(rows))), list(rows[i]))
+    elif kind == "drop_row":
+        del rows[draw(st.integers(1, len(rows) - 1))]
+    elif kind == "extra_field":
+        rows[draw(st.integers(1, len(rows) - 1))].append("surplus")
+    buf = io.StringIO()
+    csv.writer(buf).writerows(rows)
+    return kind, buf.getvalue()
+
+
+@hsettings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=mutated_tables())
+def test_fuzzed_unit_cost_tables_fail_cleanly(case):
+    import contextlib
+    import io
+    import tempfile
+
+    kind, text = case
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "unit_costs.csv"
+        path.write_text(text, encoding="utf-8", errors="surrogateescape")
+        try:
+            costs = load_unit_costs(path)
+        except DataError as err:
+            assert err.file == str(path), (kind, err)
+            assert err.row is not None and err.column is not None, (kind, str(err))
+            stderr = io.StringIO()
+            with contextlib.redirect_stderr(stderr):
+                code = cli.main(["--data", str(path), "--out", str(Path(tmp) / "out"), "--quiet", "--no-evsi"])
+            assert code == 2, (kind, stderr.getvalue())
+            assert "Traceback" not in stderr.getvalue() and str(path) in stderr.getvalue()
+            assert not (Path(tmp) / "out").exists()
+        else:   # a harmless edit (e.g. a changed source text): the table is complete and valid
+            assert set(costs) == set(load_unit_costs())
