@@ -48,7 +48,16 @@ from models import psychometric_irt as irt
 from models.diagnostics import check_sampling
 from models.priors import PRIOR_NAMES, select_priors
 from models.sampling import CompiledSampler
+from models.serialize import write_idata
 from models.statements import state
+from analyses.report.entry import ReportEntry
+
+#: how this analysis appears in `python -m analyses.report` (read from the source, not imported)
+REPORT = ReportEntry(
+    title='Family engagement and working alliance',
+    question='Did families engage differently with SofS social workers (Yatchmenoff scale, WAI)?',
+    order=60,
+)
 
 #: Default NUTS target acceptance rate, ``--target-accept`` (smaller steps: no divergences in
 #: the WAI model at 60 families; 0.8 sampled the four-factor model at 5,000 families without
@@ -77,6 +86,26 @@ REPORT_AGREEMENT = ("responses linearly associated except Q5; kappa showed agree
                     "difference was not significantly affected by competence")
 
 
+#: Site-SD prior means (latent SDs) of the arm-statement sensitivity analysis.
+SITE_SD_SENSITIVITY = (0.1, 0.3, 0.6, 1.0)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got '{text}'") from None
+    if not value > 0 or not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got '{text}'")
+    return value
+
+
+def _positive_list(text: str) -> tuple[float, ...]:
+    if text.strip().lower() in ("none", ""):
+        return ()
+    return tuple(_positive(t) for t in text.split(","))
+
+
 def _parser() -> argparse.ArgumentParser:
     p = analysis_parser("engagement", __doc__, priors=PRIOR_NAMES, target_accept=TARGET_ACCEPT)
     # 2000 draws per chain (the WAI model: twice that, DRAWS_FACTOR) and target_accept 0.95
@@ -88,6 +117,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="your item key for the Yatchmenoff scale (default: data/instruments/yatchmenoff.yaml)")
     p.add_argument("--instrument-wai", type=Path, default=None, metavar="YAML",
                    help="your item key for the WAI short form (default: data/instruments/wai.yaml)")
+    p.add_argument("--instrument", type=Path, action="append", default=[], metavar="YAML",
+                   help="the item key of any Likert instrument (items, categories, reverse coding, subscales, "
+                        "labels; see data/instruments/); repeatable; replaces the two default instruments")
+    p.add_argument("--site-sd-prior", type=_positive, default=irt.GRMPriors().site_sd, metavar="MEAN",
+                   help="mean of the Gamma(2, 2/MEAN) prior of the between-site SD of the trait (latent SDs; "
+                        f"default {irt.GRMPriors().site_sd})")
+    p.add_argument("--site-sd-sensitivity", type=_positive_list, default=SITE_SD_SENSITIVITY, metavar="M1,M2,...",
+                   help="re-sample the arm effect (reference prior) under these site-SD prior means and report the "
+                        "arm statement for each (default: " + ",".join(map(str, SITE_SD_SENSITIVITY))
+                        + "; 'none' to skip)")
     p.add_argument("--synthetic-seed", type=int, default=DEFAULT_DATA_SEED,
                    help=f"seed of the embedded synthetic data set (default {DEFAULT_DATA_SEED})")
     p.add_argument("--no-loo", action="store_true",
@@ -98,9 +137,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace):
-    instruments = [load_instrument(args.instrument_yatchmenoff) if args.instrument_yatchmenoff
-                   else default_instrument("yatchmenoff"),
-                   load_instrument(args.instrument_wai) if args.instrument_wai else default_instrument("wai")]
+    if getattr(args, "instrument", None):
+        instruments = [load_instrument(path) for path in args.instrument]
+        names = [i.name for i in instruments]
+        if len(set(names)) != len(names):
+            raise DataError(f"two item keys share the name '{next(n for n in names if names.count(n) > 1)}'",
+                            file=args.instrument[-1])
+    else:
+        instruments = [load_instrument(args.instrument_yatchmenoff) if args.instrument_yatchmenoff
+                       else default_instrument("yatchmenoff"),
+                       load_instrument(args.instrument_wai) if args.instrument_wai else default_instrument("wai")]
     if args.data is None:
         syn = simulate_engagement(args.synthetic_seed)
         frame = validate_responses(syn.frame, instruments)
@@ -109,22 +155,58 @@ def _load(args: argparse.Namespace):
     return frame, instruments, str(args.data), hash_file(args.data), False
 
 
-def _fits(data: irt.GRMData, priors, args, label: str, draws_factor: int = 1) -> tuple[dict, object]:
-    """Compile once, sample under each named prior."""
+def _ref_fit(fits: dict, ref: str):
+    """The reference prior's fit (a model without an arm column has one fit only)."""
+    return fits[ref] if ref in fits else next(iter(fits.values()))
+
+
+def _has_arm(data: irt.GRMData) -> bool:
+    return data.design is not None and data.design.sofs is not None
+
+
+def _has_site_arm(data: irt.GRMData) -> bool:
+    return _has_arm(data) and data.design.site is not None
+
+
+def _fits(data: irt.GRMData, priors, args, label: str, draws_factor: int = 1) -> tuple[dict, object, object]:
+    """Compile once, sample under each named prior (one fit without an arm column)."""
     log(f"compiling the {label} model ...", quiet=args.quiet)
     t0 = time.perf_counter()
-    model = irt.build_grm(data, effect_prior=priors[0])
+    model = irt.build_grm(data, effect_prior=priors[0], priors=irt.GRMPriors(site_sd=args.site_sd_prior))
     sampler = CompiledSampler(model)
     log(f"  compiled in {time.perf_counter() - t0:.0f} s", quiet=args.quiet)
     fits = {}
-    for k, pr in enumerate(priors):
+    for k, pr in enumerate(priors if _has_arm(data) else priors[:1]):
         t0 = time.perf_counter()
-        fits[pr.name] = sampler.sample(
-            data={"effect_prior_mean": np.asarray(pr.mean), "effect_prior_sd": np.asarray(pr.sd)},
-            draws=args.draws * draws_factor, tune=args.tune, chains=args.chains, seed=args.seed + k,
-            target_accept=args.target_accept)
+        feed = ({"effect_prior_mean": np.asarray(pr.mean), "effect_prior_sd": np.asarray(pr.sd)}
+                if data.design is not None else None)
+        fits[pr.name] = sampler.sample(data=feed, draws=args.draws * draws_factor, tune=args.tune,
+                                       chains=args.chains, seed=args.seed + k, target_accept=args.target_accept)
         log(f"  sampled {label} under the {pr.name} prior in {time.perf_counter() - t0:.0f} s", quiet=args.quiet)
-    return fits, model
+    return fits, model, sampler
+
+
+def _site_sd_sensitivity(sampler, data: irt.GRMData, prior, args, draws_factor: int, rope: float,
+                         mid: float) -> list[dict]:
+    """The arm effect re-sampled under each site-SD prior mean (reference prior of the effect)."""
+    rows = []
+    for k, m in enumerate(args.site_sd_sensitivity):
+        idata = sampler.sample(data={"effect_prior_mean": np.asarray(prior.mean), "effect_prior_sd": np.asarray(prior.sd),
+                                     "site_sd_prior_mean": np.asarray(m)},
+                               draws=args.draws * draws_factor, tune=args.tune, chains=args.chains,
+                               seed=args.seed + 100 + k, target_accept=args.target_accept)
+        d = check_sampling(idata, irt.diagnostic_vars(idata))
+        eff = irt.effect_table(irt.score_scale_effects(idata, data, seed=args.seed), data, prior=prior.name,
+                               rope=rope, mid=mid)
+        sd_site = irt.posterior_arrays(idata)["sd_site"]
+        for r in eff[eff["quantity"] == "sofs"].itertuples():
+            rows.append({"instrument": data.instrument, "site_sd_prior_mean": m,
+                         "site_sd_prior": f"Gamma(2, 2/{m:g})", "dimension": r.dimension, "label": r.label,
+                         "prior": prior.name, "mean": r.mean, "eti95_low": r.eti95_low, "eti95_high": r.eti95_high,
+                         "p_better": r.p_better, "sd_site_posterior_mean": float(sd_site.mean()),
+                         "diagnostics_ok": d.ok})
+        log(f"  site-SD prior mean {m:g}: " + d.banner(), quiet=args.quiet and d.ok)
+    return rows
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
@@ -141,31 +223,42 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
 
     specs = []   # (key, instrument, data, role)
     for inst in present:
-        if len(inst.raters) > 1:
+        raters = [r for r in inst.raters if any(inst.column(r, it.id) in frame.columns for it in inst.used_items)]
+        if len(raters) > 1:
             specs.append((f"{inst.name}_raters", inst, irt.grm_data(frame, inst, dimensions="rater"), "raters"))
-        else:
-            specs.append((f"{inst.name}_subscales", inst, irt.grm_data(frame, inst, dimensions="subscale"), "subscales"))
+            continue
+        sub = irt.grm_data(frame, inst, dimensions="subscale")
+        if sub.n_dim > 1:
+            specs.append((f"{inst.name}_subscales", inst, sub, "subscales"))
             if not args.no_loo:
                 specs.append((f"{inst.name}_overall", inst, irt.grm_data(frame, inst, dimensions="overall"), "overall"))
+        else:   # one subscale: the unidimensional model is the main model
+            specs.append((f"{inst.name}_overall", inst, irt.grm_data(frame, inst, dimensions="overall"), "main"))
 
     fits, models, diags, tables = {}, {}, {}, {k: [] for k in ("effects", "reliability", "items", "persons",
-                                                                "ppc", "correlations", "prior_predictive")}
+                                                                "ppc", "correlations", "prior_predictive",
+                                                                "site_sd_sensitivity")}
     extras: dict = {"loo": {}, "agreement": {}, "curves": {}}
     ref_prior = [p for p in chosen if p.name == ref]
     for key, inst, data, role in specs:
         # The unidimensional model serves the LOO comparison (and a sensitivity row): reference prior only.
         use = ref_prior if role == "overall" else chosen
-        fits[key], models[key] = _fits(data, use, args, key.replace("_", " "), DRAWS_FACTOR.get(role, 1))
+        fits[key], models[key], sampler = _fits(data, use, args, key.replace("_", " "), DRAWS_FACTOR.get(role, 1))
+        ref_key = ref if ref in fits[key] else next(iter(fits[key]))
         rope, mid = SCALE_THRESHOLDS.get(inst.name, (0.1, 0.25))
-        for pr in use:
-            idata = fits[key][pr.name]
+        for name, idata in fits[key].items():
             d = check_sampling(idata, irt.diagnostic_vars(idata))
-            diags[f"{key} / {pr.name}"] = d
-            log(f"{key} / {pr.name}: " + d.banner(), quiet=args.quiet and d.ok)
-            eff = irt.score_scale_effects(idata, data, seed=args.seed)
-            tables["effects"].append(irt.effect_table(eff, data, prior=pr.name, rope=rope, mid=mid).assign(
-                model="overall (unidimensional)" if role == "overall" else role))
-        idata = fits[key][ref]
+            diags[f"{key} / {name}"] = d
+            log(f"{key} / {name}: " + d.banner(), quiet=args.quiet and d.ok)
+            if _has_arm(data) or (data.design is not None and data.design.competence is not None):
+                eff = irt.score_scale_effects(idata, data, seed=args.seed)
+                tables["effects"].append(irt.effect_table(eff, data, prior=name, rope=rope, mid=mid).assign(
+                    model="overall (unidimensional)" if role == "overall" else role))
+        if role != "overall" and _has_site_arm(data) and args.site_sd_sensitivity:
+            log(f"{key}: arm effect over site-SD prior means {list(args.site_sd_sensitivity)} ...", quiet=args.quiet)
+            tables["site_sd_sensitivity"].append(pd.DataFrame(_site_sd_sensitivity(
+                sampler, data, ref_prior[0], args, DRAWS_FACTOR.get(role, 1), rope, mid)).assign(model=role))
+        idata = fits[key][ref_key]
         tables["reliability"].append(irt.reliability_table(idata, data, seed=args.seed).assign(model=role))
         tables["items"].append(irt.item_parameter_table(idata, data).assign(model=role))
         tables["persons"].append(irt.person_scores(idata, data, seed=args.seed).assign(model=role))
@@ -183,23 +276,33 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
         multi, uni = f"{inst.name}_subscales", f"{inst.name}_overall"
         if multi in fits and uni in fits:
             for k in (multi, uni):
-                irt.add_log_likelihood(fits[k][ref], data_by_key[k])
-            extras["loo"][inst.name] = irt.compare_loo({"multidimensional (subscales)": fits[multi][ref],
-                                                        "unidimensional (overall)": fits[uni][ref]})
+                irt.add_log_likelihood(_ref_fit(fits[k], ref), data_by_key[k])
+            extras["loo"][inst.name] = irt.compare_loo({"multidimensional (subscales)": _ref_fit(fits[multi], ref),
+                                                        "unidimensional (overall)": _ref_fit(fits[uni], ref)})
 
-    effects = pd.concat(tables["effects"], ignore_index=True)
+    effects = (pd.concat(tables["effects"], ignore_index=True) if tables["effects"]
+               else pd.DataFrame(columns=["instrument", "dimension", "label", "prior", "quantity", "model"]))
+    sens = (pd.concat(tables["site_sd_sensitivity"], ignore_index=True) if tables["site_sd_sensitivity"]
+            else pd.DataFrame())
     statements, results = _statements(effects, extras["agreement"], specs, chosen)
+    statements += _sensitivity_statements(sens, specs)
     record = {
         "analysis": "engagement", "synthetic": synthetic, "data_source": source,
         "data_notes": ([SYNTHETIC_LABEL, "embedded default: the draw closest to the report's Table 5/6 summaries; "
                         "item keys and the contrast sites' split are assumptions (see data/instruments/*.yaml)"]
                        if synthetic else []),
-        "instruments": {i.name: {"source": i.source, "items_used": [it.id for it in i.used_items],
+        "instruments": {i.name: {"source": i.source, "title": i.title, "scale": i.scale_label,
+                                 "items_used": [c for c in i.columns(used_only=True) if c in frame.columns],
                                  "reverse_coded": [it.id for it in i.items if it.reverse],
                                  "dropped": [it.id for it in i.items if it.drop], "raters": list(i.raters)}
                         for i in present},
         "priors": {p.name: vars(p) for p in chosen},
-        "model_priors": irt.GRMPriors().to_dict(),
+        "model_priors": irt.GRMPriors(site_sd=args.site_sd_prior).to_dict(),
+        "latent_regression": {key: (list(data.design.covariates) if data.design is not None else [])
+                              for key, _, data, _ in specs},
+        "latent_regression_note": ("the latent regression of each model uses the columns listed (arm, competence, "
+                                   "site, worker); a model with none has theta ~ N(0, R)"),
+        "site_sd_sensitivity": sens.to_dict(orient="records"),
         "reference_prior": ref,
         "results": results,
         "statements": statements,
@@ -224,51 +327,64 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     return EXIT_OK
 
 
+def _scale(inst) -> str:
+    return inst.scale_label
+
+
 def _statements(effects: pd.DataFrame, agreement: dict, specs, priors) -> tuple[list[dict], list[dict]]:
-    """Every posterior statement beside the report's, and one headline record per prior."""
+    """Every posterior statement beside the report's, and one headline record per prior.
+
+    Wording comes from the instrument file (``respondents``, ``more_trait``, ``title``,
+    ``categories``, ``score_direction``); the report's own findings are quoted beside the
+    statements only for the report's instruments (``yatchmenoff``, ``wai``).
+    """
     rows, results = [], []
     for pr in priors:
         e = effects[effects["prior"] == pr.name]
-        lines = []
+        lines, headline = [], None
         for key, inst, data, role in specs:
             if role == "overall":
                 continue
             sub = e[(e["instrument"] == inst.name) & (e["model"] == role)]
+            who = inst.respondents
             for r in sub[sub["quantity"] == "sofs"].itertuples():
-                if inst.name == "yatchmenoff":
-                    dim = r.dimension
-                    claim = (f"families in SofS sites are more engaged than in contrast sites ({r.label.lower()}; "
-                             f"SofS minus contrast {r.mean:+.2f} points on the 1-5 score, 95% interval "
-                             f"{r.eti95_low:+.2f} to {r.eti95_high:+.2f})")
-                    report = REPORT_SOFS["yatchmenoff"].format(p=TABLE5[dim][0], c=TABLE5[dim][1])
+                where = f"{r.label.lower()}" if role != "raters" else f"as rated by the {r.label.lower()}"
+                claim = (f"{who} in SofS sites {inst.more_trait} than in contrast sites ({where}; SofS minus contrast "
+                         f"{r.mean:+.2f} points on the {_scale(inst)}, 95% interval {r.eti95_low:+.2f} to "
+                         f"{r.eti95_high:+.2f})")
+                if inst.name == "yatchmenoff" and r.dimension in TABLE5:
+                    report = REPORT_SOFS["yatchmenoff"].format(p=TABLE5[r.dimension][0], c=TABLE5[r.dimension][1])
+                elif inst.name == "yatchmenoff" and r.dimension == "overall" and "overall" in TABLE5:
+                    report = REPORT_SOFS["yatchmenoff"].format(p=TABLE5["overall"][0], c=TABLE5["overall"][1])
                 else:
-                    claim = (f"the working alliance is stronger in SofS sites as rated by the {r.label.lower()} "
-                             f"(SofS minus contrast {r.mean:+.2f} points on the 1-7 score, 95% interval "
-                             f"{r.eti95_low:+.2f} to {r.eti95_high:+.2f})")
-                    report = REPORT_SOFS["wai"]
+                    report = REPORT_SOFS.get(inst.name, "")
                 rows.append(_row(pr.name, inst.name, role, r, "sofs", state(r.p_better, claim), report))
                 lines.append(rows[-1]["statement"])
+            if headline is None and len(sub[sub["quantity"] == "sofs"]):
+                s = sub[sub["quantity"] == "sofs"]
+                headline = (inst, s[s["dimension"] == "overall"].iloc[0] if (s["dimension"] == "overall").any()
+                            else s.iloc[0])
+            sign = "<" if inst.score_direction == "lower_is_better" else ">"
             for r in sub[sub["quantity"] == "competence"].itertuples():
-                if inst.name == "yatchmenoff":
-                    dim = r.dimension
-                    claim = (f"more competent social workers have more engaged families ({r.label.lower()}: "
-                             f"slope {r.mean:+.3f} points per competence point, 95% interval "
-                             f"{r.eti95_low:+.3f} to {r.eti95_high:+.3f}; P(slope < 0))")
-                    coef, se, _, p = TABLE6[dim]
+                where = f"{r.label.lower()}" if role != "raters" else f"as rated by the {r.label.lower()}"
+                claim = (f"{who} of more competent social workers {inst.more_trait} ({where}: slope {r.mean:+.3f} "
+                         f"points per competence point on the {_scale(inst)}, 95% interval {r.eti95_low:+.3f} to "
+                         f"{r.eti95_high:+.3f}; P(slope {sign} 0))")
+                if inst.name == "yatchmenoff" and r.dimension in TABLE6:
+                    coef, se, _, p = TABLE6[r.dimension]
                     report = (f"Table 6: {coef:+.3f} (SE {se}, p = {p}; printed without its minus sign), "
                               + ("not significant" if p >= 0.05 else "significant"))
-                else:
-                    claim = (f"more competent social workers have a stronger alliance as rated by the "
-                             f"{r.label.lower()} (slope {r.mean:+.3f} points per competence point, 95% interval "
-                             f"{r.eti95_low:+.3f} to {r.eti95_high:+.3f}; P(slope > 0))")
+                elif inst.name == "wai":
                     report = REPORT_COMPETENCE_WAI.get(r.dimension, "")
+                else:
+                    report = ""
                 rows.append(_row(pr.name, inst.name, role, r, "competence", state(r.p_better, claim), report))
                 lines.append(rows[-1]["statement"])
-        head = e[(e["instrument"] == "yatchmenoff") & (e["quantity"] == "sofs") & (e["model"] == "subscales")]
-        head = head[head["dimension"] == "overall"] if (head["dimension"] == "overall").any() else head
-        eff = head.iloc[0].to_dict() if len(head) else {}
+        eff = headline[1].to_dict() if headline is not None else {}
         results.append({"prior": pr.name, "effect": {k: eff.get(k) for k in ("mean", "eti95_low", "eti95_high")},
-                        "effect_label": "SofS minus contrast, expected Yatchmenoff score (1-5, lower = more engaged)",
+                        "effect_label": (f"SofS minus contrast, expected {_scale(headline[0])}"
+                                         + (f" ({headline[1]['label']})" if headline is not None else "")
+                                         if headline is not None else "no arm column: no SofS effect"),
                         "statements": lines})
     for key, a in agreement.items():
         corr, diff = a["latent_corr"], a["score_difference"]
@@ -287,6 +403,26 @@ def _statements(effects: pd.DataFrame, agreement: dict, specs, priors) -> tuple[
                                         f"{np.quantile(diff, 0.025):+.2f} to {np.quantile(diff, 0.975):+.2f})"),
                      "report": REPORT_AGREEMENT})
     return rows, results
+
+
+def _sensitivity_statements(sens: pd.DataFrame, specs) -> list[dict]:
+    """The arm statement of each dimension under every site-SD prior mean (reference prior)."""
+    rows = []
+    if sens.empty:
+        return rows
+    insts = {inst.name: inst for _, inst, _, _ in specs}
+    for (name, model, dim), g in sens.groupby(["instrument", "model", "dimension"], sort=False):
+        inst = insts[name]
+        parts = [f"{r.site_sd_prior}: SofS minus contrast {r.mean:+.2f} [{r.eti95_low:+.2f}, {r.eti95_high:+.2f}], "
+                 f"P = {r.p_better:.2f}" for r in g.itertuples()]
+        label = g["label"].iloc[0]
+        rows.append({"prior": g["prior"].iloc[0], "instrument": name, "model": model, "dimension": dim,
+                     "label": label, "quantity": "sofs over site-SD priors",
+                     "statement": (f"P({inst.respondents} in SofS sites {inst.more_trait}; {label.lower()}) under the "
+                                   f"site-SD prior " + "; ".join(parts)
+                                   + f" ({inst.scale_label}, 95% intervals)"),
+                     "report": ""})
+    return rows
 
 
 def _row(prior, instrument, model, r, quantity, statement, report) -> dict:
@@ -310,7 +446,8 @@ def _write(args, record, tables, extras, effects, fits, specs, ref, synthetic) -
         diag_rows = [pd.DataFrame(d["variables"]).assign(fit=k) for k, d in record["diagnostics"].items()]
         out.write_table("diagnostics", pd.concat(diag_rows, ignore_index=True))
         for key, _, data, role in specs:
-            irt.slim_posterior(fits[key][ref]).to_netcdf(out / f"posterior_{key}.nc")
+            write_idata(irt.slim_posterior(_ref_fit(fits[key], ref)), out / f"posterior_{key}.nc",
+                        keep_draws=args.keep_draws)
         for key, curves in extras["curves"].items():
             out.save_figure(f"{key}_icc.png", fig.item_curves(curves, synthetic=synthetic))
             rel = next((t for t in tables["reliability"] if len(t) and t["instrument"].iloc[0] == curves["instrument"]
@@ -319,34 +456,51 @@ def _write(args, record, tables, extras, effects, fits, specs, ref, synthetic) -
         for (key, _, _, role), ppc in zip(specs, tables["ppc"]):
             if role != "overall":
                 out.save_figure(f"{key}_ppc.png", fig.ppc_items(ppc, synthetic=synthetic))
+        insts = {i.name: i for _, i, _, _ in specs}
+        if tables["site_sd_sensitivity"]:
+            out.write_table("site_sd_sensitivity", pd.concat(tables["site_sd_sensitivity"], ignore_index=True))
         for inst in effects["instrument"].unique():
             e = effects[(effects["instrument"] == inst) & ~effects["model"].str.startswith("overall")].copy()
-            scale = "1-5 score, lower = more engaged" if inst == "yatchmenoff" else "1-7 score, higher = stronger alliance"
+            scale = insts[inst].scale_label
+            if not (e["quantity"] == "sofs").any():
+                continue
             if inst == "yatchmenoff":
                 e["report_value"] = [TABLE6.get(d, (np.nan,))[0] for d in e["dimension"]]
             out.save_figure(f"{inst}_sofs_effect.png", fig.effects_forest(
                 e, quantity="sofs", xlabel=f"SofS minus contrast ({scale})",
                 title=f"{inst}: SofS vs contrast sites, by named prior (95% intervals)", synthetic=synthetic))
+            if not (e["quantity"] == "competence").any():
+                continue
             out.save_figure(f"{inst}_competence_slope.png", fig.effects_forest(
                 e, quantity="competence", xlabel=f"change per competence point ({scale})",
                 title=f"{inst}: competence slope (x = report's OLS slope)",
                 report_col="report_value" if inst == "yatchmenoff" else None, synthetic=synthetic))
         persons = pd.concat(tables["persons"], ignore_index=True)
-        ov = persons[(persons["instrument"] == "yatchmenoff") & (persons["dimension"] == "overall")
-                     & (persons["model"] == "subscales")]
-        if len(ov):
-            out.save_figure("yatchmenoff_person_scores.png", fig.person_score_plot(
-                ov, dimension="overall", title="Families' overall engagement (expected score, 90% interval)",
-                xlabel="expected average Yatchmenoff score (1-5, lower = more engaged)", synthetic=synthetic))
+        for key, inst, data, role in specs:
+            if role not in ("subscales", "main"):
+                continue
+            dim = "overall" if role == "subscales" else data.dimension[0]
+            ov = persons[(persons["instrument"] == inst.name) & (persons["dimension"] == dim)
+                         & (persons["model"] == role)]
+            if len(ov):
+                out.save_figure(f"{inst.name}_person_scores.png", fig.person_score_plot(
+                    ov, dimension=dim, title=f"{inst.respondents.capitalize()}' overall {inst.trait} "
+                                             "(expected score, 90% interval)",
+                    xlabel=f"expected {inst.scale_label}", synthetic=synthetic))
         out.write_text("report.md", _markdown(record))
         out.commit()
 
 
 def _markdown(record: dict) -> str:
-    lines = ["# Family engagement and working alliance (graded response models)", ""]
+    titles = ", ".join(i.get("title", name) for name, i in record["instruments"].items())
+    lines = [f"# {titles}: graded response models", ""]
     if record["synthetic"]:
         lines += [f"**{SYNTHETIC_LABEL}.**", ""]
-    lines += [f"Data: {record['data_source']}", "", "## Statements beside the report's", ""]
+    lines += [f"Data: {record['data_source']}", ""]
+    for key, cov in record["latent_regression"].items():
+        lines.append(f"- {key}: latent regression on " + (", ".join(cov) if cov else "nothing (no arm, competence, "
+                                                           "site or worker column): theta ~ N(0, R)"))
+    lines += ["", "## Statements beside the report's", ""]
     for s in record["statements"]:
         lines.append(f"- [{s['prior']}] {s['statement']}  \n  *Report:* {s['report']}")
     lines += ["", "## Reliability (posterior marginal reliability vs Cronbach's alpha)", ""]
@@ -362,9 +516,11 @@ def _markdown(record: dict) -> str:
 def _print_headline(record: dict, statements: list[dict], args) -> None:
     if args.quiet:
         return
-    print(f"\nEngagement (graded response models) - {record['data_source']}")
+    print(f"\nGraded response models - {record['data_source']}")
     if record["synthetic"]:
         print("!! SYNTHETIC DATA: an illustration of the method, not the evaluation's families")
+    for key, cov in record["latent_regression"].items():
+        print(f"  {key}: latent regression on {', '.join(cov) if cov else 'nothing (item answers only)'}")
     for s in statements:
         if s["prior"] in (record["reference_prior"], "reference"):
             print(f"  - {s['statement']}\n      report: {s['report']}")

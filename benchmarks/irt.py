@@ -14,13 +14,18 @@ subscales, SofS arm, competence, site and social-worker effects, 5 answer catego
    (``--large``): it takes minutes. ``--large-probe`` measures its parts instead (cost of one log-density gradient,
    leapfrog steps per draw and mixing in a short run of 2 chains x 300 + 200) and projects
    the full run's time from them;
-3. ``cli``: the default ``python -m analyses.engagement`` command as a subprocess.
+3. ``cli``: the default ``python -m analyses.engagement`` command as a subprocess;
+4. ``--recovery``: with the default priors, 20 simulated data sets of 400 respondents x 10
+   items (5 categories, theta ~ N(0, 1)), four items of discrimination 2.3 each: bias of the
+   posterior means and coverage of the 90% intervals of those 80 discriminations (targets:
+   |bias| < 0.05, coverage >= 0.85), in ``benchmarks/results/irt_recovery.json``.
 
 Diagnostics (R-hat, ESS, divergences) are recorded with every timing. Results are printed and
 merged into ``benchmarks/results/irt.json``.
 
     uv run python benchmarks/irt.py              # small + cli
     uv run python benchmarks/irt.py --large --skip-small --skip-cli   # the 5,000-person case
+    uv run python benchmarks/irt.py --recovery      # discriminations of 2.3 at n = 400, 20 seeds
 """
 
 from __future__ import annotations
@@ -40,6 +45,77 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results" / "irt.json"
+RECOVERY_RESULTS = ROOT / "benchmarks" / "results" / "irt_recovery.json"
+
+#: The recovery study's design (issue 19): 10 items, 5 categories, n = 400, theta ~ N(0, 1);
+#: four items have discrimination 2.3 (the item under test), the others spread around them.
+RECOVERY_A = (0.8, 1.2, 1.6, 2.3, 2.3, 2.3, 2.3, 2.0, 3.0, 1.0)
+RECOVERY_TARGET = 2.3
+
+
+def simulate_recovery(seed: int, n_persons: int = 400):
+    """One data set of the recovery study: answers, the instrument and the true parameters."""
+    import pandas as pd
+
+    from data.instruments import parse_instrument
+    from models import psychometric_irt as irt
+
+    rng = np.random.default_rng(seed)
+    a = np.asarray(RECOVERY_A)
+    b = rng.normal(0.0, 0.5, (len(a), 1)) + np.linspace(-1.5, 1.5, 4)[None, :]
+    theta = rng.normal(size=n_persons)
+    probs = irt.category_probabilities(theta[:, None], a[None, :], b[None, :, :])
+    u = rng.uniform(size=probs.shape[:-1])[..., None]
+    y = np.minimum((u > probs.cumsum(axis=-1)).sum(axis=-1), 4) + 1
+    items = [f"I{j + 1:02d}" for j in range(len(a))]
+    inst = parse_instrument({"name": "recovery", "categories": [1, 2, 3, 4, 5], "score_direction": "higher_is_better",
+                             "dimensions": {"t": "Trait"}, "items": [{"id": i, "dimension": "t"} for i in items]})
+    return pd.DataFrame(y, columns=items), inst, a, b
+
+
+def recovery_study(seeds: int = 20, n_persons: int = 400, *, pooling: str = "none", draws: int = 500,
+                   tune: int = 500, chains: int = 2) -> dict:
+    """Bias and 90% coverage of the posterior means of discriminations of 2.3 (default priors)."""
+    from models import psychometric_irt as irt
+    from models.diagnostics import check_sampling
+    from models.sampling import sample_model
+
+    target = np.flatnonzero(np.isclose(RECOVERY_A, RECOVERY_TARGET))
+    errors, covered, per_seed, worst_rhat, divergences = [], [], [], 0.0, 0
+    t0 = time.perf_counter()
+    for seed in range(seeds):
+        frame, inst, a, _ = simulate_recovery(seed, n_persons)
+        data = irt.grm_data(frame, inst, dimensions="overall", covariates=False)
+        idata = sample_model(irt.build_grm(data, priors=irt.GRMPriors(pooling=pooling)), draws=draws, tune=tune,
+                             chains=chains, seed=1000 + seed)
+        diag = check_sampling(idata, ["discrimination", "threshold"])
+        worst_rhat, divergences = max(worst_rhat, float(diag.table["rhat"].max())), divergences + diag.divergences
+        draws_a = irt.posterior_arrays(idata)["discrimination"][:, target]
+        lo, hi = np.quantile(draws_a, [0.05, 0.95], axis=0)
+        err = draws_a.mean(0) - RECOVERY_TARGET
+        errors += err.tolist()
+        covered += ((lo <= RECOVERY_TARGET) & (RECOVERY_TARGET <= hi)).tolist()
+        per_seed.append({"seed": seed, "mean_a": [round(float(x), 3) for x in draws_a.mean(0)],
+                         "covered90": [bool(c) for c in (lo <= RECOVERY_TARGET) & (RECOVERY_TARGET <= hi)]})
+        print(f"seed {seed}: posterior means {np.round(draws_a.mean(0), 3)}", flush=True)
+    errors = np.asarray(errors)
+    # Items of one data set share the persons, so the Monte Carlo SE is taken over seeds.
+    by_seed = errors.reshape(seeds, len(target)).mean(axis=1)
+    return {
+        "design": {"n_persons": n_persons, "items": len(RECOVERY_A), "categories": 5, "discriminations": RECOVERY_A,
+                   "target": RECOVERY_TARGET, "target_items_per_data_set": int(len(target)), "seeds": seeds,
+                   "priors": irt.GRMPriors(pooling=pooling).to_dict(), "draws": draws, "tune": tune, "chains": chains},
+        "bias": round(float(errors.mean()), 4),
+        "bias_mc_se": round(float(by_seed.std(ddof=1) / np.sqrt(seeds)), 4),
+        "rmse": round(float(np.sqrt(np.mean(errors**2))), 4),
+        "coverage90": round(float(np.mean(covered)), 4),
+        "n_intervals": len(covered),
+        "max_rhat": round(worst_rhat, 4), "divergences": int(divergences),
+        "targets": {"abs_bias_below": 0.05, "coverage90_at_least": 0.85},
+        "met": bool(abs(errors.mean()) < 0.05 and np.mean(covered) >= 0.85),
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "per_seed": per_seed,
+    }
 
 
 def fit_case(n_persons: int, n_items: int = 20, *, draws: int = 1000, tune: int = 1000, chains: int = 4,
@@ -149,9 +225,23 @@ def main(argv: list[str] | None = None) -> int:
                    help="NUTS target acceptance for the large case (0.8: a 40%% longer step than 0.9, "
                         "with no divergences at 5,000 x 20)")
     p.add_argument("--large-key", default="large_5000x20", help="key of the large case in the results file")
+    p.add_argument("--recovery", action="store_true",
+                   help="the discrimination recovery study (n = 400, a = 2.3, 20 seeds; default priors); "
+                        "written to benchmarks/results/irt_recovery.json")
+    p.add_argument("--recovery-pooling", default="none", help="GRMPriors.pooling for the recovery study")
     p.add_argument("--skip-small", action="store_true")
     p.add_argument("--skip-cli", action="store_true")
     args = p.parse_args(argv)
+    if args.recovery:
+        rec = json.loads(RECOVERY_RESULTS.read_text()) if RECOVERY_RESULTS.exists() else {}
+        rec[f"pooling_{args.recovery_pooling}"] = {
+            **recovery_study(pooling=args.recovery_pooling),
+            "machine": {"cpus": os.cpu_count(), "load_average_at_start": list(os.getloadavg())}}
+        RECOVERY_RESULTS.write_text(json.dumps(rec, indent=2) + "\n")
+        print(json.dumps({k: v for k, v in rec[f"pooling_{args.recovery_pooling}"].items() if k != "per_seed"},
+                         indent=1))
+        print(f"written {RECOVERY_RESULTS}")
+        return 0
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                "load_average_at_start": list(os.getloadavg())}

@@ -56,7 +56,7 @@ def item_curves(curves: dict[str, Any], *, title: str | None = None, synthetic: 
         ax.set_ylim(0, 1)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, title="answer code (reverse-scored where reversed)", loc="upper right", fontsize=7, title_fontsize=7, ncol=K)
-    fig.supxlabel("latent trait (higher = more engaged / stronger alliance)", fontsize=9)
+    fig.supxlabel(f"latent trait (higher = more {curves.get('trait', 'of the trait')})", fontsize=9)
     fig.supylabel("P(answer)", fontsize=9)
     fig.suptitle(title or f"Item characteristic curves: {curves['instrument']}", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
