@@ -244,6 +244,13 @@ def parse_values(table: RawTable, column: str, *, integer: bool = False, minimum
     return values, codes
 
 
+def _require_rows(table: RawTable) -> RawTable:
+    """A header-only file is bad data (it used to end in ``cannot convert float NaN to integer``)."""
+    if not table.rows:
+        raise DataError("the file has a header line but no data rows", file=table.path)
+    return table
+
+
 def _years(table: RawTable, column: str = "year_ending_march") -> np.ndarray:
     out = np.zeros(len(table.rows), dtype=int)
     for i, text in enumerate(table.column(column)):
@@ -281,7 +288,7 @@ def _identifiers(table: RawTable) -> pd.DataFrame:
 
 def load_referrals(path: Path) -> pd.DataFrame:
     """Referrals and re-referrals within 12 months, one row per LA and year (NaN = missing)."""
-    t = read_csv(path, (*ID_COLUMNS, "region_name", *REFERRAL_VALUES))
+    t = _require_rows(read_csv(path, (*ID_COLUMNS, "region_name", *REFERRAL_VALUES)))
     frame = _identifiers(t)
     for col in REFERRAL_VALUES:
         frame[col], frame[f"{col}_code"] = parse_values(t, col, integer=True)
@@ -296,7 +303,7 @@ def load_referrals(path: Path) -> pd.DataFrame:
 
 def load_workforce(path: Path) -> pd.DataFrame:
     """Workforce rates (%, 0-100) and caseloads per FTE, one row per LA (or joint return) and year."""
-    t = read_csv(path, (*ID_COLUMNS, *WORKFORCE_VALUES))
+    t = _require_rows(read_csv(path, (*ID_COLUMNS, *WORKFORCE_VALUES)))
     frame = _identifiers(t)
     for col in WORKFORCE_VALUES:
         frame[col], frame[f"{col}_code"] = parse_values(t, col, maximum=100.0)
@@ -305,7 +312,7 @@ def load_workforce(path: Path) -> pd.DataFrame:
 
 def load_neighbours(path: Path) -> pd.DataFrame:
     """Statistical neighbours in long form: la_code, la_name, rank (1 = nearest), neighbour code and name."""
-    t = read_csv(path, ("la_name", "old_la_code", *SN_COLUMNS))
+    t = _require_rows(read_csv(path, ("la_name", "old_la_code", *SN_COLUMNS)))
     names, codes = t.column("la_name"), t.column("old_la_code")
     seen_names: dict[str, int] = {}
     seen_codes: dict[str, int] = {}

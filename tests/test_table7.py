@@ -1,0 +1,164 @@
+"""Table 7 re-analysed: recovery on constructed official-layout panels with known effects (a
+share by beta-binomial, a rate by negative binomial with population exposure), an indicator added
+on the command line whose label follows into every output, the joint model, and placebo ranks."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import expit
+
+from analyses import table7
+from data import la_panel as lp
+
+YEARS = list(range(2013, 2020))
+N_LA = 24
+PILOTS = 6
+ADOPT = 2016
+SHARE_EFFECT = -0.4       # log-odds
+RATE_EFFECT = -0.3        # log rate ratio
+SHARE_LABEL = "constructed share (% of trials)"
+RATE_LABEL = "constructed rate ZQX (per 10,000 children)"
+
+
+def _constructed(tmp: Path, seed: int = 7) -> dict:
+    rng = np.random.default_rng(seed)
+    names = [f"Area {i:02d}" for i in range(1, N_LA + 1)]
+    codes = [str(100 + i) for i in range(1, N_LA + 1)]
+    gss = [f"E0600{i:04d}" for i in range(1, N_LA + 1)]
+    a_s, a_r = rng.normal(-1.0, 0.3, N_LA), rng.normal(0.0, 0.2, N_LA)
+    b_s, b_r = rng.normal(0, 0.1, len(YEARS)), rng.normal(0, 0.05, len(YEARS))
+    rows, pops, truth_s, truth_r = [], [], [], []
+    for j in range(N_LA):
+        for k, y in enumerate(YEARS):
+            d = float(j < PILOTS and y >= ADOPT)
+            n = int(rng.integers(1500, 3000))
+            p1 = expit(a_s[j] + b_s[k] + SHARE_EFFECT * d)
+            p0 = expit(a_s[j] + b_s[k])
+            q = rng.beta(p1 * 1000, (1 - p1) * 1000)
+            ys = int(rng.binomial(n, q))
+            pop = int(rng.integers(40000, 90000))
+            r1 = 500e-4 * np.exp(a_r[j] + b_r[k] + RATE_EFFECT * d)
+            r0 = 500e-4 * np.exp(a_r[j] + b_r[k])
+            yr = int(rng.poisson(rng.gamma(200, pop * r1 / 200)))
+            if d:
+                truth_s.append((n, 100 * (p1 - p0)))
+                truth_r.append((pop, 1e4 * (r1 - r0)))
+            rows.append([y, "Reporting year", "Local authority", "E92000001", codes[j], gss[j], names[j], "All", ys, n, yr])
+            pops.append([y - 1, "Reporting year", "Local authority", "E92000001", codes[j], gss[j], names[j],
+                         "Children aged 0 to 17 years", pop])
+    head = ["time_period", "time_identifier", "geographic_level", "country_code", "old_la_code", "new_la_code", "la_name"]
+    with open(tmp / "official.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([*head, "category", "succ", "trials", "events"])
+        w.writerow([YEARS[0], "Reporting year", "National", "E92000001", "", "", "", "All", 1, 2, 3])
+        w.writerows(rows)
+    with open(tmp / "population.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([*head, "age_group", "population_estimate"])
+        w.writerows(pops)
+    with open(tmp / "neighbours.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["la_name", "old_la_code", *lp.SN_COLUMNS])
+        for j in range(N_LA):
+            others = [names[(j + s) % N_LA] for s in range(1, N_LA)]
+            if j < PILOTS:
+                others = [x for x in others if names.index(x) >= PILOTS]
+            w.writerow([names[j], codes[j], *others[:10]])
+    with open(tmp / "treatment.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(lp.TREATMENT_COLUMNS)
+        for j in range(PILOTS):
+            w.writerow([names[j], codes[j], "1", ADOPT, 0, "", "", "constructed"])
+    with open(tmp / "indicators.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["name", "area", "source", "numerator", "denominator", "kind", "likelihood", "per", "label", "short",
+                    "units", "rope", "mid", "direction"])
+        w.writerow(["share", "referrals", "official.csv", "succ", "trials", "share", "betabinomial", 100, SHARE_LABEL,
+                    "the share", "pp", 1, 2, "down"])
+    ws = np.array([t[0] for t in truth_s], float)
+    wr = np.array([t[0] for t in truth_r], float)
+    return {"share": float(np.average([t[1] for t in truth_s], weights=ws)),
+            "rate": float(np.average([t[1] for t in truth_r], weights=wr))}
+
+
+@pytest.fixture(scope="module")
+def constructed_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("t7")
+    truth = _constructed(tmp)
+    out = tmp / "out"
+    code = table7.main([
+        "--data", str(tmp), "--indicators", str(tmp / "indicators.csv"), "--neighbours", str(tmp / "neighbours.csv"),
+        "--treatment", str(tmp / "treatment.csv"), "--population", str(tmp / "population.csv"),
+        "--add-indicator", f"name=rate;area=child_protection;source=official.csv;numerator=events;kind=rate;"
+                           f"label={RATE_LABEL};short=the ZQX rate;units=per 10,000 children;rope=10;mid=20",
+        "--prior", "neutral", "--draws", "800", "--tune", "600", "--chains", "2", "--last-year", "2019",
+        "--n-neighbours", "5", "--out", str(out), "--quiet", "--joint"])
+    assert code == 0
+    return out, truth
+
+
+def test_recovery_share_and_rate(constructed_run):
+    out, truth = constructed_run
+    rows = pd.read_csv(out / "table7_posterior.csv").set_index("indicator")
+    for name in ("share", "rate"):
+        r = rows.loc[name]
+        assert r.eti95_low < truth[name] < r.eti95_high, (name, truth[name], r.mean, r.eti95_low, r.eti95_high)
+        assert r.eti95_high < 0, f"{name}: the known effect ({truth[name]:.2f}) is clearly negative"
+        # 2 chains x 800 draws keep this test fast; the benchmark (benchmarks/table7.py) asserts every diagnostic
+        assert r.max_rhat < 1.02 and r.divergences <= 5, (name, r.max_rhat, r.divergences)
+    assert rows.loc["rate", "likelihood"] == "negbinomial" and rows.loc["share", "likelihood"] == "betabinomial"
+
+
+def test_added_indicator_label_in_every_output(constructed_run):
+    out, _ = constructed_run
+    for name in ("table7_posterior.csv", "table7_posterior.md", "table7_reanalysed.csv", "table7_reanalysed.md",
+                 "report.md", "statements.json"):
+        assert RATE_LABEL in (out / name).read_text(), name
+    doc = json.loads((out / "statements.json").read_text())
+    assert doc["indicators"]["rate"]["label"] == RATE_LABEL
+    assert RATE_LABEL in doc["headlines"]["rate"]
+    assert (out / "forest.png").stat().st_size > 1000 and (out / "pilots_vs_neighbours.png").stat().st_size > 1000
+    assert doc["provenance"]["seed"] == 20201001
+
+
+def test_joint_model_agrees_with_separate_fits(constructed_run):
+    out, _ = constructed_run
+    doc = json.loads((out / "statements.json").read_text())
+    j = doc["joint"]
+    # with a handful of pilots the between-pilot SDs mix slowly: the diagnostics are recorded, not asserted here
+    assert "ok" in j["diagnostics"]
+    k = {r["k"]: r["p"] for r in j["p_at_least_k_improved"]}
+    assert k[1] >= k[2] and k[2] > 0.9          # both constructed effects lower the outcome
+    for name in ("share", "rate"):
+        sep, jt = j["check"][name]["separate_mean"], j["check"][name]["joint_mean"]
+        assert abs(sep - jt) < 0.5 * abs(sep) + 0.05, (name, sep, jt)
+
+
+@pytest.mark.slow
+def test_placebo_rank_uniform_when_no_la_is_treated():
+    """With no effect anywhere, P(pilots beyond a placebo group) is uniform across data sets."""
+    from scipy.stats import kstest
+
+    from models.table7_placebo import PlaceboCells, placebo_tests
+
+    ps = []
+    for rep in range(12):
+        rng = np.random.default_rng(100 + rep)
+        rows = []
+        for j in range(14):
+            a = rng.normal(-1, 0.3)
+            for t, y in enumerate(YEARS):
+                n = int(rng.integers(1500, 3000))
+                p = expit(a + 0.05 * t)
+                rows.append({"la": f"LA{j}", "arm": "pilot" if j < 3 else "comparator", "year": y,
+                             "y": int(rng.binomial(n, rng.beta(p * 500, (1 - p) * 500))), "n": n, "adoption": ADOPT})
+        pc = PlaceboCells(pd.DataFrame(rows), "betabinomial", 100.0, -1)
+        res = placebo_tests(pc, draws=300, tune=300, chains=2, seed=rep)
+        ps.append(res["p_pilots_beyond_placebo_group"])
+    assert kstest(ps, "uniform").pvalue > 0.01, ps
