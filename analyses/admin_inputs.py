@@ -48,6 +48,7 @@ RUNNER_TABLE_RULES = {
     "summary": sdc.TableRule(), "la_effects": sdc.TableRule(), "event_study": sdc.TableRule(),
     "diagnostics": sdc.TableRule(),
     "dropped": sdc.TableRule(counts=("count",)),
+    "att_gt": sdc.TableRule(counts=("weight",)),       # weight: the children in each cohort-period
 }
 
 

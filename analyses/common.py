@@ -7,18 +7,35 @@ An analysis module is ``main(argv) -> int`` built from these pieces:
 
 and writes everything through :class:`OutputDir`, which fills a temporary folder and renames
 it into place only when the run succeeded, so a failed run leaves nothing half written.
+
+Interruption: :func:`run_cli` turns Ctrl-C (SIGINT) and SIGTERM into one line on standard
+error saying the run was interrupted and what was (not) written, and exit code 130 or 143
+(128 + the signal's number), never a traceback. The signals raise :class:`Interrupted`, which
+is not a ``KeyboardInterrupt``, so no library on the way (nutpie returns a partial trace on
+``KeyboardInterrupt``) can swallow it and carry on with half a posterior.
+
+Concurrency: an :class:`OutputDir` holds an exclusive lock (``.<name>.lock`` beside the
+folder, ``fcntl.flock``, released by the kernel if the process dies) from its creation to its
+commit; a second run writing the same ``--out`` meanwhile fails cleanly (:class:`OutputBusy`,
+exit code 75) and the folder holds one complete run, never a mix.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import fcntl
 import importlib.metadata
 import json
+import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from collections.abc import Callable
@@ -35,6 +52,9 @@ from models.serialize import jsonable
 EXIT_OK = 0
 EXIT_DIAGNOSTICS = 1
 EXIT_BAD_INPUT = 2
+EXIT_BUSY = 75          # EX_TEMPFAIL (sysexits.h): another run is writing the same output folder
+EXIT_INTERRUPTED = 128 + signal.SIGINT      # 130, as a shell reports Ctrl-C
+EXIT_TERMINATED = 128 + signal.SIGTERM      # 143
 
 PACKAGES = (
     "numpy", "pandas", "scipy", "xarray", "pymc", "pytensor", "nutpie", "arviz",
@@ -77,11 +97,60 @@ def analysis_parser(name: str, description: str | None, *, priors: tuple[str, ..
     p.add_argument("--strict", action="store_true",
                    help="exit with status 1 when any sampling diagnostic fails")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--keep-draws", action="store_true",
+                   help="save every posterior- and prior-predictive draw and the warm-up draws (default: "
+                        "predictive draws thinned to 200 beside per-cell summaries over all draws; the "
+                        "posterior, log-likelihood and sample statistics are always kept in full)")
     return p
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived: the run stops, its temporary output folder is discarded.
+
+    A ``BaseException`` but not a ``KeyboardInterrupt``: libraries that catch
+    ``KeyboardInterrupt`` to return partial results (nutpie's sampler) let it through.
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = int(signum)
+        super().__init__(signal.Signals(self.signum).name)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class OutputBusy(RuntimeError):
+    """Another run holds the lock of the output folder this run wants to write."""
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    # ignore a second Ctrl-C while the first one unwinds (it would interrupt the clean-up)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+def _interrupted_message(err: BaseException) -> tuple[str, int]:
+    signum = err.signum if isinstance(err, Interrupted) else int(signal.SIGINT)
+    name = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else signal.Signals(signum).name
+    written = [str(p) for p in _COMMITTED]
+    if written:
+        what = f"the outputs in {', '.join(written)} were complete before it stopped"
+    else:
+        what = "nothing was written" + (f" ({', '.join(map(str, _TOUCHED))} left as it was)" if _TOUCHED else "")
+    return f"interrupted by {name}: the run was stopped; {what}", 128 + signum
+
+
 def run_cli(body: Callable[[], int]) -> int:
-    """Run an analysis body, turning bad input into a clear message and exit code 2."""
+    """Run an analysis body: bad input -> a clear message and exit code 2; SIGINT / SIGTERM ->
+    one line and exit code 130 / 143 with nothing written; a busy output folder -> exit 75."""
+    handlers: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            handlers[sig] = signal.signal(sig, _raise_interrupted)
+    _COMMITTED.clear()
+    _TOUCHED.clear()
     try:
         return body()
     except DataError as err:
@@ -90,6 +159,19 @@ def run_cli(body: Callable[[], int]) -> int:
     except (FileNotFoundError, IsADirectoryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OutputBusy as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BUSY
+    except (Interrupted, KeyboardInterrupt) as err:
+        for sig in handlers:
+            signal.signal(sig, signal.SIG_IGN)
+        message, code = _interrupted_message(err)
+        sys.stderr.flush()
+        print(message, file=sys.stderr, flush=True)
+        return code
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 def _git_commit() -> str | None:
@@ -126,18 +208,89 @@ def provenance(*, seed: int | None, data_hash: str, data_label: str, argv: list[
 
 
 
+#: output folders this process committed / set out to write (for the interruption message)
+_COMMITTED: list[Path] = []
+_TOUCHED: list[Path] = []
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """SIGINT and SIGTERM held back (delivered afterwards) while a folder is swapped into place."""
+    sigs = {signal.SIGINT, signal.SIGTERM}
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class OutputLock:
+    """An exclusive, non-blocking lock on an output folder: ``.<name>.lock`` beside it.
+
+    ``fcntl.flock`` locks die with their process, so a killed run leaves no stale lock. The
+    file is removed on release; a run that opened it just before then re-checks that the file
+    it locked is still the one on disk.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.file = self.path.with_name(f".{self.path.name}.lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> "OutputLock":
+        while True:
+            fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as err:
+                os.close(fd)
+                if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise OutputBusy(f"another run is writing to {self.path} (lock {self.file} is held); "
+                                     "nothing was written: wait for it to finish or choose another --out") from None
+                raise
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.file).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.write(fd, f"{os.getpid()}\n".encode())
+                self._fd = fd
+                return self
+            os.close(fd)            # the holder removed it as we opened it: try again
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.file)
+        os.close(self._fd)
+        self._fd = None
+
+
 class OutputDir:
-    """An output folder written atomically.
+    """An output folder written atomically, by one run at a time.
 
     Files go to a temporary sibling folder; :meth:`commit` swaps it into place. Used as a
-    context manager, an exception discards the temporary folder and leaves ``path`` untouched.
+    context manager, an exception (or an interruption: :class:`Interrupted`) discards the
+    temporary folder and leaves ``path`` untouched. From creation to commit the folder's
+    :class:`OutputLock` is held, so a concurrent run on the same ``path`` gets
+    :class:`OutputBusy` instead of racing this one.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
+        self.lock = OutputLock(self.path).acquire()
+        try:
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
+        except BaseException:
+            self.lock.release()
+            raise
         self._done = False
+        _TOUCHED.append(self.path)
 
     def __truediv__(self, name: str) -> Path:
         return self.tmp / name
@@ -166,19 +319,26 @@ class OutputDir:
         return target
 
     def commit(self) -> Path:
-        """Move the finished folder into place (replacing an earlier run's folder)."""
-        old = None
-        if self.path.exists():
-            old = self.path.with_name(f".{self.path.name}.old-{self.tmp.name[-8:]}")
-            self.path.rename(old)
-        self.tmp.rename(self.path)
+        """Move the finished folder into place (replacing an earlier run's folder); signals
+        arriving meanwhile are held until the swap is complete."""
+        with _signals_held():
+            old = None
+            if self.path.exists():
+                old = self.path.with_name(f".{self.path.name}.old-{self.tmp.name[-8:]}")
+                self.path.rename(old)
+            self.tmp.rename(self.path)
+            self._done = True
+            _COMMITTED.append(self.path)
+            with contextlib.suppress(ValueError):
+                _TOUCHED.remove(self.path)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-        self._done = True
+        self.lock.release()
         return self.path
 
     def discard(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+        self.lock.release()
 
     def __enter__(self) -> "OutputDir":
         return self

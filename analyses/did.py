@@ -38,6 +38,17 @@ from models.did.likelihoods import LIKELIHOODS, get_likelihood
 from models.did.model import ModelSpec
 from models.did.summaries import Reading
 from models.priors import PRIOR_NAMES
+from analyses.report.entry import ReportEntry
+
+#: how this analysis appears in `python -m analyses.report` (read from the source, not imported)
+REPORT = ReportEntry(
+    title="The DiD engine on R did's reference data",
+    question="Does the toolkit's staggered DiD reproduce R's did on its own data (mpdta: minimum wage and teen employment, 500 US counties, 2003-2007)?",
+    data_note="REAL reference data of R's did package (../shared/validation/mpdta)",
+    args=('--data', '../shared/validation/mpdta/mpdta.csv', '--unit', 'countyreal', '--time', 'year', '--cohort', 'first.treat', '--outcome', 'lemp', '--likelihood', 'normal', '--label', 'log teen employment', '--units', 'log points', '--target', '-0.05'),
+    extra_inputs=('../shared/validation/mpdta',),
+    order=70,
+)
 
 NAME = "did"
 DIRECTIONS = {"up": 1, "down": -1, "none": 0}
@@ -180,7 +191,7 @@ def make_plan(args: argparse.Namespace, inputs: Inputs, argv: list[str] | None) 
                 design_spec=design, model_spec=model, priors=priors, settings=settings_from(args), seed=args.seed,
                 out=args.out, population="", secondary=secondary, zero_priors=zero_priors, reported=None,
                 pretrend_threshold=args.pretrend_threshold if args.pretrend_threshold is not None else mid,
-                reweight=args.reweight, strict=args.strict, quiet=args.quiet, argv=argv,
+                reweight=args.reweight, strict=args.strict, quiet=args.quiet, keep_draws=args.keep_draws, argv=argv,
                 provenance_extra={"columns": vars(PanelColumns(args.unit, args.time, args.cohort, args.outcome,
                                                                args.trials, args.exposure, covariates, args.settling)),
                                   "likelihood": args.likelihood},

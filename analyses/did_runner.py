@@ -40,6 +40,7 @@ from models.did.result import (DataInfo, DesignInfo, DidResult, Frequentist, Out
                                Robustness)
 from models.did.summaries import Reading, decimals_for, gt_table, interval_table, ppc_coverage, ppc_table
 from models.priors import NamedPrior
+from models.serialize import write_idata
 from models.statements import state
 
 @dataclass
@@ -84,6 +85,7 @@ class Plan:
     reweight: bool = False
     strict: bool = False
     quiet: bool = False
+    keep_draws: bool = False                # every predictive and warm-up draw in the saved fits
     argv: list[str] | None = None
     provenance_extra: dict = field(default_factory=dict)
     robustness: Callable | None = None      # (plan, inputs, experiment, fits, event) -> Robustness, tables, figures
@@ -555,14 +557,15 @@ def write_outputs(run: Run) -> Path:
                  "analysis": plan.name, "schema_version": res.schema_version}
         for name, f in run.fits.fits.items():
             f.idata.attrs.update({**stamp, "prior": name})
-            guard.idata(f.idata).to_netcdf(out / f"posterior_{name}.nc")
+            write_idata(guard.idata(f.idata), out / f"posterior_{name}.nc", keep_draws=plan.keep_draws)
         if run.event is not exp:
             run.event_fit.idata.attrs.update({**stamp, "fit": "event study"})
-            guard.idata(run.event_fit.idata).to_netcdf(out / "posterior_event_study.nc")
+            write_idata(guard.idata(run.event_fit.idata), out / "posterior_event_study.nc",
+                        keep_draws=plan.keep_draws)
         out.write_table("summary", summary)
         out.write_table(plan.unit_file, unit_effects)
         out.write_table("aggregates", aggregates_table(res.results))
-        out.write_table("att_gt", pd.concat(gt_tables, ignore_index=True))
+        out.write_table("att_gt", guard.table("att_gt", pd.concat(gt_tables, ignore_index=True), TABLE_RULES["att_gt"]))
         out.write_table("event_study", events)
         out.write_table("ppc_share" if share else "ppc", ppc)
         if share:
@@ -579,7 +582,7 @@ def write_outputs(run: Run) -> Path:
         if "loo_by_unit" in res.checks:
             out.write_table("loo_by_unit", pd.DataFrame(res.checks["loo_by_unit"]["by_unit"]))
         for name, table in run.robustness_tables.items():
-            out.write_table(name, table)
+            out.write_table(name, guard.table(name, table, TABLE_RULES.get(name, sdc.TableRule())))
         res.write(out / "statements.json")
         out.write_text("report.md", markdown_page(run))
         unit_axis = f"({r.units})"
@@ -616,6 +619,7 @@ def write_outputs(run: Run) -> Path:
             out.save_figure(name, figure)
         if plan.extra_outputs is not None:
             plan.extra_outputs(out, run)
+        guard.folder(out.tmp)          # counts of children in sentences (notes, descriptions) below the threshold
         out.commit()
     say("done")
     return plan.out

@@ -24,6 +24,15 @@ from __future__ import annotations
 from analyses.sofs_did import Exclusion, OutcomeSpec, main as run_outcome
 from models.did.result import ReportedResult
 from data.synthetic import assessment_twin
+from analyses.report.entry import ReportEntry
+
+#: how this analysis appears in `python -m analyses.report` (read from the source, not imported)
+REPORT = ReportEntry(
+    title='Assessment duration',
+    question='Did SofS change how long assessments take, and the share completed on the day?',
+    table8='Duration of assessments',
+    order=50,
+)
 
 SPEC = OutcomeSpec(
     name="duration",

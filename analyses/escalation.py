@@ -17,6 +17,15 @@ from functools import partial
 from analyses.sofs_did import OutcomeSpec, main as run_outcome
 from models.did.result import ReportedResult
 from data.synthetic import ReferralStudyConfig, referral_twin
+from analyses.report.entry import ReportEntry
+
+#: how this analysis appears in `python -m analyses.report` (read from the source, not imported)
+REPORT = ReportEntry(
+    title='Re-referrals that escalate',
+    question='Did SofS change re-referrals within 6 months that led to a child protection plan or care?',
+    table8='Rate of re-referrals that progress to CPP/LAC',
+    order=40,
+)
 
 SPEC = OutcomeSpec(
     name="escalation",

@@ -14,6 +14,15 @@ from __future__ import annotations
 from analyses.sofs_did import OutcomeSpec, main as run_outcome
 from models.did.result import ReportedResult
 from data.synthetic import kinship_twin
+from analyses.report.entry import ReportEntry
+
+#: how this analysis appears in `python -m analyses.report` (read from the source, not imported)
+REPORT = ReportEntry(
+    title='Kinship care',
+    question='Did SofS change the share of looked-after children placed with kin?',
+    table8='Rate of kinship care',
+    order=20,
+)
 
 SPEC = OutcomeSpec(
     name="kinship",

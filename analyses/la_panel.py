@@ -33,6 +33,17 @@ from models.did.model import ModelSpec, cell_predictors
 from models.did.result import ReportedResult
 from models.did.summaries import Reading, trend_table
 from models.priors import PRIOR_NAMES
+from analyses.report.entry import ReportEntry
+
+#: how this analysis appears in `python -m analyses.report` (read from the source, not imported;
+#: named REPORT_ENTRY because REPORT below holds the report's verdicts)
+REPORT_ENTRY = ReportEntry(
+    title='LA-level re-analysis of the named pilots',
+    question="Did the named pilot LAs' published statistics change relative to their statistical neighbours?",
+    data_note='REAL published DfE LA-level statistics',
+    extra_inputs=('../shared/data/dfe-la-panel',),
+    order=80,
+)
 
 NAME = "la_panel"
 REPORT_YEARS = (2015, 2019)  # 2014/15-2018/19, the report's analysis period, as years ending March
@@ -269,7 +280,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
                 population="LA-year indicators of the pilots and their statistical neighbours",
                 reported=ReportedResult(None, units, None, "", verdict.verdict, verdict.table_row),
                 pretrend_threshold=outcome.mid, unit_word="LA", unit_file="la_effects", period_word="year ending March",
-                reweight=not args.no_reweight, strict=args.strict, quiet=quiet, argv=argv,
+                reweight=not args.no_reweight, strict=args.strict, quiet=quiet, keep_draws=args.keep_draws, argv=argv,
                 provenance_extra={"treatment": str(args.treatment), "exclusions": str(args.exclude) if args.exclude else None,
                                   "outcome": outcome.name},
                 frequentist=frequentist, prior_check=checks,

@@ -38,6 +38,17 @@ from models import consistency as cons
 from models import published_reanalysis as pr
 from models.diagnostics import check_sampling
 from models.sampling import CompiledSampler
+from models.serialize import write_idata
+from analyses.report.entry import ReportEntry
+
+#: how this analysis appears in `python -m analyses.report` (read from the source, not imported)
+REPORT = ReportEntry(
+    title='Published results re-analysed',
+    question='What do the numbers the report printed support, read as posterior probabilities under sceptical, neutral and enthusiastic priors?',
+    data_note='REAL published numbers: estimates, p values and survey counts printed in RR1054 (transcribed in data/published/)',
+    extra_inputs=('../shared/seed',),
+    order=10,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,7 +206,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
         out.save_figure("pilots.png", figp)
         out.write_table("p_values_only", p_only.drop(columns=["bf_min_hi", "p_null_min_hi"]))
         slim = xr.DataTree.from_dict({"posterior": idata["posterior"].to_dataset()[["mu", "sigma", "p"]]})
-        slim.to_netcdf(out / "pilots_posterior.nc")
+        write_idata(slim, out / "pilots_posterior.nc", keep_draws=args.keep_draws)
         out.write_json("diagnostics.json", {"pilots_model": diag.to_dict(), "predictive_checks": ppc,
                                             "provenance": prov})
         out.write_json("statements.json", {

@@ -22,6 +22,15 @@ from functools import partial
 from analyses.sofs_did import OutcomeSpec, main as run_outcome
 from models.did.result import ReportedResult
 from data.synthetic import referral_twin
+from analyses.report.entry import ReportEntry
+
+#: how this analysis appears in `python -m analyses.report` (read from the source, not imported)
+REPORT = ReportEntry(
+    title='Re-referrals',
+    question='Did SofS change re-referral within 6 months of a closed referral?',
+    table8='Rate of re-referrals',
+    order=30,
+)
 
 SPEC = OutcomeSpec(
     name="rereferral",

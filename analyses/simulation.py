@@ -30,6 +30,17 @@ from analyses.common import EXIT_DIAGNOSTICS, EXIT_OK, OutputDir, log, provenanc
 from figures import simulation as fig
 from models import simulation as sim
 from models.serialize import jsonable
+from analyses.report.entry import ReportEntry
+
+#: how this analysis appears in `python -m analyses.report` (read from the source, not imported)
+REPORT = ReportEntry(
+    title='Simulation study: recovery',
+    question='Does the hierarchical DiD recover known effects, with calibrated intervals, on synthetic LA data?',
+    data_note='SYNTHETIC replicates drawn from the study generator',
+    args=('recovery',),
+    outputs_in='summary',
+    order=100,
+)
 
 DEFAULT_REPLICATES = {"recovery": 200, "sbc": 200, "few-las": 100}
 COVERAGE_TARGET = (0.86, 0.94)

@@ -225,7 +225,7 @@ def load_inputs(spec: OutcomeSpec, args: argparse.Namespace) -> SofsInputs:
         if unknown:
             raise DataError(f"--exclude-las names LA(s) not in the data: {unknown}", column="la")
     inputs = Inputs(canonical(cells.cells), cells.source, cells.data_hash, cells.synthetic, cells.n_children,
-                    list(cells.notes), {}, truth, attributes, source, cells.variants, cells.repeated)
+                    list(cells.notes), dict(cells.missing), truth, attributes, source, cells.variants, cells.repeated)
     return SofsInputs(cells, inputs)
 
 
@@ -589,7 +589,7 @@ def make_plan(spec: OutcomeSpec, args: argparse.Namespace, si: SofsInputs, argv:
                 reading=main, secondary=secondary, design_spec=design_spec, model_spec=model_spec, priors=priors,
                 zero_priors=zero_priors, settings=settings_from(args), seed=args.seed, out=args.out,
                 population=spec.population, reported=spec.reported, pretrend_threshold=spec.pretrend_threshold,
-                unit_word="LA", unit_file="la_effects", period_word="year", strict=args.strict, quiet=args.quiet,
+                unit_word="LA", unit_file="la_effects", period_word="year", strict=args.strict, quiet=args.quiet, keep_draws=args.keep_draws,
                 argv=argv, m_grid=args.m_grid_values,
                 provenance_extra={"la_trends": la_trends, "robustness_chains": args.robustness_chains,
                                   "covariates": list(si.cells.covariates), "la_attributes": si.inputs.attributes_source,

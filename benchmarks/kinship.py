@@ -42,6 +42,7 @@ def whole_run(cold: bool) -> dict:
         if proc.returncode not in (0, 1):
             raise SystemExit(proc.stderr)
         record = json.loads((out / "statements.json").read_text())
+        sizes = {f.name: f.stat().st_size for f in out.iterdir() if f.is_file()}
     diag = record["diagnostics"]
     att = [next(v for v in d["variables"] if v["variable"] == "att") for k, d in diag.items() if k != "event study"]
     return {
@@ -50,6 +51,8 @@ def whole_run(cold: bool) -> dict:
         "min_att_ess_bulk": min(a["ess_bulk"] for a in att),
         "divergences": sum(d["divergences"] for d in diag.values()),
         "diagnostics_ok": record["diagnostics_ok"],
+        "output_mb": round(sum(sizes.values()) / 2**20, 1),
+        "largest_files_mb": {k: round(v / 2**20, 1) for k, v in sorted(sizes.items(), key=lambda kv: -kv[1])[:5]},
     }
 
 
@@ -96,7 +99,7 @@ def main() -> None:
     if not args.parts:
         for kind in ("cold", "warm"):
             w = result[f"whole_run_{kind}"] = whole_run(cold=kind == "cold")
-            result[f"targets_met_{kind}"] = bool(w["wall_s"] <= 90 and w["max_rhat"] <= 1.01
+            result[f"targets_met_{kind}"] = bool(w["wall_s"] <= 90 and w["output_mb"] <= 50 and w["max_rhat"] <= 1.01
                                                  and w["min_att_ess_bulk"] >= 400 and w["divergences"] == 0)
     print(json.dumps(result, indent=2))
     dest = ROOT / "benchmarks" / "results"

@@ -38,7 +38,7 @@ inadequate) and ``similar_practice_model`` (yes / no).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +80,7 @@ class DidCells:
     variants: tuple[str, ...] = ()
     repeated: pd.DataFrame | None = None   # records of children seen more than once (keys, child_id, y)
     notes: tuple[str, ...] = ()
+    missing: dict[str, int] = field(default_factory=dict)   # values read as missing, per input column
 
     @property
     def stats(self) -> tuple[str, ...]:
@@ -292,7 +293,8 @@ def cells_from_frame(frame: pd.DataFrame, outcome: str, *, source: str = "<data 
         rep = rows[counts.to_numpy() > 1]
         repeated = rep[[*keys, CHILD_ID]].assign(y=rep["value"].to_numpy(int)).reset_index(drop=True)
     return DidCells(add_design(cells), outcome, covs, source, data_hash, int(cells["n"].sum()), synthetic,
-                    kind=kind, variants=tuple(done), repeated=repeated, notes=tuple(notes))
+                    kind=kind, variants=tuple(done), repeated=repeated, notes=tuple(notes),
+                    missing=v.missing_counts(frame))
 
 
 def add_design(cells: pd.DataFrame) -> pd.DataFrame:

@@ -177,7 +177,8 @@ def panel_cells(frame: pd.DataFrame, cols: PanelColumns, likelihood: str, *, con
     _check_design(rows, frame, cols, control=control, anticipation=anticipation, source=source)
     treated = np.isfinite(cells["cohort"])
     cells.insert(3, "arm", np.where(treated, "treated", "never treated"))
-    return PanelCells(cells.reset_index(drop=True), source, data_hash, float(rows["n"].sum()))
+    return PanelCells(cells.reset_index(drop=True), source, data_hash, float(rows["n"].sum()),
+                      missing=v.missing_counts(frame))
 
 
 def _first_row(rows: pd.DataFrame, mask: np.ndarray) -> int:

@@ -20,6 +20,25 @@ def _row(frame: pd.DataFrame, mask: np.ndarray) -> int:
     return int(np.flatnonzero(np.asarray(mask))[0]) + 1
 
 
+def parse_error(path: Path, err: Exception) -> DataError:
+    """A CSV parser's error as a :class:`DataError` naming the first data row whose number of
+    fields differs from the header's (a truncated or mis-quoted line), where one does."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            for row, fields in enumerate(reader, start=1):
+                if header is not None and fields and len(fields) != len(header):
+                    return DataError(f"cannot be read as a table: {len(fields)} fields where the header has "
+                                     f"{len(header)} (a truncated line, or a comma in an unquoted value)",
+                                     file=path, row=row)
+    except (OSError, csv.Error):
+        pass
+    return DataError(f"cannot be read as a table: {err}", file=path)
+
+
 def read_table(path: Path) -> pd.DataFrame:
     """Read a CSV or Parquet file; unreadable or empty files are a :class:`DataError`."""
     path = Path(path)
@@ -35,10 +54,17 @@ def read_table(path: Path) -> pd.DataFrame:
     except DataError:
         raise
     except Exception as err:  # parser errors from pandas/pyarrow
-        raise DataError(f"cannot be read as a table: {err}", file=path) from None
+        raise parse_error(path, err) from None
     if frame.empty:
         raise DataError("the table has no rows", file=path)
     return frame
+
+
+def missing_counts(frame: pd.DataFrame) -> dict[str, int]:
+    """Values read as missing (empty cells, ``NA``, ``NaN``, ``null`` ...), counted per column;
+    only columns with any. Reported in each output's provenance (``statements.json``: ``data.missing``)."""
+    counts = frame.isna().sum()
+    return {str(c): int(n) for c, n in counts.items() if n}
 
 
 def require_columns(frame: pd.DataFrame, columns: Iterable[str]) -> None:

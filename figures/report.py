@@ -66,3 +66,36 @@ def trace_rank_figure(draws: dict[str, np.ndarray], *, title: str, n_bins: int =
     if synthetic:
         fig.text(0.5, -0.01, SYNTHETIC_NOTE, ha="center", va="top", fontsize=8, color="firebrick")
     return fig
+
+
+def forest_figure(rows: list[dict], *, title: str = "Table 8 re-analysed") -> plt.Figure:
+    """Posterior means and 95% intervals, one panel per outcome (each in its own units).
+
+    Parameters
+    ----------
+    rows
+        ``{"outcome", "label", "mean", "low", "high", "units", "synthetic"}`` per interval (the
+        headline's summary; nothing is computed here). Synthetic rows are drawn hollow.
+    """
+    rows = [r for r in rows if all(isinstance(r.get(k), (int, float)) for k in ("mean", "low", "high"))]
+    if not rows:
+        raise ValueError("forest_figure needs at least one row with mean, low and high")
+    groups = list(dict.fromkeys((r["outcome"], r.get("units") or "") for r in rows))   # one panel per unit
+    sizes = [sum((r["outcome"], r.get("units") or "") == g for r in rows) for g in groups]
+    fig, axes = plt.subplots(len(groups), 1, figsize=(8.5, 0.9 + 0.38 * sum(sizes) + 0.45 * len(groups)),
+                             squeeze=False, gridspec_kw={"height_ratios": sizes})
+    for ax, (outcome, units) in zip(axes[:, 0], groups, strict=True):
+        mine = [r for r in rows if (r["outcome"], r.get("units") or "") == (outcome, units)]
+        y = np.arange(len(mine))[::-1]
+        for yi, r in zip(y, mine, strict=True):
+            color = "firebrick" if r.get("synthetic") else "C0"
+            ax.plot([r["low"], r["high"]], [yi, yi], color=color, lw=2)
+            ax.plot(r["mean"], yi, "o", color=color, mfc="white" if r.get("synthetic") else color)
+        ax.axvline(0, color="k", lw=0.8, ls="--")
+        ax.set_yticks(y, [r["label"] for r in mine], fontsize=8)
+        ax.set_title(f"{outcome}" + (f" ({units})" if units else ""), fontsize=9, loc="left")
+        ax.tick_params(axis="x", labelsize=8)
+        ax.set_ylim(-0.6, len(mine) - 0.4)
+    fig.suptitle(title + ": posterior means and 95% intervals (hollow red: synthetic data)", fontsize=10)
+    fig.tight_layout()
+    return fig

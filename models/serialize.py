@@ -25,3 +25,95 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+# -- posterior files --------------------------------------------------------------------------
+
+#: draws of the posterior and prior predictive kept in a saved file (thinned across chains)
+PREDICTIVE_DRAWS = 200
+#: groups of draws made while tuning: dropped unless all draws are kept
+WARMUP_GROUPS = ("warmup_posterior", "warmup_sample_stats")
+PREDICTIVE_GROUPS = ("posterior_predictive", "prior_predictive")
+#: the groups a reviewer needs and that are always kept (when the fit has them)
+ALWAYS_KEPT = ("posterior", "sample_stats", "prior", "log_likelihood", "log_prior", "observed_data",
+               "constant_data")
+
+
+def thin_index(n_chain: int, n_draw: int, keep: int) -> np.ndarray:
+    """Draw indices, evenly spaced within every chain, so that about ``keep`` draws remain in
+    all (every chain keeps the same draws; at least one each)."""
+    per_chain = max(1, min(n_draw, -(-keep // max(n_chain, 1))))
+    return np.unique(np.linspace(0, n_draw - 1, per_chain).round().astype(int))
+
+
+def smallest_int(values: np.ndarray) -> np.ndarray:
+    """``values`` (integers) in the narrowest signed integer type that holds them."""
+    if values.size == 0:
+        return values.astype(np.int8)
+    lo, hi = int(values.min()), int(values.max())
+    for dtype in (np.int8, np.int16, np.int32, np.int64):
+        info = np.iinfo(dtype)
+        if info.min <= lo and hi <= info.max:
+            return values.astype(dtype)
+    return values
+
+
+def predictive_summary(ds) -> Any:
+    """Per-cell mean, SD and 2.5/50/97.5% quantiles of every predictive variable over all its
+    draws (what predictive-check tables and figures read), without the draws."""
+    import xarray as xr
+
+    out = {}
+    for name, da in ds.data_vars.items():
+        if not {"chain", "draw"} <= set(da.dims):
+            continue
+        flat = da.stack(sample=("chain", "draw")).astype(float)
+        out[f"{name}_mean"] = flat.mean("sample")
+        out[f"{name}_sd"] = flat.std("sample")
+        q = flat.quantile([0.025, 0.5, 0.975], dim="sample")
+        for level, label in ((0.025, "q2.5"), (0.5, "q50"), (0.975, "q97.5")):
+            out[f"{name}_{label}"] = q.sel(quantile=level).drop_vars("quantile")
+    return xr.Dataset(out, attrs={"draws_summarised": int(ds.sizes.get("chain", 1) * ds.sizes.get("draw", 1))})
+
+
+def compact_idata(idata, *, keep_draws: bool = False, predictive_draws: int = PREDICTIVE_DRAWS):
+    """The fit as it is saved: what reviewers use, at a size people keep.
+
+    Always kept: the posterior, sample statistics, prior draws, log-likelihood (as the fit
+    holds it: by unit for the DiD models, what leave-one-unit-out and power scaling need), log
+    prior, observed and constant data, and the attributes (provenance, synthetic flag). Unless
+    ``keep_draws``: the posterior and prior predictive keep ``predictive_draws`` draws, evenly
+    thinned within every chain, beside ``<group>_summary`` groups with per-cell summaries over
+    all draws; the warm-up draws are dropped. Integer variables are stored in the narrowest
+    integer type that holds them. Nothing is recomputed: the kept draws are a subset.
+    """
+    import xarray as xr
+
+    groups = {}
+    for name, node in idata.children.items():
+        ds = node.to_dataset()
+        if name in WARMUP_GROUPS and not keep_draws:
+            continue
+        if name in PREDICTIVE_GROUPS and not keep_draws and {"chain", "draw"} <= set(ds.dims):
+            idx = thin_index(ds.sizes["chain"], ds.sizes["draw"], predictive_draws)
+            if len(idx) < ds.sizes["draw"]:
+                groups[f"/{name}_summary"] = predictive_summary(ds)
+                ds = ds.isel(draw=idx)
+                ds.attrs = {**ds.attrs, "thinned_from_draws": int(node.to_dataset().sizes["draw"]),
+                            "note": f"thinned to {len(idx)} draws per chain; --keep-draws keeps them all"}
+        ds = ds.map(lambda v: v.copy(data=smallest_int(v.values)) if v.dtype.kind in "iu" else v)
+        groups[f"/{name}"] = ds
+    out = xr.DataTree.from_dict(groups, name=idata.name)
+    out.attrs = dict(idata.attrs)
+    return out
+
+
+def write_idata(idata, path: Path | str, **compact) -> Path:
+    """:func:`compact_idata`, then netCDF-4 with zlib compression and byte shuffling on every
+    variable (ArviZ and xarray read it as any other file)."""
+    tree = compact_idata(idata, **compact)
+    encoding = {node.path: {v: {"zlib": True, "complevel": 4, "shuffle": True}
+                            for v, da in node.to_dataset().data_vars.items() if da.dtype.kind in "biuf"}
+                for node in tree.subtree if node.has_data}
+    tree.to_netcdf(path, engine="h5netcdf", encoding=encoding)
+    return Path(path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import stats
 
@@ -78,3 +77,16 @@ def test_provenance_records_versions_seed_and_hash():
 def test_data_error_names_file_row_column():
     err = DataError("negative value -1", row=3, column="n").located("cells.csv")
     assert str(err) == "file cells.csv, row 3, column 'n': negative value -1"
+
+
+def test_missing_shared_data_skip_locally_and_fail_in_ci(monkeypatch, tmp_path):
+    """Issue 22, item 5: ``needs_shared`` skips without ``CI`` and fails with it."""
+    from tests.conftest import needs_shared
+
+    absent = tmp_path / "not-there"
+    monkeypatch.delenv("CI", raising=False)
+    assert needs_shared(absent).name == "skip"
+    monkeypatch.setenv("CI", "1")
+    mark = needs_shared(absent, reason="the data")
+    assert mark.name == "needs_shared" and "not-there" in mark.kwargs["fail"]
+    assert needs_shared(tmp_path).kwargs == {}                # present: runs as usual

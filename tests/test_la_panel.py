@@ -28,13 +28,14 @@ from models.did.model import ModelSpec, cell_predictors
 from models.did.priors import effect_priors
 from models.did.summaries import Reading, ppc_coverage
 from models.priors import NamedPrior
+from tests.conftest import needs_shared
 
 REAL = lp.DEFAULT_PANEL_DIR
 PILOT_CODES = {"Brent": "304", "Bristol, City of": "801", "Leicestershire": "855", "Lincolnshire": "925",
                "Norfolk": "926", "Suffolk": "935", "Tower Hamlets": "211", "Wakefield": "384",
                "West Sussex": "938", "Wokingham": "872", "Bexley": "303"}
 
-needs_real = pytest.mark.skipif(not REAL.exists(), reason="the shared DfE panel folder is not present")
+needs_real = needs_shared(REAL, reason="the shared DfE panel folder")   # fails instead in CI
 
 
 def _data_rows(path: Path) -> int:

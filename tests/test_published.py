@@ -21,9 +21,10 @@ from data.published import (PUBLISHED_DIR, default_report_path, load_published, 
 from models import consistency as cons
 from models import published_reanalysis as pr
 from models.priors import NamedPrior, spiegelhalter_priors
+from tests.conftest import needs_shared
 
 REPORT = default_report_path()
-needs_report = pytest.mark.skipif(not REPORT.exists(), reason=f"report text not found at {REPORT}")
+needs_report = needs_shared(REPORT, reason="the report text")   # fails instead in CI
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,10 @@ FAILING_FIT = {"ok": False, "problems": ["R-hat 1.054 > 1.01 for 'la_effect'", "
 PROVENANCE = {"created_at": "2026-01-01T00:00:00+00:00", "command": "kinship.py --draws 100", "seed": 7,
               "data": "SYNTHETIC study twin", "data_hash": "sha256:abc123", "git_commit": "0123456789abcdef",
               "packages": {"pymc": "6.4.0", "arviz": "1.3.0"}, "draws": 100}
-MODEL_DOC = '"""Hierarchical DiD.\n\nModel::\n\n    logit p_c = alpha + u[la_c] + D_c * tau[la_c]\n"""\n'
+MODEL_DOC = ('r"""Hierarchical DiD.\n\nModel::\n\n    logit p_c = alpha + u[la_c] + D_c * tau[la_c]\n\n'
+             'Effects\n-------\nEach pilot\'s effect :math:`\\tau_i \\sim N(\\mu_\\tau, \\sigma_\\tau^2)`, with '
+             '``mu_tau`` the *named* prior:\n\n.. math::\n\n   a_i &= \\alpha + \\sigma z_i \\\\\n'
+             '   \\operatorname{logit} p &= \\eta\n\n- pooled across :func:`pilots`\n"""\n')
 STUB = textwrap.dedent('''\
     """{doc}"""
     {imports}
@@ -76,6 +79,9 @@ RUNNABLE = textwrap.dedent('''\
 SUBCOMMAND = textwrap.dedent('''\
     """A stub with a subcommand whose outputs land in OUT/summary (like analyses.simulation)."""
     import argparse, json, pathlib
+    from analyses.report.entry import ReportEntry
+
+    REPORT = ReportEntry(title="Sub study", args=("recovery",), outputs_in="summary")
 
 
     def main(argv=None):
@@ -194,11 +200,18 @@ def make_root(root: Path) -> Path:
     (root / "models" / "did").mkdir()
     (root / "models" / "did" / "__init__.py").write_text('"""The DiD engine (stub)."""\n')
     (root / "models" / "did" / "model.py").write_text(MODEL_DOC)
+    (root / "analyses" / "report").mkdir()   # the declarations' type, as in the real package
+    (root / "analyses" / "report" / "__init__.py").write_text("")
+    shutil.copy(Path(report.__file__).with_name("entry.py"), root / "analyses" / "report" / "entry.py")
     (root / "data" / "fake_data.py").write_text('"""Loads fake.csv."""\n')
     (root / "data" / "fake.csv").write_text("a,b\n1,2\n")
-    stubs = {"kinship": ("Kinship care: stub.", "from models.did import model  # noqa: F401"),
-             "published": ("Published results: stub.", ""), "costs": ("Costs: stub.", ""),
-             "escalation": ("Escalation: stub.", "")}
+    entry = "from analyses.report.entry import ReportEntry\n\nREPORT = ReportEntry(title={!r}, order={}{})"
+    stubs = {"kinship": ("Kinship care: stub.", "from models.did import model  # noqa: F401\n"
+                         + entry.format("Kinship care", 20, ", table8='Rate of kinship care'")),
+             "published": ("Published results: stub.", entry.format("Published results re-analysed", 10, "")),
+             "costs": ("Costs: stub.", entry.format("Costs", 90, "")),
+             "escalation": ("Escalation: stub.", entry.format("Re-referrals that escalate", 40,
+                                                              ", table8='Rate of re-referrals that progress to CPP/LAC'"))}
     for name, (doc, imports) in stubs.items():
         (root / "analyses" / f"{name}.py").write_text(STUB.format(doc=doc, imports=imports))
     (root / "analyses" / "fake.py").write_text(RUNNABLE)
@@ -300,15 +313,16 @@ def test_failing_diagnostics_flagged_at_the_top(rendered):
 def test_failing_fit_and_refit_are_named_by_analysis_and_name(rendered):
     _, out, page, md = rendered
     top = page[page.index('id="failing-diagnostics"'):page.index('id="headline-table"')]
-    assert "kinship: fit &#x27;main (neutral)&#x27; failed its diagnostics: R-hat 1.054 &gt; 1.01" in top
-    # the robustness re-fit, by the analysis and the re-fit's name (not a JSON path), with its problems
-    assert ("kinship: robustness re-fit &#x27;first record per child&#x27; failed its diagnostics: "
-            "R-hat 1.031 &gt; 1.01 for &#x27;sigma_tau&#x27;") in top
-    assert "robustness/" not in top and "statements.json" not in top
-    assert "- kinship: robustness re-fit 'first record per child' failed its diagnostics" in md
+    assert ("Kinship care: fit &#x27;main (neutral)&#x27; failed R-hat and bulk ESS (R-hat 1.054 &gt; 1.01 "
+            "for &#x27;la_effect&#x27;") in top
+    # the robustness re-fit, by the analysis's title and the re-fit's name (not a JSON path), with its problems
+    assert ("Kinship care: robustness re-fit &#x27;first record per child&#x27; failed R-hat "
+            "(R-hat 1.031 &gt; 1.01 for &#x27;sigma_tau&#x27;)") in top
+    assert "robustness/" not in top and "statements.json" not in top and "diagnostics_ok" not in top
+    assert "- Kinship care: robustness re-fit 'first record per child' failed R-hat" in md
     meta = json.loads((out / "report.json").read_text())
-    assert [f["where"] for f in meta["failures"]] == ["fit 'main (neutral)' failed its diagnostics",
-                                                      "robustness re-fit 'first record per child' failed its diagnostics"]
+    assert [f["where"] for f in meta["failures"]] == ["fit 'main (neutral)'", "robustness re-fit 'first record per child'"]
+    assert meta["failures"][1]["text"] == "Kinship care: robustness re-fit 'first record per child' failed R-hat"
     assert meta["unreadable"] == {}
     # the appendix lists every fit by name and the re-fits with their verdicts
     app = page[page.index('id="diagnostics-kinship"'):page.index('id="reproducibility"')]
@@ -330,28 +344,40 @@ def test_missing_analyses_are_listed(rendered):
     assert meta["analyses"]["escalation"]["status"] == "no outputs"
 
 
-def test_headline_table_has_verdicts_and_statements(rendered):
+def test_headline_is_a_compact_table_with_a_forest_figure(rendered):
     _, out, page, md = rendered
     meta = json.loads((out / "report.json").read_text())
-    rows = {r["Outcome"]: r for r in meta["headline"]}
-    kin = rows["Rate of kinship care"]
-    assert any("Moderate strength evidence" in v for v in kin["The report's verdict (and printed result)"])
-    assert any("sceptical (moderate)" in v for v in kin["Re-analysis of the printed numbers"])
-    ours = kin["Our model of the underlying data"]
-    assert ours[0].startswith("[SYNTHETIC DATA] analyses.kinship")
-    assert any(v.startswith("neutral: -12.0 (-17.0 to -7.0); very likely") for v in ours)
-    # read through DidResult: the neutral prior's results[...]["effect"] and first statement, one line per prior
+    rows = meta["headline"]
+    kin = [r for r in rows if r["Outcome"] == "Rate of kinship care"]
+    # the printed numbers re-analysed (analyses.published), one row per prior, with the report's estimate and grade
+    pub = [r for r in kin if "analyses.published" in r["Source"]]
+    assert [r["Prior"] for r in pub] == ["sceptical (moderate)", "neutral (moderate)"]
+    assert pub[1]["Posterior mean"] == -12.0 and pub[1]["95% interval"] == "-23.1 to -0.9 pp"
+    assert pub[1]["The report's grade"] == "Moderate strength evidence of decreased kinship care rates"
+    # our model of the data: read through DidResult, one row per named prior
+    ours = [r for r in kin if "analyses.kinship" in r["Source"]]
+    assert all("[SYNTHETIC DATA]" in r["Source"] for r in ours) and [r["Prior"] for r in ours] == ["sceptical", "neutral"]
     did = kinship_result()
     e = did.result("neutral").effect
-    assert ours[1:] == report.headline_statements(did) == report.headline_statements(did.to_dict())
-    assert ours[2] == (f"neutral: {e['mean']:+.1f} ({e['eti95_low']:+.1f} to {e['eti95_high']:+.1f}); "
-                       + did.result("neutral").statements[0])
-    assert rows["Rate of re-referrals"]["Our model of the underlying data"] == [
-        "analyses.rereferral: not in this report (see the missing analyses)"]
-    # every Table 8 indicator has a row, analysed or not; costs appears as an extra row
-    assert set(report.TABLE8_INDICATORS) <= set(rows)
-    assert any("Costs" in k for k in rows)
-    assert "| Rate of kinship care |" in md
+    assert ours[1]["Posterior mean"] == e["mean"] and ours[1]["95% interval"] == "-17.0 to -7.0 pp"
+    assert ours[1]["The report's estimate"] == did.report.describe()
+    assert ours[1]["The report's grade"] == did.report.grade
+    assert ours[1]["statements"] == did.result("neutral").statements
+    assert report.headline_statements(did) == report.headline_statements(did.to_dict())
+    # every Table 8 indicator has rows, analysed or not
+    assert set(report.TABLE8_INDICATORS) <= {r["Outcome"] for r in rows}
+    rr = [r["Source"] for r in rows if r["Outcome"] == "Rate of re-referrals"]
+    assert "analyses.rereferral: not in this report (see the missing analyses)" in rr
+    assert any("Costs" in r["Outcome"] for r in rows)   # another analysis recording the report's verdict
+    # the compact table: numbers in cells (no wall of sentences), the sentences folded below
+    head = page[page.index('id="headline-table"'):page.index('id="status"')]
+    table = head[:head.index("</table>")]
+    assert "<th>P(benefit)</th>" in table and "<th>P(target met)</th>" in table and "very likely" not in table
+    assert "<details><summary>The posterior statements behind these numbers</summary>" in head
+    assert "very likely (P = 0.99) that SofS reduced kinship care [neutral]" in head.split("<details>", 1)[1]
+    assert "figures/report/headline_forest.png" in meta["figures"]
+    assert 'alt="Table 8 re-analysed: the intervals' in head
+    assert "| Rate of kinship care |" in md and "](figures/report/headline_forest.png)" in md
 
 
 def test_sections_mark_data_model_priors_sensitivity(rendered):
@@ -359,6 +385,10 @@ def test_sections_mark_data_model_priors_sensitivity(rendered):
     kin = page[page.index('id="analysis-kinship"'):page.index('id="analysis-costs"')]
     assert "SYNTHETIC DATA" in kin
     assert "logit p_c = alpha" in kin                 # model in notation, from the model module's docstring
+    # the docstring's markup rendered: a section title, code, emphasis and formulas as MathML (no scripts)
+    assert '<h5 class="note-title">Effects</h5>' in kin and "<code>mu_tau</code>" in kin and "<em>named</em>" in kin
+    assert "<math" in kin and "<mtable>" in kin and "<code>pilots</code>" in kin
+    assert ":math:" not in page and ".. math::" not in page and "``" not in page
     assert "Named priors" in kin and "log-odds ratio" in kin
     assert "frequentist cross check" in kin
     sens = kin[kin.index("What would change the conclusion"):]
@@ -372,7 +402,8 @@ def test_sections_mark_data_model_priors_sensitivity(rendered):
 def test_did_result_is_read_typed(rendered, tmp_path):
     _, out, page, md = rendered
     res = make_results(tmp_path / "results")
-    o = report.read_outputs(make_root(tmp_path / "root"), report.info_for("kinship"), res / "kinship",
+    root = make_root(tmp_path / "root")
+    o = report.read_outputs(root, report.info_for("kinship", root), res / "kinship",
                             report.RunRecord("kinship", "reused"))
     assert isinstance(o.did, DidResult) and o.did_file == "statements.json" and not o.did_error
     assert is_did_result(o.main) and report.is_synthetic(o) is True and report.data_label(o) == DATA_SOURCE
@@ -408,9 +439,9 @@ def test_invalid_did_result_is_an_error_of_its_analysis(tmp_path):
     top = page[page.index('id="failing-diagnostics"'):page.index('id="headline-table"')]
     assert "RESULTS THAT COULD NOT BE READ" in top and "kinship: statements.json" in top
     assert "field results/1/effect/mean" in top
-    rows = {r["Outcome"]: r for r in meta["headline"]}
-    ours = rows["Rate of kinship care"]["Our model of the underlying data"]
-    assert len(ours) == 1 and ours[0].startswith("analyses.kinship: results not read") and "results/1/effect/mean" in ours[0]
+    ours = [r for r in meta["headline"] if r["Outcome"] == "Rate of kinship care" and "analyses.kinship" in r["Source"]]
+    assert len(ours) == 1 and ours[0]["Source"].startswith("analyses.kinship: results not read")
+    assert "results/1/effect/mean" in ours[0]["Source"] and ours[0]["Posterior mean"] is None
     assert "RESULTS NOT READ" in page and "-12.0 (-17.0 to -7.0)" not in page   # nothing guessed from the bad file
     assert report.main([*args, "--strict"]) == 1
     with pytest.raises(report.ResultSchemaError, match="results/1/effect/mean"):
@@ -465,11 +496,10 @@ def test_runs_caches_and_reruns_when_inputs_change(tmp_path):
                         "--strict"]) == 1                  # broken failed to run
 
 
-def test_subcommand_and_outputs_subfolder(tmp_path, monkeypatch):
+def test_subcommand_and_outputs_subfolder(tmp_path):
     root = make_root(tmp_path / "root")
     (root / "analyses" / "sub.py").write_text(SUBCOMMAND)
-    monkeypatch.setitem(report.REGISTRY, "sub", report.AnalysisInfo("sub", "Sub study", args=("recovery",),
-                                                                     outputs_in="summary"))
+    # the stub declares its own REPORT entry (subcommand, outputs sub-folder): no edit to the report
     res = tmp_path / "results"
     for expected in ("ran", "reused"):
         assert report.main(["--root", str(root), "--results", str(res), "--only", "sub", "--quiet"]) == 0
@@ -477,23 +507,42 @@ def test_subcommand_and_outputs_subfolder(tmp_path, monkeypatch):
         assert meta["analyses"]["sub"]["status"] == expected
         assert meta["analyses"]["sub"]["command"].startswith("python -m analyses.sub recovery --out ")
     assert (res / "sub" / "summary" / "summary.json").exists() and (res / "sub" / report.CACHE_FILE).exists()
-    assert "SYNTHETIC DATA" in (res / "report" / "report.html").read_text()
+    page = (res / "report" / "report.html").read_text()
+    assert "SYNTHETIC DATA" in page and "Sub study (analyses.sub)" in page
 
 
 # ---------------------------------------------------------------------- a real browser
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PROBE = """
+PROBE = r"""
 <img id="control-broken" src="data:image/png;base64,AAAA" alt="negative control">
 <script>
+var RAW = /:math:`|:(func|class|mod):`|``|\.\. math::|\*\*\S|\\(frac|sigma|mu|tau|alpha|operatorname)\b|&lt;|&gt;|&amp;|<\/?(p|br|div|td)>/g;
+function emptySections() {
+  // a heading (h2-h4) followed by nothing but the next heading of the same or a higher level is empty
+  var out = [];
+  document.querySelectorAll("h2, h3, h4").forEach(function (h) {
+    var level = +h.tagName[1], el = h.nextElementSibling, content = false;
+    while (el && !(/^H[1-6]$/.test(el.tagName) && +el.tagName[1] <= level)) {
+      if (!/^H[1-6]$/.test(el.tagName) && (el.textContent.trim() || el.querySelector("img"))) { content = true; break; }
+      el = el.nextElementSibling;
+    }
+    if (!content) out.push(h.textContent);
+  });
+  return out;
+}
 window.addEventListener("load", function () {
   var imgs = Array.prototype.slice.call(document.images);
   var head = document.querySelector("#headline-table");
   var out = {
-    images: imgs.map(function (i) { return {id: i.id, ok: i.complete && i.naturalWidth > 0, w: i.naturalWidth}; }),
+    images: imgs.map(function (i) { return {id: i.id, ok: i.complete && i.naturalWidth > 0 && i.naturalHeight > 0,
+                                            w: i.naturalWidth, h: i.naturalHeight}; }),
     headline_rows: head ? head.querySelectorAll("tbody tr").length : -1,
     headline_caption: head && head.caption ? head.caption.textContent : "",
+    empty_sections: emptySections(),
+    raw_markup: (document.body.innerText.match(RAW) || []).slice(0, 5),
+    math: document.querySelectorAll("math").length,
     flag: (document.querySelector("#failing-diagnostics") || {}).textContent || ""
   };
   var pre = document.createElement("pre");
@@ -536,6 +585,27 @@ def test_report_renders_in_headless_chromium(rendered, tmp_path):
     assert result["headline_rows"] >= len(report.TABLE8_INDICATORS)
     assert "Table 8 re-analysed" in result["headline_caption"]
     assert "FAILING DIAGNOSTICS" in result["flag"]
+    assert all(i["w"] >= 50 and i["h"] >= 50 for i in report_images)   # real figures, not placeholders
+    assert result["empty_sections"] == []
+    assert result["raw_markup"] == []
+    assert result["math"] >= 2                                          # formulas typeset as MathML
+
+
+def test_browser_checks_can_fail(tmp_path):
+    """The empty-section and raw-markup probes report a page that has both."""
+    chromium = _chromium()
+    page = ("<html><body><h2>Full</h2><p>text</p><h2>Empty</h2><h2>Raw</h2><p>:math:`x` and ``code``</p>"
+            + PROBE + "</body></html>")
+    probe = tmp_path / "bad.html"
+    probe.write_text(page)
+    with tempfile.TemporaryDirectory() as profile:
+        proc = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=10000",
+                               "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=180)
+    import html as _html
+
+    result = json.loads(_html.unescape(re.search(r'<pre id="browser-check">(.*?)</pre>', proc.stdout, re.S).group(1)))
+    assert result["empty_sections"] == ["Empty"]
+    assert ":math:`" in result["raw_markup"] and "``" in result["raw_markup"]
 
 
 def test_strict_fails_when_only_a_robustness_refit_fails(tmp_path, capsys):

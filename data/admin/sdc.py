@@ -27,6 +27,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -40,6 +43,13 @@ IDENTIFIER_COLUMNS = frozenset({
     "postcode", "urn", "nhs_number", "name",
 })  # fmt: skip
 DATA_GROUPS = ("observed_data", "constant_data")
+#: predictive draws of the observed counts: a binomial draw never exceeds its cell's size, so over
+#: many draws their maximum shows each cell's number of children; dropped like the data
+PREDICTIVE_GROUPS = ("posterior_predictive", "prior_predictive")
+#: nouns that make a number in a sentence a count of children or of their records
+COUNT_NOUNS = ("children", "child", "records", "record", "referrals", "referral", "periods of care",
+               "assessments", "assessment", "episodes", "rows", "young people", "cases")
+_COUNT_IN_TEXT = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})*|\d+)(\s+(?:\w+\s+){0,2}?)(" + "|".join(COUNT_NOUNS) + r")\b")
 
 
 class DisclosureError(DataError):
@@ -259,14 +269,40 @@ def strip_idata(idata):
     """A copy of a fitted model's DataTree without its observed and constant data groups.
 
     Those groups hold the cell counts the model was fitted to (possibly 1 or 2 children per
-    cell); posterior and predictive draws are model outputs and are kept.
+    cell); the predictive groups go too (:data:`PREDICTIVE_GROUPS`: a draw is bounded by its
+    cell's size). Posterior draws, sample statistics, priors and the log-likelihood by LA are kept.
     """
     import xarray as xr
 
-    children = {k: v for k, v in idata.children.items() if k not in DATA_GROUPS}
+    children = {k: v for k, v in idata.children.items() if k not in (*DATA_GROUPS, *PREDICTIVE_GROUPS)}
     out = xr.DataTree.from_dict({f"/{k}": v.to_dataset() for k, v in children.items()}, name=idata.name)
     out.attrs = dict(idata.attrs)
     return out
+
+
+def protect_text(text: str, threshold: int = DEFAULT_THRESHOLD) -> str:
+    """``text`` with every count of children or records below ``threshold`` (a number before
+    one of :data:`COUNT_NOUNS`, e.g. "3 records left out") replaced by "fewer than N"."""
+    def repl(m: re.Match) -> str:
+        value = int(m.group(1).replace(",", ""))
+        return m.group(0) if not 0 < value < threshold else f"fewer than {threshold}{m.group(2)}{m.group(3)}"
+
+    return _COUNT_IN_TEXT.sub(repl, text)
+
+
+def protect_folder(folder: Path, threshold: int = DEFAULT_THRESHOLD) -> list[str]:
+    """:func:`protect_text` on every text output (CSV, Markdown, JSON, text) in ``folder``, the
+    last step before an output folder from administrative data is committed. Returns the files
+    changed."""
+    changed = []
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file() and path.suffix.lower() in {".csv", ".md", ".json", ".txt", ".html"}:
+            text = path.read_text()
+            safe = protect_text(text, threshold)
+            if safe != text:
+                path.write_text(safe)
+                changed.append(path.name)
+    return changed
 
 
 class SdcGuard:
@@ -294,6 +330,10 @@ class SdcGuard:
 
     def idata(self, idata):
         return strip_idata(idata) if self.active else idata
+
+    def folder(self, folder: Path) -> list[str]:
+        """Counts in sentences below the threshold, in every text file of ``folder``, replaced."""
+        return protect_folder(folder, self.threshold) if self.active else []
 
     def summary(self) -> dict:
         return {"threshold": self.threshold,

@@ -62,7 +62,9 @@ def read_raw(path: Path) -> pd.DataFrame:
     except DataError:
         raise
     except Exception as err:  # parser errors from pandas / pyarrow
-        raise DataError(f"cannot be read as a table: {err}", file=path) from None
+        from data.validate import parse_error
+
+        raise parse_error(path, err) from None
     if frame.empty:
         raise DataError("the table has no rows", file=path)
     frame.columns = [str(c).removeprefix("\u00ef\u00bb\u00bf").lstrip("\ufeff").strip() for c in frame.columns]

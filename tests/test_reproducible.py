@@ -1,0 +1,93 @@
+"""Reproducibility (issue 22, item 4): the same command and seed twice give the same
+``statements.json`` apart from its timestamps.
+
+Each command runs twice in fresh processes (with different ``PYTHONHASHSEED``s, so that an
+output depending on set or dict order of strings would differ) on the same ``--out`` path
+(the command line recorded in the provenance is then the same), with small draws. The
+default run covers the commands that are quick at small draws; ``-m slow`` covers the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import MPDTA, MPDTA_ARGS, require_shared
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--draws", "40", "--tune", "60", "--chains", "2", "--seed", "11", "--quiet"]
+TIMESTAMP_KEYS = {"created_at", "timestamp", "started_at", "finished_at", "wall_s", "elapsed_s", "seconds",
+                  "timings"}      # wall-clock times of each step (analyses.published)
+slow = pytest.mark.slow
+
+CASES = [
+    pytest.param("kinship", ["--prior", "neutral", "--no-robustness"], id="kinship"),
+    pytest.param("costs", ["--draws", "200"], id="costs"),          # it needs 100 draws or more
+    pytest.param("rereferral", ["--prior", "neutral", "--robustness-chains", "1"], id="rereferral", marks=slow),
+    pytest.param("escalation", ["--prior", "neutral"], id="escalation", marks=slow),
+    pytest.param("duration", ["--prior", "neutral"], id="duration", marks=slow),
+    pytest.param("did", ["--prior", "neutral", "--data", "{MPDTA}", *MPDTA_ARGS], id="did", marks=slow),
+    pytest.param("engagement", ["--prior", "neutral"], id="engagement", marks=slow),
+    pytest.param("la_panel", ["--prior", "neutral"], id="la_panel", marks=slow),
+    pytest.param("published", [], id="published", marks=slow),
+]
+
+
+def strip_times(obj):
+    """``obj`` without timestamp-like keys (at any depth)."""
+    if isinstance(obj, dict):
+        return {k: strip_times(v) for k, v in obj.items() if k not in TIMESTAMP_KEYS}
+    if isinstance(obj, list):
+        return [strip_times(v) for v in obj]
+    return obj
+
+
+def differences(a, b, path: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = [f"{path}/{k}: only in one run" for k in sorted(set(a) ^ set(b))]
+        for k in sorted(set(a) & set(b)):
+            out += differences(a[k], b[k], f"{path}/{k}")
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, f"{path}/{i}")]
+    return [] if a == b else [f"{path}: {str(a)[:80]!r} != {str(b)[:80]!r}"]
+
+
+def _run(module: str, extra: list[str], out: Path, hashseed: str) -> dict:
+    if "{MPDTA}" in extra:
+        extra = [str(require_shared(MPDTA)) if a == "{MPDTA}" else a for a in extra]
+    env = {**os.environ, "PYTHONHASHSEED": hashseed}
+    proc = subprocess.run([sys.executable, "-m", f"analyses.{module}", *SMALL, *extra, "--out", str(out)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode in (0, 1), f"{module}: exit {proc.returncode}\n{proc.stderr[-3000:]}"
+    found = sorted(out.rglob("statements.json")) or sorted(out.rglob("*.json"))
+    assert found, f"{module}: no statements.json in {out}"
+    return {str(p.relative_to(out)): json.loads(p.read_text()) for p in found}
+
+
+@pytest.mark.parametrize("module, extra", CASES)
+def test_same_command_and_seed_give_the_same_statements(tmp_path, module, extra):
+    out = tmp_path / module
+    first = _run(module, extra, out, "1")
+    shutil.move(out, tmp_path / "first")
+    second = _run(module, extra, out, "2")
+    assert set(first) == set(second)
+    for name in first:
+        a, b = strip_times(first[name]), strip_times(second[name])
+        diff = differences(a, b)
+        assert not diff, f"{module} {name}: {len(diff)} differences:\n" + "\n".join(diff[:20])
+        assert a == b
+
+
+def test_the_comparison_can_fail():
+    a = {"provenance": {"created_at": "2026-01-01T00:00:00"}, "results": [{"mean": 1.0}]}
+    b = {"provenance": {"created_at": "2026-01-02T00:00:00"}, "results": [{"mean": 1.0}]}
+    assert strip_times(a) == strip_times(b)
+    b["results"][0]["mean"] = 1.0000001
+    assert differences(strip_times(a), strip_times(b)) == ["/results/0/mean: '1.0' != '1.0000001'"]
