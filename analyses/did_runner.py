@@ -272,18 +272,20 @@ def run_plan(plan: Plan, inputs: Inputs) -> Run:
     if plan.reading.decimals is None:
         plan.reading = replace(plan.reading, decimals=decimals_for(float(first.posterior["att"].std())))
         exp.reading = ev.reading = plan.reading
-    results, prior_pred = [], {}
+    results, prior_pred, y_reps = [], {}, {}
     for i, prior in enumerate(plan.priors):
         f = fits.fits[prior.name]
         zp = (plan.zero_priors or [None] * len(plan.priors))[i]
         if f.reweighting is None:
-            exp.posterior_predictive(f.dm, f, seed=plan.seed + 200 + i)
+            y_reps[prior.name] = exp.posterior_predictive(f.dm, f, seed=plan.seed + 200 + i)
         pp = exp.prior_predictive(fits.model, prior, draws=plan.prior_draws, seed=plan.seed + 100 + i, zero_prior=zp)
         prior_pred[prior.name] = pp
         for group in ("prior", "prior_predictive"):
             f.idata[group] = pp["idata"][group]
         results.append(exp.summarise(f, f.dm, seed=plan.seed + 300 + i))
-    y_rep = exp.posterior_predictive(first.dm, first, seed=plan.seed + 7, store=False)
+    y_rep = y_reps.get(plan.priors[0].name)      # the first prior's replicates (saved with its fit)
+    if y_rep is None:
+        y_rep = exp.posterior_predictive(first.dm, first, seed=plan.seed + 7, store=False)
     say("log-likelihood by unit, log prior, power-scaling sensitivity and leave-one-unit-out...")
     for f in fits.fits.values():
         if f.reweighting is None:      # a reweighted fit's log prior would be the reference prior's

@@ -67,12 +67,15 @@ def predictive_summary(ds) -> Any:
     for name, da in ds.data_vars.items():
         if not {"chain", "draw"} <= set(da.dims):
             continue
-        flat = da.stack(sample=("chain", "draw")).astype(float)
-        out[f"{name}_mean"] = flat.mean("sample")
-        out[f"{name}_sd"] = flat.std("sample")
-        q = flat.quantile([0.025, 0.5, 0.975], dim="sample")
-        for level, label in ((0.025, "q2.5"), (0.5, "q50"), (0.975, "q97.5")):
-            out[f"{name}_{label}"] = q.sel(quantile=level).drop_vars("quantile")
+        da = da.transpose("chain", "draw", ...)
+        cell_dims = da.dims[2:]
+        flat = np.asarray(da.values, float).reshape(-1, *da.shape[2:])
+        coords = {k: v for k, v in da.coords.items() if set(v.dims) <= set(cell_dims)}
+        cell = lambda x: xr.DataArray(x, dims=cell_dims, coords=coords)  # noqa: E731
+        out[f"{name}_mean"] = cell(flat.mean(0))
+        out[f"{name}_sd"] = cell(flat.std(0))
+        for label, q in zip(("q2.5", "q50", "q97.5"), np.quantile(flat, [0.025, 0.5, 0.975], axis=0)):
+            out[f"{name}_{label}"] = cell(q)
     return xr.Dataset(out, attrs={"draws_summarised": int(ds.sizes.get("chain", 1) * ds.sizes.get("draw", 1))})
 
 

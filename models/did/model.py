@@ -573,7 +573,9 @@ def estimand_draws(dm: DidModel, posterior, *, seed: int, suffix: str = "") -> d
     eta0, eta, nuis = cell_predictors(dm, posterior)
     n_s = next(iter(eta0.values())).shape[0]
     post = (d["post"] > 0)
-    w = d["n"] * d["post"]
+    w = (d["n"] * d["post"])[post]
+    # only the treated units' post-adoption cells enter the contrasts: the responses are computed there alone
+    eta0, eta = ({p: v[:, post] for p, v in e.items()} for e in (eta0, eta))
 
     def new_and_average(part: str) -> tuple[np.ndarray, np.ndarray]:
         get = lambda name: _draws(posterior, f"{name}{part}")  # noqa: E731
@@ -597,17 +599,17 @@ def estimand_draws(dm: DidModel, posterior, *, seed: int, suffix: str = "") -> d
             new = new + (get("sigma_unit_effect") * rng.standard_normal(n_s))[:, None]
         return avg, new
 
-    taus = {p: new_and_average(p) for p in lik.parts}
-    treated = d["treated"][None, :]
+    taus = {p: tuple(t[:, post] for t in new_and_average(p)) for p in lik.parts}
+    treated = d["treated"][post][None, :]
     if suffix == "_zero":
         response, factor = (lambda e: lik.secondary_response(e, lib=np)), 100.0
     else:
-        cutoff = {"log_upper": d["log_upper"]} if lik.hurdle else {}
+        cutoff = {"log_upper": d["log_upper"][post]} if lik.hurdle else {}
         response, factor = (lambda e: lik.response(e, nuis, lib=np, **cutoff)), dm.spec.reading_factor(lik)
     r0 = response(eta0)
 
     def contrast(e: dict) -> np.ndarray:
-        return factor * ((response(e) - r0)[:, post] * w[post]).sum(1) / w[post].sum()
+        return factor * ((response(e) - r0) * w).sum(1) / w.sum()
 
     return {"these_units": contrast(eta),
             "average_unit": contrast({p: eta0[p] + treated * taus[p][0] for p in lik.parts}),
