@@ -166,6 +166,20 @@ class RawTable:
         return [r[j].strip() for r in self.rows]
 
 
+def csv_lines(path: Path) -> list[list[str]]:
+    """Every line of the CSV file ``path`` as its fields (UTF-8, a byte-order mark allowed);
+    a missing file, a folder or an unreadable file is a :class:`DataError` naming it."""
+    if not path.exists():
+        raise DataError("file not found", file=path)
+    if path.is_dir():
+        raise DataError("is a folder, not a CSV file", file=path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return list(csv.reader(f))
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"cannot be read as a UTF-8 CSV file: {err}", file=path) from None
+
+
 def read_csv(path: Path, required: tuple[str, ...], *, comments: bool = False) -> RawTable:
     """Read ``path`` strictly: every required column present, every row the header's width.
 
@@ -174,15 +188,7 @@ def read_csv(path: Path, required: tuple[str, ...], *, comments: bool = False) -
     skipped (they keep their row numbers).
     """
     path = Path(path)
-    if not path.exists():
-        raise DataError("file not found", file=path)
-    if path.is_dir():
-        raise DataError("is a folder, not a CSV file", file=path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            lines = list(csv.reader(f))
-    except (UnicodeDecodeError, csv.Error) as err:
-        raise DataError(f"cannot be read as a UTF-8 CSV file: {err}", file=path) from None
+    lines = csv_lines(path)
     if not lines:
         raise DataError("the file is empty (no header line)", file=path)
     header = [h.strip() for h in lines[0]]

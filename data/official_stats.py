@@ -113,16 +113,7 @@ def load_official(path: str | Path, *, measures: list[str] | None = None,
     numeric column after ``la_name``); ``filters``: values of filter columns to keep.
     """
     path = Path(path)
-    if not path.exists():
-        raise DataError("file not found", file=path)
-    if path.is_dir():
-        raise DataError("is a folder, not a CSV file", file=path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            lines = list(csv.reader(f))
-    except (UnicodeDecodeError, csv.Error) as err:
-        raise DataError(f"cannot be read as a UTF-8 CSV file: {err}", file=path) from None
-    lines = [r for r in lines if any(c.strip() for c in r)] if lines else lines
+    lines = [r for r in lp.csv_lines(path) if any(c.strip() for c in r)]
     if not lines:
         raise DataError("the file is empty (no header line)", file=path)
     header = [h.strip() for h in lines[0]]
