@@ -101,6 +101,7 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
+from pytensor.tensor.math import softplus
 
 from models.did.design import PERIOD_EFFECTS, DidDesign, constrained_basis, group_basis
 from models.did.likelihoods import Likelihood, binomial_logit
@@ -127,6 +128,11 @@ class ModelSpec:
     period_centred: bool = False           # hierarchical period deviations centred (main part only)
     unit_deviations: bool = False          # cohort_period: units' deviations within their cohort
     factor: float | None = None            # response -> reading units (default: the likelihood's)
+    trend_centred: bool = False            # unit trends g ~ ZeroSumNormal(sigma_trend) (default: non-centred)
+    factorised: bool = False               # binomial: the likelihood on a unit-period x stratum grid
+                                           # (:func:`factorised_binomial`; the same density, faster).
+                                           # Opt-in, used by benchmarks/national.py: a Potential, so
+                                           # no pointwise log-likelihood or posterior predictive
 
     def __post_init__(self) -> None:
         if self.period_effects not in PERIOD_EFFECTS:
@@ -275,8 +281,11 @@ def _part(design: DidDesign, spec: ModelSpec, data: dict, *, suffix: str, scale:
         eta0 = eta0 + pt.dot(data["x"], beta)
     if ds.unit_trends:
         sigma_trend = pm.HalfNormal(f"sigma_trend{suffix}", 0.1 * change)
-        g_raw = pm.ZeroSumNormal(f"trend_raw{suffix}", sigma=1.0, dims="unit")
-        g = pm.Deterministic(f"unit_trend{suffix}", sigma_trend * g_raw, dims="unit")
+        if spec.trend_centred:
+            g = pm.ZeroSumNormal(f"unit_trend{suffix}", sigma=sigma_trend, dims="unit")
+        else:
+            g_raw = pm.ZeroSumNormal(f"trend_raw{suffix}", sigma=1.0, dims="unit")
+            g = pm.Deterministic(f"unit_trend{suffix}", sigma_trend * g_raw, dims="unit")
         eta0 = eta0 + g[data["unit_idx"]] * data["time_c"]
     basis = d["pre_basis"]
     if basis.shape[1]:
@@ -449,9 +458,72 @@ def build_did_model(design: DidDesign, prior: NamedPrior, *, spec: ModelSpec | N
                         + misclass * pm.math.invlogit(q_logit), observed=observed["y"])
         elif undercoding is not None:
             binomial_logit("y_obs", n=observed["n"], eta=eta[""] + selection, observed=observed["y"])
+        elif spec.factorised:
+            if lik.name != "binomial" or moderator is not None:
+                raise ValueError("the factorised likelihood needs the plain binomial model")
+            factorised_binomial(design, observed, eta[""], model["beta"] if "beta" in model.named_vars else None)
         else:
             lik.observe(eta, observed, nuis)
     return DidModel(model, design, spec, unit_centred, scale, change, _used_data(model))
+
+
+#: cell data that the linear predictor reads besides the covariates (each constant within a unit-period)
+GROUP_DATA = ("unit_idx", "period_idx", "time_c", "treated", "treated_unit_idx", "gt_pos", "has_gt", "post",
+              "pre_pos", "has_pre")
+
+
+def factorisation(design: DidDesign) -> dict:
+    """The cells as a grid of unit-periods x covariate strata (``ModelSpec.factorised``).
+
+    The binomial predictor of a cell is ``eta_c = e[g(c)] + x_c' beta``: every term but the
+    covariates' is constant within its unit-period ``g(c)`` (checked here), and the covariate
+    term takes one value per distinct covariate row ``s(c)``. So the log-likelihood is exactly
+    ``sum_g Y_g e_g + sum_s Y_s (x_s' beta) - sum_{g,s} N_gs softplus(e_g + x_s' beta) + const``
+    with ``Y_g``, ``Y_s`` the successes per unit-period and per stratum and ``N_gs`` the trials
+    of cell (g, s) (0 for an empty cell): one softplus per grid entry and no per-cell gather or
+    scatter in the gradient. Returns the grid's arrays.
+    """
+    d = design.data
+    key = d["unit_idx"].astype(np.int64) * (int(d["period_idx"].max()) + 1) + d["period_idx"]
+    groups, first, g_of = np.unique(key, return_index=True, return_inverse=True)
+    for k in GROUP_DATA:
+        v = np.asarray(d[k])
+        if not np.array_equal(v, v[first][g_of]):
+            raise ValueError(f"cell data {k!r} varies within a unit-period: the likelihood cannot be factorised")
+    x = np.asarray(d["x"], float)
+    strata, s_of = np.unique(x, axis=0, return_inverse=True) if x.shape[1] else (np.zeros((1, 0)), np.zeros(len(key), int))
+    s_of = np.asarray(s_of).ravel()
+    n = np.asarray(d["n"], float)
+    y = np.asarray(d["y"], float)
+    grid = np.zeros((len(groups), len(strata)))
+    np.add.at(grid, (g_of, s_of), n)
+    from scipy.special import gammaln
+
+    const = float(np.sum(gammaln(n + 1) - gammaln(y + 1) - gammaln(n - y + 1)))
+    return {"group_of": g_of, "stratum_of": s_of, "first": first, "strata": strata, "n_grid": grid,
+            "y_group": np.bincount(g_of, weights=y, minlength=len(groups)),
+            "y_stratum": np.bincount(s_of, weights=y, minlength=len(strata)), "log_binom": const}
+
+
+def factorised_binomial(design: DidDesign, data: dict, eta, beta) -> None:
+    """The binomial cells' log-likelihood on the unit-period x stratum grid (see
+    :func:`factorisation`) as the potential ``y_obs_grid`` of the current model; ``eta`` is
+    the cells' predictor, re-expressed on unit-periods by substituting their data."""
+    from pytensor.graph.replace import graph_replace
+
+    f = factorisation(design)
+    first = f["first"]
+    replace_map = {data[k]: pm.Data(f"grid_{k}", np.asarray(design.data[k])[first]) for k in GROUP_DATA if k in data}
+    if "x" in data:
+        replace_map[data["x"]] = pt.zeros((len(first), design.data["x"].shape[1]))
+    e_group = graph_replace(eta, replace_map, strict=False)
+    xb = pt.dot(pm.Data("grid_strata", f["strata"]), beta) if beta is not None else pt.zeros(1)
+    n_grid = pm.Data("grid_n", f["n_grid"])
+    y_group = pm.Data("grid_y_group", f["y_group"])
+    y_stratum = pm.Data("grid_y_stratum", f["y_stratum"])
+    logp = (pt.dot(y_group, e_group) + pt.dot(y_stratum, xb)
+            - pt.sum(n_grid * softplus(e_group[:, None] + xb[None, :])) + f["log_binom"])
+    pm.Potential("y_obs_grid", logp)
 
 
 def _used_data(model: pm.Model) -> tuple[str, ...]:
