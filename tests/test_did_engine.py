@@ -458,3 +458,30 @@ def test_factorised_binomial_is_the_same_density(effects):
         broken = did_design(cells, spec)
         broken.data["time_c"] = broken.data["time_c"] + rng.normal(0, 1, len(broken.data["time_c"]))
         build_did_model(broken, PRIOR, spec=ModelSpec(factorised=True))
+
+
+@pytest.mark.parametrize("likelihood, effects", [("normal", "cohort_period"), ("normal", "unit"),
+                                                 ("poisson", "cohort_period"), ("negbinomial", "unit"),
+                                                 ("binomial", "unit")])
+def test_the_prior_check_collapses_groups_only_where_it_is_exact(likelihood, effects):
+    """The prior check (``models.did.priors``) merges treated-unit groups that share an effect
+    parameter on the identity and log links; the reported effect and relative change must be
+    the same as with every group kept, and the logit link must keep every group."""
+    from models.did.priors import effect_deviations, reported_effect, reported_scale
+
+    cells = small_panel(likelihood, seed=5)
+    spec = DesignSpec(likelihood, effects=effects, base="all")
+    dm = build_did_model(did_design(cells, spec), PRIOR)
+    full, merged = reported_scale(dm, collapse=False), reported_scale(dm)
+    if likelihood == "binomial":
+        assert len(merged.weight) == len(full.weight)
+    else:       # ATT(g,t): many units share a (g, t) parameter; unit effects: one group per unit already
+        assert len(merged.weight) == len(np.unique(full.tau_index))
+        assert len(merged.weight) < len(full.weight) or effects == "unit"
+    xi = np.random.default_rng(1).standard_normal(400)
+    dev = effect_deviations(dm, draws=400, seed=2)
+    for mean, sd in ((0.0, 0.3), (0.4, 0.2), (-1.0, 0.5)):
+        a = reported_effect(dm, full, mean, sd, xi, dev)
+        b = reported_effect(dm, merged, mean, sd, xi, dev)
+        np.testing.assert_allclose(b[0], a[0], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(b[1], a[1], rtol=1e-9, atol=1e-12)

@@ -82,6 +82,9 @@ def test_an_earlier_run_survives_an_interrupted_one(tmp_path):
 
 
 def test_run_cli_maps_interruptions_to_130_and_143(capsys):
+    # the handlers in place before (a pytest-xdist worker may ignore SIGINT) must be restored
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
     def body(sig):
         def run() -> int:
             raise Interrupted(sig)
@@ -94,7 +97,7 @@ def test_run_cli_maps_interruptions_to_130_and_143(capsys):
     def keyboard() -> int:
         raise KeyboardInterrupt
     assert run_cli(keyboard) == 130
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler     # handlers restored
+    assert {sig: signal.getsignal(sig) for sig in before} == before     # handlers restored
 
 
 def test_two_writers_of_one_folder_the_second_fails_cleanly(tmp_path, capsys):

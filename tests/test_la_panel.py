@@ -370,11 +370,14 @@ def test_event_study_shows_flat_pre_trends_and_the_drop_after_adoption():
 def test_student_did_recovers_a_known_effect_on_a_rate():
     cells, truth = constructed_panel(kind="continuous", seed=8, tau=-3.0, n_comparators=10, years=range(2015, 2021))
     prior = effect_priors(get_likelihood("normal"), 15.0, direction=-1, outcome_sd=float(cells["y"].std()))["neutral"]
-    exp, fits = _fit(cells, "student", prior, seed=2)
+    # the analysis defaults' 4 x 1000 draws: at 2 x 400 the Student-t fit of this small panel fails its
+    # diagnostics (bulk ESS ~330 after the automatic re-fits), and its interval cannot be trusted
+    exp = _experiment(cells, "student", "unit")
+    fits = exp.fit([prior], SamplerSettings(draws=1000, tune=1000, chains=4), seed=2)
     att = fits.fits["neutral"].posterior["att"].values.ravel()
     lo, hi = np.quantile(att, [0.025, 0.975])
+    assert fits.fits["neutral"].diagnostics.ok, fits.fits["neutral"].diagnostics.problems
     assert lo < truth["att"] < hi and np.mean(att < 0) > 0.95
-    assert fits.fits["neutral"].diagnostics.divergences == 0
     assert exp.design.data["y"].dtype == float                    # rates are not truncated to integers
 
 
