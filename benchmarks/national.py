@@ -183,16 +183,15 @@ def kinship_model(cells: pd.DataFrame, covariates, form: str):
 
 
 def compile_model(dm, backend: str = "numba"):
-    import nutpie
-    from pymc.model.transform.optimization import freeze_dims_and_data
-
+    """The model compiled as the analyses compile it (cells frozen, prior hyper-parameters
+    mutable: :class:`models.sampling.CompiledSampler`), and the seconds it took."""
     from models.did.model import PRIOR_DATA
+    from models.sampling import CompiledSampler
 
-    frozen = [d.name for d in dm.model.data_vars if d.name not in PRIOR_DATA]
     t0 = time.perf_counter()
-    compiled = nutpie.compile_pymc_model(freeze_dims_and_data(dm.model, data=frozen), backend=backend,
-                                         **({"gradient_backend": "jax"} if backend == "jax" else {}))
-    return compiled, time.perf_counter() - t0
+    sampler = CompiledSampler(dm.model, mutable=PRIOR_DATA, backend=backend,
+                              **({"gradient_backend": "jax"} if backend == "jax" else {}))
+    return sampler.compiled, time.perf_counter() - t0
 
 
 def gradient_ms(compiled, evals: int = 200, seed: int = 0) -> float:

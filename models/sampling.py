@@ -45,23 +45,26 @@ class CompiledSampler:
         graph, which samples faster. ``None`` (default) keeps all data mutable. A fit that
         passes new values for frozen data is still correct: the first such fit compiles the
         fully mutable model once, and later ones re-use it.
+    **compile_kwargs
+        Passed to ``nutpie.compile_pymc_model`` (e.g. ``backend="jax"``); default numba.
     """
 
-    def __init__(self, model: pm.Model, *, mutable: Iterable[str] | None = None) -> None:
+    def __init__(self, model: pm.Model, *, mutable: Iterable[str] | None = None, **compile_kwargs: Any) -> None:
         self.model = model
         self.mutable = None if mutable is None else frozenset(mutable)
+        self._compile_kwargs = compile_kwargs
         self._all_mutable = None
         if self.mutable is None:
-            self.compiled = self._all_mutable = nutpie.compile_pymc_model(model)
+            self.compiled = self._all_mutable = nutpie.compile_pymc_model(model, **compile_kwargs)
         else:
             frozen = [d.name for d in model.data_vars if d.name not in self.mutable]
-            self.compiled = nutpie.compile_pymc_model(freeze_dims_and_data(model, data=frozen))
+            self.compiled = nutpie.compile_pymc_model(freeze_dims_and_data(model, data=frozen), **compile_kwargs)
 
     def _compiled_for(self, data: dict[str, Any]):
         if self.mutable is None or set(data) <= self.mutable:
             return self.compiled
         if self._all_mutable is None:   # new values for frozen data: compile the mutable model once
-            self._all_mutable = nutpie.compile_pymc_model(self.model)
+            self._all_mutable = nutpie.compile_pymc_model(self.model, **self._compile_kwargs)
         return self._all_mutable
 
     def sample(

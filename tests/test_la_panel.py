@@ -319,9 +319,10 @@ def _experiment(cells: pd.DataFrame, likelihood: str, effects: str = "unit") -> 
                          Reading("re-referrals", "pp", 1.0, 2.0))
 
 
-def _fit(cells: pd.DataFrame, likelihood: str, prior: NamedPrior, seed: int, effects: str = "unit"):
+def _fit(cells: pd.DataFrame, likelihood: str, prior: NamedPrior, seed: int, effects: str = "unit",
+         settings: SamplerSettings = SamplerSettings(draws=400, tune=400, chains=2)):
     exp = _experiment(cells, likelihood, effects)
-    fits = exp.fit([prior], SamplerSettings(draws=400, tune=400, chains=2), seed=seed)
+    fits = exp.fit([prior], settings, seed=seed)
     return exp, fits
 
 
@@ -372,8 +373,7 @@ def test_student_did_recovers_a_known_effect_on_a_rate():
     prior = effect_priors(get_likelihood("normal"), 15.0, direction=-1, outcome_sd=float(cells["y"].std()))["neutral"]
     # the analysis defaults' 4 x 1000 draws: at 2 x 400 the Student-t fit of this small panel fails its
     # diagnostics (bulk ESS ~330 after the automatic re-fits), and its interval cannot be trusted
-    exp = _experiment(cells, "student", "unit")
-    fits = exp.fit([prior], SamplerSettings(draws=1000, tune=1000, chains=4), seed=2)
+    exp, fits = _fit(cells, "student", prior, seed=2, settings=SamplerSettings(draws=1000, tune=1000, chains=4))
     att = fits.fits["neutral"].posterior["att"].values.ravel()
     lo, hi = np.quantile(att, [0.025, 0.975])
     assert fits.fits["neutral"].diagnostics.ok, fits.fits["neutral"].diagnostics.problems

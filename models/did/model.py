@@ -500,7 +500,7 @@ def factorisation(design: DidDesign) -> dict:
     from scipy.special import gammaln
 
     const = float(np.sum(gammaln(n + 1) - gammaln(y + 1) - gammaln(n - y + 1)))
-    return {"group_of": g_of, "stratum_of": s_of, "first": first, "strata": strata, "n_grid": grid,
+    return {"first": first, "strata": strata, "n_grid": grid,
             "y_group": np.bincount(g_of, weights=y, minlength=len(groups)),
             "y_stratum": np.bincount(s_of, weights=y, minlength=len(strata)), "log_binom": const}
 
