@@ -19,7 +19,8 @@ families, i.e. a negative competence slope on the report's 1-5 scale); the same 
     uv run python -m analyses.engagement                      # embedded SYNTHETIC data
     uv run python -m analyses.engagement --data answers.csv   # your item-level answers
     uv run python -m analyses.engagement --prior neutral --draws 500 --chains 2
-    # thousands of families: longer steps and a short warm-up suffice (benchmarks/irt.py, README)
+    # thousands of families: longer steps and a short warm-up sufficed with the earlier pooled priors;
+    # with the default priors this did not converge at 5,000 (benchmarks/README.md): lengthen --tune
     uv run python -m analyses.engagement --data answers.csv --target-accept 0.8 --tune 150 --draws 950
 
 The input format (one row per family; ``family,site,arm,worker,competence`` and one column
@@ -44,6 +45,7 @@ from data.instruments import (default_instrument, instruments_present, load_inst
 from data.synthetic_engagement import (DEFAULT_DATA_SEED, REPORTED_ALPHA, SYNTHETIC_LABEL, TABLE5, TABLE6,
                                        simulate_engagement)
 from figures import irt as fig
+from models import irt_fit, irt_loo
 from models import psychometric_irt as irt
 from models.diagnostics import check_sampling
 from models.priors import PRIOR_NAMES, select_priors
@@ -131,6 +133,10 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"seed of the embedded synthetic data set (default {DEFAULT_DATA_SEED})")
     p.add_argument("--no-loo", action="store_true",
                    help="skip the unidimensional Yatchmenoff fit and the LOO comparison (faster)")
+    p.add_argument("--loo-draws", type=int, default=1000, metavar="N",
+                   help="posterior draws (at random) for leave-one-respondent-out (default 1000)")
+    p.add_argument("--no-dif", action="store_true",
+                   help="skip the differential item functioning check (a fit with item x arm shifts per instrument)")
     p.add_argument("--prior-predictive", action="store_true",
                    help="also run a prior predictive check of the answer distributions")
     return p
@@ -209,6 +215,30 @@ def _site_sd_sensitivity(sampler, data: irt.GRMData, prior, args, draws_factor: 
     return rows
 
 
+def _dif_check(data: irt.GRMData, prior, args, diags: dict, main_fit, key: str, draws_factor: int) -> pd.DataFrame:
+    """Differential item functioning between arms as a check: the model re-fitted with
+    shrunken item x arm shifts (``build_grm(dif=True)``, reference prior), each item's shift
+    in latent SDs, and the arm effect with and without the shifts."""
+    log(f"{key}: differential item functioning check (item x arm shifts) ...", quiet=args.quiet)
+    model = irt.build_grm(data, effect_prior=prior, priors=irt.GRMPriors(site_sd=args.site_sd_prior), dif=True)
+    idata = CompiledSampler(model).sample(draws=args.draws * draws_factor, tune=args.tune, chains=args.chains,
+                                          seed=args.seed + 200, target_accept=args.target_accept)
+    d = check_sampling(idata, irt.diagnostic_vars(idata))
+    diags[f"{key} / DIF check ({prior.name})"] = d
+    log(f"{key} / DIF check: " + d.banner(), quiet=args.quiet and d.ok)
+    table = irt.dif_table(idata, data)
+    with_dif = irt.posterior_arrays(idata)["sofs_effect"]
+    without = irt.posterior_arrays(main_fit)["sofs_effect"]
+    by_dim = {data.dimension[k]: (float(without[:, k].mean()), float(with_dif[:, k].mean()))
+              for k in range(data.n_dim)}
+    table["arm_effect_latent_mean"] = [by_dim[dm][0] for dm in table["dimension"]]
+    table["arm_effect_latent_mean_with_dif"] = [by_dim[dm][1] for dm in table["dimension"]]
+    table["dif_sd_mean"] = float(idata["posterior"]["dif_sd"].mean())
+    table["prior"] = prior.name
+    table["diagnostics_ok"] = d.ok
+    return table
+
+
 def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     try:
         chosen = select_priors(irt.engagement_priors(), args.prior, args.prior_override)
@@ -237,8 +267,8 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
 
     fits, models, diags, tables = {}, {}, {}, {k: [] for k in ("effects", "reliability", "items", "persons",
                                                                 "ppc", "correlations", "prior_predictive",
-                                                                "site_sd_sensitivity")}
-    extras: dict = {"loo": {}, "agreement": {}, "curves": {}}
+                                                                "site_sd_sensitivity", "dif", "item_fit")}
+    extras: dict = {"loo": {}, "agreement": {}, "curves": {}, "global_fit": {}}
     ref_prior = [p for p in chosen if p.name == ref]
     for key, inst, data, role in specs:
         # The unidimensional model serves the LOO comparison (and a sensitivity row): reference prior only.
@@ -258,11 +288,16 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
             log(f"{key}: arm effect over site-SD prior means {list(args.site_sd_sensitivity)} ...", quiet=args.quiet)
             tables["site_sd_sensitivity"].append(pd.DataFrame(_site_sd_sensitivity(
                 sampler, data, ref_prior[0], args, DRAWS_FACTOR.get(role, 1), rope, mid)).assign(model=role))
+        if role != "overall" and _has_arm(data) and not args.no_dif:
+            tables["dif"].append(_dif_check(data, ref_prior[0] if ref_prior else chosen[0], args, diags,
+                                            fits[key][ref_key], key, DRAWS_FACTOR.get(role, 1)).assign(model=role))
         idata = fits[key][ref_key]
         tables["reliability"].append(irt.reliability_table(idata, data, seed=args.seed).assign(model=role))
         tables["items"].append(irt.item_parameter_table(idata, data).assign(model=role))
         tables["persons"].append(irt.person_scores(idata, data, seed=args.seed).assign(model=role))
         tables["ppc"].append(irt.ppc_item_distributions(idata, data, seed=args.seed).assign(model=role))
+        tables["item_fit"].append(irt_fit.item_fit(idata, data, seed=args.seed).assign(model=role))
+        extras["global_fit"][key] = irt_fit.global_fit(idata, data, seed=args.seed)
         tables["correlations"].append(irt.trait_correlations(idata, data).assign(model=role))
         if args.prior_predictive:
             tables["prior_predictive"].append(
@@ -275,10 +310,11 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     for inst in present:
         multi, uni = f"{inst.name}_subscales", f"{inst.name}_overall"
         if multi in fits and uni in fits:
-            for k in (multi, uni):
-                irt.add_log_likelihood(_ref_fit(fits[k], ref), data_by_key[k])
-            extras["loo"][inst.name] = irt.compare_loo({"multidimensional (subscales)": _ref_fit(fits[multi], ref),
-                                                        "unidimensional (overall)": _ref_fit(fits[uni], ref)})
+            log(f"{inst.name}: leave-one-respondent-out (traits integrated out by quadrature) ...", quiet=args.quiet)
+            trees = {label: irt_loo.respondent_log_likelihood(_ref_fit(fits[k], ref), data_by_key[k],
+                                                              max_draws=args.loo_draws, seed=args.seed)
+                     for label, k in (("multidimensional (subscales)", multi), ("unidimensional (overall)", uni))}
+            extras["loo"][inst.name], _ = irt_loo.loo_by_respondent(trees)
 
     effects = (pd.concat(tables["effects"], ignore_index=True) if tables["effects"]
                else pd.DataFrame(columns=["instrument", "dimension", "label", "prior", "quantity", "model"]))
@@ -309,6 +345,10 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
         "reliability": pd.concat(tables["reliability"], ignore_index=True).to_dict(orient="records"),
         "reported_alpha": REPORTED_ALPHA,
         "loo": {k: v.to_dict(orient="records") for k, v in extras["loo"].items()},
+        "dif": (pd.concat(tables["dif"], ignore_index=True).to_dict(orient="records") if tables["dif"] else []),
+        "item_fit": pd.concat(tables["item_fit"], ignore_index=True).to_dict(orient="records"),
+        "global_fit": {k: {kk: vv for kk, vv in g.to_dict().items() if kk != "pairs"}
+                       for k, g in extras["global_fit"].items()},
         "agreement": {k: {q: irt.summarise_draws(v, prob=0.95) for q, v in a.items()}
                       for k, a in extras["agreement"].items()},
         "ppc_share_inside90": {k: float(t["inside90"].mean()) for k, t in
@@ -436,13 +476,16 @@ def _write(args, record, tables, extras, effects, fits, specs, ref, synthetic) -
         out.write_json("statements.json", record)
         out.write_table("effects", effects)
         out.write_table("statements", pd.DataFrame(record["statements"]))
-        for name in ("reliability", "items", "persons", "ppc", "correlations", "prior_predictive"):
+        for name in ("reliability", "items", "persons", "ppc", "correlations", "prior_predictive", "dif", "item_fit"):
             if tables[name]:
                 out.write_table({"items": "item_parameters", "persons": "person_scores", "ppc": "ppc_items",
                                  "correlations": "trait_correlations"}.get(name, name),
                                 pd.concat(tables[name], ignore_index=True))
         for inst, table in extras["loo"].items():
             out.write_table(f"loo_{inst}", table)
+        if extras["global_fit"]:
+            out.write_table("local_dependence", pd.concat([g.pairs.assign(model=k) for k, g in extras["global_fit"].items()],
+                                                          ignore_index=True))
         diag_rows = [pd.DataFrame(d["variables"]).assign(fit=k) for k, d in record["diagnostics"].items()]
         out.write_table("diagnostics", pd.concat(diag_rows, ignore_index=True))
         for key, _, data, role in specs:
@@ -507,6 +550,43 @@ def _markdown(record: dict) -> str:
     for r in record["reliability"]:
         lines.append(f"- {r['instrument']} {r['label']}: {r['reliability_mean']:.2f} "
                      f"({r['reliability_low90']:.2f} to {r['reliability_high90']:.2f}); alpha {r['cronbach_alpha']:.3f}")
+    if record["loo"]:
+        lines += ["", "## Model comparison: leave one respondent out (traits integrated out)", "",
+                  "PSIS-LOO over respondents, each respondent's traits integrated out of the likelihood by "
+                  "adaptive Gauss-Hermite quadrature (models.irt_loo); Pareto k > 0.7 marks an unreliable "
+                  "respondent-level estimate.", ""]
+        for inst, rows in record["loo"].items():
+            for r in rows:
+                lines.append(f"- {inst}, {r['model']}: elpd {r['elpd']:.1f} (SE {r['se']:.1f}), difference from the "
+                             f"best {r['elpd_diff']:.1f} (SE {r['dse']:.1f}); Pareto k > 0.7: "
+                             f"{r['n_pareto_k_high']} (max {r['max_pareto_k']:.2f})")
+            if any(r["n_pareto_k_high"] for r in rows):
+                lines.append(f"- {inst}: some respondents' PSIS estimates are unreliable (k > 0.7), so the elpd "
+                             "difference is indicative only; K-fold cross-validation by respondent (re-fitting "
+                             "without each fold) would settle it and is not run")
+    lines += ["", "## Model checks (posterior predictive p-values; PPP < 0.05 flagged, a screen)", ""]
+    for key, g in record["global_fit"].items():
+        lines.append(f"- {key}: global moment discrepancy ({g['moments']} moments) PPP {g['ppp']:.2f}; "
+                     f"item pairs flagged for local dependence: {g['n_pairs_flagged']}")
+    for r in record["item_fit"]:
+        if r["flagged"]:
+            lines.append(f"- {r['model']} {r['instrument']} {r['item']}: {r['statistic']} PPP {r['ppp']:.3f} (flagged)")
+    if not any(r["flagged"] for r in record["item_fit"]):
+        lines.append(f"- no item flagged by the grouped chi-square or the outfit ({len(record['item_fit'])} checks)")
+    if record["dif"]:
+        lines += ["", "## Differential item functioning between arms (check)", "",
+                  "Each item's shift for SofS families relative to the other items of its dimension, in latent SDs "
+                  "(shrunken item x arm terms, Student-t(4) scaled by HalfNormal(0.3); flagged when the 95% interval "
+                  "excludes 0), and the arm effect on the trait with and without the shifts.", ""]
+        for r in record["dif"]:
+            lines.append(f"- {r['instrument']} {r['item']} ({r['dimension']}): {r['dif_mean']:+.2f} "
+                         f"[{r['dif_eti95_low']:+.2f}, {r['dif_eti95_high']:+.2f}]" + ("  **flagged**" if r["flagged"] else ""))
+        seen = set()
+        for r in record["dif"]:
+            if (r["instrument"], r["dimension"]) not in seen:
+                seen.add((r["instrument"], r["dimension"]))
+                lines.append(f"- arm effect, {r['instrument']} {r['dimension']}: {r['arm_effect_latent_mean']:+.2f} latent SD "
+                             f"without DIF terms, {r['arm_effect_latent_mean_with_dif']:+.2f} with them")
     lines += ["", "## Diagnostics", ""]
     for k, d in record["diagnostics"].items():
         lines.append(f"- {k}: {'passed' if d['ok'] else 'FAILED: ' + '; '.join(d['problems'])}")
@@ -526,8 +606,17 @@ def _print_headline(record: dict, statements: list[dict], args) -> None:
             print(f"  - {s['statement']}\n      report: {s['report']}")
     for inst, rows in record["loo"].items():
         best = rows[0]
-        print(f"  LOO ({inst}): best = {best['model']}; " + "; ".join(
-            f"{r['model']}: elpd_diff {r['elpd_diff']:.1f} (se {r['dse']:.1f})" for r in rows[1:]))
+        print(f"  LOO by respondent ({inst}, traits integrated out): best = {best['model']}; " + "; ".join(
+            f"{r['model']}: elpd_diff {r['elpd_diff']:.1f} (se {r['dse']:.1f})" for r in rows[1:])
+            + "; Pareto k > 0.7: " + ", ".join(f"{r['model']} {r['n_pareto_k_high']}" for r in rows))
+    misfit = [f"{r['item']} ({r['statistic']})" for r in record["item_fit"] if r["flagged"]]
+    print(f"  item fit: {len(misfit)} of {len(record['item_fit'])} item checks flagged"
+          + (f" ({', '.join(misfit)})" if misfit else "") + "; global fit PPP "
+          + ", ".join(f"{k} {g['ppp']:.2f}" for k, g in record["global_fit"].items()))
+    if record["dif"]:
+        flagged = [f"{r['instrument']} {r['item']}" for r in record["dif"] if r["flagged"]]
+        print(f"  DIF check (item x arm): {len(flagged)} of {len(record['dif'])} items flagged"
+              + (f" ({', '.join(flagged)})" if flagged else ""))
     print(f"  diagnostics: {'all passed' if record['diagnostics_ok'] else 'FAILED (see above)'}; outputs: {args.out}")
 
 

@@ -212,6 +212,12 @@ def cli_run() -> dict:
         "divergences": sum(d["divergences"] for d in diag.values()),
         "diagnostics_ok": record["diagnostics_ok"],
         "failed_fits": [k for k, d in diag.items() if not d["ok"]],
+        "loo_by_respondent": {inst: [{k: r[k] for k in ("model", "elpd", "elpd_diff", "dse", "n_pareto_k_high",
+                                                         "max_pareto_k")} for r in rows]
+                              for inst, rows in record["loo"].items()},
+        "global_fit_ppp": {k: g["ppp"] for k, g in record["global_fit"].items()},
+        "item_checks_flagged": [f"{r['model']} {r['item']} {r['statistic']}" for r in record["item_fit"] if r["flagged"]],
+        "dif_items_flagged": [f"{r['instrument']} {r['item']}" for r in record["dif"] if r["flagged"]],
     }
 
 

@@ -288,3 +288,61 @@ def _numba_funcify_grm_loglik(op, node=None, **kwargs):
         return np.asarray(total), d_theta, d_a, d_pad
 
     return grm_loglik_numba
+
+
+@numba.njit(**_NUMBA)
+def _node_terms(theta_nodes, a_j, lower, gap, exp_gap, log_expm1_gap, out):
+    """Add log P(answer | theta) at every node to ``out`` (a vectorised loop over nodes)."""
+    for q in range(theta_nodes.shape[0]):
+        ut = a_j * theta_nodes[q] - lower
+        v = gap - ut
+        us = max(ut, v)
+        e = exp_neg(us)
+        e2 = e * exp_gap
+        out[q] += (-us + log_expm1_gap - log1p_unit(e)
+                   - max(gap - us, 0.0) - log1p_unit(min(e2, 1.0 / max(e2, 1e-300))))
+
+
+@numba.njit(parallel=True, **_NUMBA)
+def grm_marginal_loglik(theta_nodes, log_w, a, pad, person, dimension, cell, mean, chol_inv, log_det):
+    r"""Each person's marginal log-likelihood per draw, the traits integrated out by quadrature.
+
+    :math:`\log \sum_q \exp\{\log w_{iq} + \sum_j \log P(y_{ij} \mid \theta_{iq})
+    + \log N(\theta_{iq}; \mu_i, R)\}` for every draw: ``theta_nodes`` (person, dimension,
+    node) and ``log_w`` (person, node) the quadrature (:mod:`models.irt_loo`); per draw ``a``
+    (draw, item), ``pad`` (draw, item, K+1) padded slope-intercept cutpoints (as
+    :func:`grm_loglik_grad`), ``mean`` (draw, person, dimension) the latent-regression means,
+    ``chol_inv`` (draw, dimension, dimension) the inverse Cholesky factor of :math:`R` and
+    ``log_det`` (draw,) :math:`\log|L|`; per answer its ``person``, ``dimension`` and
+    ``cell`` = item * K + answer. Returns (draw, person).
+    """
+    n_draw, n_item, width = pad.shape
+    n_cat = width - 1
+    n_person, n_dim, n_node = theta_nodes.shape
+    out = np.empty((n_draw, n_person))
+    half_log_2pi = 0.5 * math.log(2.0 * math.pi)
+    for s in numba.prange(n_draw):         # draws in parallel, each with its own work arrays
+        ll = log_w.copy()
+        u = np.empty(n_node)
+        diff = np.empty((n_dim, n_node))
+        for n in range(cell.shape[0]):
+            c = cell[n]
+            j = c // n_cat
+            k = c - j * n_cat
+            lo = pad[s, j, k]
+            g = pad[s, j, k + 1] - lo
+            _node_terms(theta_nodes[person[n], dimension[n]], a[s, j], lo, g, math.exp(g),
+                        g + math.log1p(-math.exp(-g)), ll[person[n]])
+        for i in range(n_person):
+            for d in range(n_dim):
+                diff[d] = theta_nodes[i, d] - mean[s, i, d]
+            row = ll[i]
+            for d in range(n_dim):
+                u[:] = 0.0
+                for e in range(d + 1):
+                    u += chol_inv[s, d, e] * diff[e]
+                row -= 0.5 * u * u
+            row -= log_det[s] + n_dim * half_log_2pi
+            top = row.max()
+            out[s, i] = top + math.log(np.exp(row - top).sum())
+    return out

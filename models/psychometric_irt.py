@@ -99,8 +99,10 @@ site-to-site differences: the arm effect is judged against between-site variatio
 two sites per arm its posterior stays wide.
 
 Assumptions: local independence given :math:`\theta`; simple structure (each item loads on
-one dimension); the same item parameters in both arms (no differential item functioning);
-missing answers missing at random.
+one dimension); the same item parameters in both arms (no differential item functioning;
+checked by ``build_grm(dif=True)``, and local independence and item fit by the posterior
+predictive checks of :mod:`models.irt_fit`); missing answers missing at random. Models are
+compared by leaving one respondent out, traits integrated out (:mod:`models.irt_loo`).
 
 Everything after fitting (category probabilities, item and test information, expected
 scores, marginal reliability, score-scale effects, predictive checks) is a NumPy function
@@ -411,6 +413,7 @@ class GRMPriors:
     slope_sd_per_sd: float = 1.0           # gamma_d ~ N(0, (this / sd(competence))^2)
     site_sd: float = 0.3                   # site SD ~ Gamma(2, 2 / this): mean this (pm.Data 'site_sd_prior_mean')
     worker_sd: float = 0.5                 # worker SD before scaling ~ Gamma(2, 2 / this): mean this
+    dif_sd: float = 0.3                    # build_grm(dif=True): SD of the item x arm shifts ~ HalfNormal(this)
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLING_MODES:
@@ -639,6 +642,8 @@ def _latent_regression(data: GRMData, priors: GRMPriors, chol, eff_mu: float, ef
         # No site column: the arm effect is judged against the families' own variation only.
         beta = pm.Normal("sofs_effect", eff_mu, eff_sd, dims="dimension")
         mean = mean + (des.sofs - des.sofs.mean())[:, None] * beta[None, :]
+    mean = pt.as_tensor(mean)
+    mean.name = "theta_mean"       # the latent-regression mean (models.irt_loo reconstructs it from the draws)
     return pm.Deterministic("theta", mean + resid, dims=("person", "dimension"))
 
 
@@ -649,8 +654,9 @@ def build_grm(
     effect_prior: Any | None = None,
     regression: bool | None = None,
     centring: str = "auto",
+    dif: bool = False,
 ) -> pm.Model:
-    """The graded response model of ``data`` as a ``pm.Model`` (see module docstring).
+    r"""The graded response model of ``data`` as a ``pm.Model`` (see module docstring).
 
     Parameters
     ----------
@@ -672,6 +678,19 @@ def build_grm(
         geometry the sampler sees differs (at 5,000 families the non-centred form left the
         site SD with a bulk ESS of 10 in 600 draws; at 60 the centred one had 3-49
         divergences in 8,000 draws).
+    dif
+        Differential item functioning between the arms, as a check (needs an arm column):
+        :math:`\operatorname{logit} P(y_{ij} \ge k) = a_j(\theta_{i,d(j)} + \delta_j \tilde s_i)
+        - c_{jk}`, with :math:`\tilde s_i` the centred SofS indicator and item shifts
+        :math:`\delta_j` (latent SDs, SofS minus contrast) shrunken towards zero,
+        :math:`\delta = \sigma_\delta (z - \bar z_{d(j)})`, :math:`z_j \sim t_4(0, 1)` (heavy tails:
+        DIF is usually in a few items),
+        :math:`\sigma_\delta \sim \text{HalfNormal}(` ``priors.dif_sd`` :math:`)`. The shifts sum to
+        zero within each dimension, so a shift common to all of a dimension's items stays the
+        arm effect on the trait: :math:`\delta_j` is item *j*'s arm difference relative to
+        its dimension's other items (what DIF can mean without anchor items). Variables
+        ``dif`` (item) and ``dif_sd``. The NumPy functions of this module (predictive
+        checks, scores, LOO) assume no DIF: read only ``dif`` and the arm effect from such a fit.
 
     Variables: ``discrimination`` (item), ``threshold`` (item, cut), ``theta`` (person,
     dimension), ``trait_corr`` (dimension, dimension_bis) when there are several dimensions,
@@ -753,9 +772,52 @@ def build_grm(
         # (models.grm_kernel): at 5,000 x 20, 1.0 ms against 2.6 ms for the same expression as a graph.
         pad = padded_cutpoints(cut, pt)
         theta_index = (data.person_idx * D + data.item_dimension[data.item_idx]).astype(np.int32)
-        pm.CustomDist("y", theta, a, pad, theta_index, data.item_idx.astype(np.int32), logp=_grm_logp,
+        item_code = data.item_idx.astype(np.int32)
+        a_lik = a
+        if dif:
+            # Each (arm, item) is its own row of cutpoints, shifted by a_j delta_j s_i: the same
+            # compiled likelihood, with 2J rows instead of J.
+            pad, a_lik, item_code = _dif_rows(data, a, pad, priors)
+        pm.CustomDist("y", theta, a_lik, pad, theta_index, item_code, logp=_grm_logp,
                       signature="(p,d),(j),(j,c),(n),(n)->(n)", observed=data.response, dims="obs")
     return model
+
+
+#: Degrees of freedom of the DIF shifts' Student-t: DIF is usually in a few items, so the prior
+#: lets one item shift a lot while shrinking the others (a normal prior shrinks all alike).
+DIF_NU = 4.0
+
+
+def _dif_rows(data: GRMData, a, pad, priors: GRMPriors):
+    """Cutpoint rows per (arm, item) for :func:`build_grm`'s ``dif`` (see its docstring)."""
+    des = data.design
+    if des is None or des.sofs is None or len(np.unique(des.sofs)) < 2:
+        raise ValueError("dif=True needs an arm column with families in both arms")
+    J = data.n_item
+    centre = np.zeros((J, J))       # z - (mean of z over the items of the same dimension)
+    for d in range(data.n_dim):
+        idx = np.flatnonzero(data.item_dimension == d)
+        centre[np.ix_(idx, idx)] = np.eye(len(idx)) - 1.0 / len(idx)
+    sd = pm.HalfNormal("dif_sd", priors.dif_sd)
+    z = pm.StudentT("z_dif", nu=DIF_NU, mu=0.0, sigma=1.0, dims="item")
+    delta = pm.Deterministic("dif", sd * pt.dot(centre, z), dims="item")
+    arm = (des.sofs > 0.5).astype(np.int32)
+    level = np.array([0.0, 1.0]) - des.sofs.mean()                       # centred indicator by arm
+    shifted = pad[None, :, :] - (level[:, None, None] * (a * delta)[None, :, None])
+    rows = shifted.reshape((2 * J, pad.shape[-1]))
+    return rows, pt.concatenate([a, a]), (arm[data.person_idx] * J + data.item_idx).astype(np.int32)
+
+
+def dif_table(idata: xr.DataTree, data: GRMData, *, threshold: float = 0.25) -> pd.DataFrame:
+    r"""Per item, the posterior of its arm shift :math:`\delta_j` (latent SDs; ``build_grm(dif=True)``):
+    mean, 95% interval, P(|delta| > ``threshold``), and ``flagged`` when the 95% interval excludes 0."""
+    d = _stack(idata, "dif")
+    lo, hi = np.quantile(d, [0.025, 0.975], axis=0)
+    return pd.DataFrame({"instrument": data.instrument, "item": list(data.item),
+                         "dimension": [data.dimension[k] for k in data.item_dimension],
+                         "dif_mean": d.mean(0), "dif_eti95_low": lo, "dif_eti95_high": hi,
+                         "p_abs_gt_threshold": (np.abs(d) > threshold).mean(0), "threshold": threshold,
+                         "flagged": (lo > 0) | (hi < 0)})
 
 
 # --------------------------------------------------------------------------------------------
@@ -1099,38 +1161,6 @@ def pointwise_log_likelihood(theta: np.ndarray, a: np.ndarray, b: np.ndarray, da
     return log_category_probability(eta - lower, gap, exp_gap, log_expm1_gap)
 
 
-def add_log_likelihood(idata: xr.DataTree, data: GRMData) -> xr.DataTree:
-    """Add the pointwise log-likelihood (one term per answer, group ``log_likelihood``, var ``y``).
-
-    Computed in NumPy from the posterior draws (no second compilation of the model); the
-    test suite checks it against PyMC's own ``logp`` of ``y``.
-    """
-    post = idata["posterior"]
-    theta = post["theta"].transpose("chain", "draw", "person", "dimension").values
-    a = post["discrimination"].transpose("chain", "draw", "item").values
-    b = post["threshold"].transpose("chain", "draw", "item", "cut").values
-    ll = pointwise_log_likelihood(theta, a, b, data)
-    ds = xr.Dataset({"y": (("chain", "draw", "obs"), ll)},
-                    coords={"chain": post["chain"].values, "draw": post["draw"].values,
-                            "obs": np.arange(ll.shape[-1])})
-    idata["log_likelihood"] = xr.DataTree(ds)
-    return idata
-
-
-def compare_loo(fits: dict[str, xr.DataTree]) -> pd.DataFrame:
-    """PSIS-LOO comparison (``az.compare``) of fits that carry a ``log_likelihood`` group.
-
-    The unit left out is one answer (person x item), conditional on the person's trait.
-    """
-    import arviz as az
-
-    table = az.compare(fits, round_to="none")
-    table = table.reset_index().rename(columns={"index": "model"})
-    if "model" not in table.columns:
-        table = table.rename(columns={table.columns[0]: "model"})
-    return table
-
-
 def marginal_log_likelihood(wide: np.ndarray, a: np.ndarray, b: np.ndarray, *, n_nodes: int = 41) -> float:
     """Marginal log-likelihood of a unidimensional GRM with theta ~ N(0, 1) (Gauss-Hermite).
 
@@ -1161,7 +1191,7 @@ ENGAGEMENT_TARGET_SD = 0.5
 
 #: Main variables checked by the diagnostics of a latent-regression fit.
 DIAGNOSTIC_VARS = ["discrimination", "threshold", "theta", "sofs_effect", "competence_slope",
-                   "sd_site", "sd_worker", "trait_corr"]
+                   "sd_site", "sd_worker", "trait_corr", "dif", "dif_sd"]
 
 
 def engagement_priors(trait: str = "engagement") -> dict[str, Any]:

@@ -75,7 +75,8 @@ def test_default_data_is_labelled_synthetic():
 
 def test_end_to_end_on_a_user_csv(tmp_path, answers):
     """Tiny chains (diagnostics are expected to fail and are not asserted), all three fits,
-    LOO, statements beside the report's, figures and provenance."""
+    LOO by respondent, item and global fit, the DIF check, statements beside the report's,
+    figures and provenance."""
     code, out = _run(tmp_path, answers, "--draws", "100", "--tune", "150", "--chains", "2", "--prior", "neutral",
                      "--seed", "3", "--target-accept", "0.85", "--site-sd-sensitivity", "0.1,1")
     assert code == 0
@@ -84,7 +85,8 @@ def test_end_to_end_on_a_user_csv(tmp_path, answers):
     assert rec["provenance"]["data_hash"].startswith("sha256:") and rec["provenance"]["seed"] == 3
     assert rec["provenance"]["target_accept"] == 0.85
     assert set(rec["diagnostics"]) == {"yatchmenoff_subscales / neutral", "yatchmenoff_overall / neutral",
-                                       "wai_raters / neutral"}
+                                       "wai_raters / neutral", "yatchmenoff_subscales / DIF check (neutral)",
+                                       "wai_raters / DIF check (neutral)"}
     texts = [s["statement"] for s in rec["statements"] if s["quantity"] != "sofs over site-SD priors"]
     assert sum("families in SofS sites are more engaged" in t for t in texts) == 5        # 4 subscales + overall
     assert sum("families of more competent social workers are more engaged" in t for t in texts) == 5
@@ -96,6 +98,16 @@ def test_end_to_end_on_a_user_csv(tmp_path, answers):
     assert rec["latent_regression"]["yatchmenoff_subscales"] == ["arm", "competence", "site", "worker"]
     assert any("Table 6: -0.468" in s["report"] for s in rec["statements"])
     assert rec["loo"]["yatchmenoff"][0]["model"] in ("multidimensional (subscales)", "unidimensional (overall)")
+    assert {r["unit"] for r in rec["loo"]["yatchmenoff"]} == {"respondent (traits integrated out)"}
+    assert all(r["n_pareto_k_high"] >= 0 and 0 < r["max_pareto_k"] < 5 for r in rec["loo"]["yatchmenoff"])
+    # Model checks: item fit per item and statistic, global fit per model, DIF per item of the arm models.
+    item_fit = pd.read_csv(out / "item_fit.csv")
+    assert set(item_fit["statistic"]) == {"grouped_chi2", "outfit"} and item_fit["ppp"].between(0, 1).all()
+    assert set(rec["global_fit"]) == {"yatchmenoff_subscales", "yatchmenoff_overall", "wai_raters"}
+    assert set(pd.read_csv(out / "local_dependence.csv")["model"]) == set(rec["global_fit"])
+    dif = pd.read_csv(out / "dif.csv")
+    assert set(dif["model"]) == {"subscales", "raters"} and len(dif) == 18 + 24
+    assert {"yatchmenoff_subscales / DIF check (neutral)", "wai_raters / DIF check (neutral)"} <= set(rec["diagnostics"])
     assert {"latent_corr", "score_difference"} <= set(rec["agreement"]["wai_raters"])
     effects = pd.read_csv(out / "effects.csv")
     assert {"p_better", "eti95_low", "eti95_high", "prior", "quantity"} <= set(effects.columns)
@@ -103,7 +115,7 @@ def test_end_to_end_on_a_user_csv(tmp_path, answers):
                  "yatchmenoff_subscales_ppc.png", "wai_raters_icc.png", "wai_raters_ppc.png",
                  "yatchmenoff_sofs_effect.png", "yatchmenoff_competence_slope.png", "wai_sofs_effect.png",
                  "yatchmenoff_person_scores.png", "reliability.csv", "person_scores.csv", "ppc_items.csv",
-                 "item_parameters.csv", "loo_yatchmenoff.csv", "posterior_yatchmenoff_subscales.nc", "report.md"):
+                 "item_parameters.csv", "loo_yatchmenoff.csv", "item_fit.csv", "dif.csv", "local_dependence.csv", "posterior_yatchmenoff_subscales.nc", "report.md"):
         assert (out / name).exists(), name
 
 

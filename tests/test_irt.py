@@ -16,6 +16,7 @@ from data.errors import DataError
 from data.instruments import default_instrument, parse_instrument, validate_responses
 from data.synthetic_engagement import (DEFAULT_DATA_SEED, DEFAULT_SITES, TABLE5, TABLE6, SiteSpec,
                                        published_summaries, simulate_engagement, yatchmenoff_truth)
+from models import irt_loo
 from models import psychometric_irt as irt
 from models.diagnostics import check_sampling
 from models.sampling import sample_model
@@ -169,7 +170,7 @@ def test_numpy_log_likelihood_matches_the_model_density():
     probs = irt.category_probabilities(theta[data.person_idx, data.item_dimension[data.item_idx]],
                                        a[data.item_idx], b[data.item_idx])
     np.testing.assert_allclose(ours, np.log(probs[np.arange(len(ours)), data.response]), rtol=1e-8)
-    # ... and with draws in front (as add_log_likelihood calls it), each draw on its own.
+    # ... and with draws in front (as the draws of a posterior are), each draw on its own.
     stacked = irt.pointwise_log_likelihood(np.stack([theta, -theta]), np.stack([a, a]), np.stack([b, b - 0.5]), data)
     np.testing.assert_allclose(stacked[0], ours, rtol=1e-12)
     np.testing.assert_allclose(stacked[1], irt.pointwise_log_likelihood(-theta, a, b - 0.5, data), rtol=1e-12)
@@ -390,9 +391,10 @@ def test_latent_regression_recovers_known_coefficients(form):
     assert ppc["inside90"].mean() > 0.85
     rel = irt.reliability_table(idata, data, max_draws=200)
     assert (rel["reliability_mean"] > 0.7).all() and (rel["reliability_mean"] < 1).all()
-    irt.add_log_likelihood(idata, data)
-    loo = irt.compare_loo({"a": idata, "b": idata})
-    assert {"elpd_diff", "dse"} <= set(loo.columns) and np.allclose(loo["elpd_diff"], 0)
+    tree = irt_loo.respondent_log_likelihood(idata, data, max_draws=300)
+    loo, _ = irt_loo.loo_by_respondent({"a": tree, "b": tree})
+    assert {"elpd_diff", "dse", "n_pareto_k_high"} <= set(loo.columns) and np.allclose(loo["elpd_diff"], 0)
+    assert loo["n_pareto_k_high"].iloc[0] <= 0.05 * data.n_person      # the latent regression is the model's
     eff = irt.score_scale_effects(idata, data, max_draws=500)
     # Positive latent competence slopes = lower (better) Yatchmenoff scores.
     assert np.all(eff["competence"][:, :4].mean(0) < 0) and eff["columns"][-1] == "overall"
