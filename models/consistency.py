@@ -34,7 +34,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scipy import special, stats
+from scipy import stats
+
+from models.numerics import log_binomial_coefficient
 
 #: Slack on interval ends for floating-point comparisons of recomputed numbers.
 EPS = 1e-9
@@ -289,11 +291,6 @@ def nonsignificant_difference_reconstructions(
 # two-by-two tables and Fisher's exact test
 
 
-def _log_choose(n: np.ndarray | float, k: np.ndarray | float) -> np.ndarray:
-    return special.gammaln(np.asarray(n) + 1) - special.gammaln(np.asarray(k) + 1) - special.gammaln(
-        np.asarray(n) - np.asarray(k) + 1)
-
-
 def fisher_p(x1: int, n1: int, x2: int, n2: int, *, alternative: str = "two-sided") -> float:
     """Fisher's exact test of ``x1/n1`` against ``x2/n2`` (same definition as SciPy and SPSS).
 
@@ -305,7 +302,8 @@ def fisher_p(x1: int, n1: int, x2: int, n2: int, *, alternative: str = "two-side
         raise ValueError(f"alternative must be 'two-sided', 'greater' or 'less', got '{alternative}'")
     k = x1 + x2
     support = np.arange(max(0, k - n2), min(k, n1) + 1)
-    logpmf = _log_choose(n1, support) + _log_choose(n2, k - support) - _log_choose(n1 + n2, k)
+    lc = log_binomial_coefficient
+    logpmf = lc(n1, support) + lc(n2, k - support) - lc(n1 + n2, k)
     pmf = np.exp(logpmf)
     if alternative == "greater":
         return float(min(1.0, pmf[support >= x1].sum()))

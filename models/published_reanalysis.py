@@ -60,6 +60,7 @@ from scipy import optimize, special, stats
 
 from models import consistency as cons
 from models.priors import NamedPrior, spiegelhalter_priors
+from models.numerics import log_binomial_coefficient
 from models.statements import EffectSummary, state, summarise_effect
 
 # --------------------------------------------------------------------------------------
@@ -285,7 +286,7 @@ class TwoArmLikelihood:
         lg, l1g = np.log(g), np.log1p(-g)
 
         def lik(x: np.ndarray, n: np.ndarray) -> np.ndarray:
-            logc = special.gammaln(n + 1) - special.gammaln(x + 1) - special.gammaln(n - x + 1)
+            logc = log_binomial_coefficient(n, x)
             ll = logc[:, None] + x[:, None] * lg[None, :] + (n - x)[:, None] * l1g[None, :]
             return np.exp(ll - ll.max())
 
@@ -683,7 +684,7 @@ def pilot_data(surveys: pd.DataFrame, *, pad_to: int | None = None) -> PilotData
         row = surveys[(surveys["item"] == item) & (surveys["pilot"] == pilot)].iloc[0]
         printed[i, j], n_pr[i, j] = row["percent"], row["n"]
         better[i] = 1 if row["better"] == "higher" else -1
-    logc = special.gammaln(n + 1) - special.gammaln(x + 1) - special.gammaln(n - x + 1)
+    logc = log_binomial_coefficient(n, x)
     return PilotData(items, tables, pilots, x, n, logw, logc, better, printed, n_pr)
 
 

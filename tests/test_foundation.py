@@ -90,3 +90,14 @@ def test_missing_shared_data_skip_locally_and_fail_in_ci(monkeypatch, tmp_path):
     mark = needs_shared(absent, reason="the data")
     assert mark.name == "needs_shared" and "not-there" in mark.kwargs["fail"]
     assert needs_shared(tmp_path).kwargs == {}                # present: runs as usual
+
+
+def test_log_binomial_coefficient_is_exact_for_counts():
+    import math
+
+    from models.numerics import log_binomial_coefficient
+
+    n = np.array([0, 1, 5, 40, 300, 1000])
+    k = np.array([0, 1, 2, 17, 150, 3])
+    exact = np.array([math.log(math.comb(int(a), int(b))) for a, b in zip(n, k)])
+    np.testing.assert_allclose(log_binomial_coefficient(n, k), exact, rtol=1e-12, atol=1e-12)

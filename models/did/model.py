@@ -106,6 +106,7 @@ from pytensor.tensor.math import softplus
 from models.did.design import PERIOD_EFFECTS, DidDesign, constrained_basis, group_basis
 from models.did.likelihoods import Likelihood, binomial_logit
 from models.priors import NamedPrior
+from models.numerics import log_binomial_coefficient
 
 QUADRATURE_NODES = 9
 #: The ``pm.Data`` holding the named priors' hyper-parameters.
@@ -497,9 +498,7 @@ def factorisation(design: DidDesign) -> dict:
     y = np.asarray(d["y"], float)
     grid = np.zeros((len(groups), len(strata)))
     np.add.at(grid, (g_of, s_of), n)
-    from scipy.special import gammaln
-
-    const = float(np.sum(gammaln(n + 1) - gammaln(y + 1) - gammaln(n - y + 1)))
+    const = float(np.sum(log_binomial_coefficient(n, y)))
     return {"first": first, "strata": strata, "n_grid": grid,
             "y_group": np.bincount(g_of, weights=y, minlength=len(groups)),
             "y_stratum": np.bincount(s_of, weights=y, minlength=len(strata)), "log_binom": const}
