@@ -120,7 +120,7 @@ def respondent_log_likelihood(idata: xr.DataTree, data: irt.GRMData, *, max_draw
                               seed: int = 0) -> xr.DataTree:
     r"""The marginal log-likelihood of each respondent's answers per posterior draw
     (module docstring), as a DataTree with ``posterior`` and ``log_likelihood`` groups (var
-    ``respondent``, dims chain, draw, respondent), ready for ``az.loo``/``az.compare``.
+    :data:`VAR`, dims chain, draw and :data:`DIM`), ready for ``az.loo``/``az.compare``.
 
     ``max_draws`` draws are taken at random (one chain of that length is returned); the
     respondents' posterior means and covariances that place the quadrature come from all draws.
