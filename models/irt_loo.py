@@ -97,18 +97,32 @@ def _arrays(idata: xr.DataTree, max_draws: int | None, seed: int) -> dict[str, n
     return post
 
 
-def _quadrature(theta: np.ndarray, n_dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes (person, node, dimension) and log weights (person, node), from the posterior
-    draws of the traits (sample, person, dimension); the weights include :math:`-\\log\\phi(z)`
-    and the Jacobian :math:`|L_i|`."""
+def trait_moments(idata: xr.DataTree) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior mean (person, dimension) and covariance (person, dimension, dimension) of
+    the traits over all draws, accumulated one chain at a time (the stacked draws of 5,000
+    families x 4 traits x 4,000 draws, and their deviations, would hold about 1.3 GB)."""
+    da = idata["posterior"]["theta"].transpose("chain", "draw", "person", "dimension")
+    n, total, cross = 0, 0.0, 0.0
+    for c in range(da.sizes["chain"]):
+        x = np.asarray(da.isel(chain=c).values, dtype=float)      # (draw, P, D)
+        n += x.shape[0]
+        total = total + x.sum(axis=0)
+        cross = cross + np.einsum("spd,spe->pde", x, x)
+    m = total / n
+    cov = (cross - n * m[:, :, None] * m[:, None, :]) / max(n - 1, 1)
+    return m, cov
+
+
+def _quadrature(m: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes (person, node, dimension) and log weights (person, node), from each person's
+    posterior mean ``m`` (P, D) and covariance ``cov`` (P, D, D) of the traits
+    (:func:`trait_moments`); the weights include :math:`-\\log\\phi(z)` and the Jacobian :math:`|L_i|`."""
+    n_dim = m.shape[1]
     n = nodes_per_dimension(n_dim)
     x, w = np.polynomial.hermite_e.hermegauss(n)           # for the weight exp(-x^2 / 2)
     z = np.array(list(product(x, repeat=n_dim)))             # (Q, D)
     log_w = np.log(np.array(list(product(w / w.sum(), repeat=n_dim)))).sum(axis=1)
     log_w = log_w + 0.5 * (z**2).sum(axis=1) + 0.5 * n_dim * np.log(2 * np.pi)   # divide by phi(z)
-    m = theta.mean(axis=0)                                   # (P, D)
-    dev = theta - m
-    cov = np.einsum("spd,spe->pde", dev, dev) / max(theta.shape[0] - 1, 1)
     cov = cov * INFLATE**2 + 1e-9 * np.eye(n_dim)
     L = np.linalg.cholesky(cov)                              # (P, D, D)
     nodes = m[:, None, :] + np.einsum("pde,qe->pqd", L, z)
@@ -125,8 +139,7 @@ def respondent_log_likelihood(idata: xr.DataTree, data: irt.GRMData, *, max_draw
     ``max_draws`` draws are taken at random (one chain of that length is returned); the
     respondents' posterior means and covariances that place the quadrature come from all draws.
     """
-    full = irt._stack(idata, "theta")
-    nodes, log_w = _quadrature(full, data.n_dim)                     # (P, Q, D), (P, Q)
+    nodes, log_w = _quadrature(*trait_moments(idata))                # (P, Q, D), (P, Q)
     post = _arrays(idata, max_draws, seed)
     S = post["theta"].shape[0]
     mean = latent_means(post, data)

@@ -154,3 +154,16 @@ def test_respondent_loo_does_not_favour_more_traits_by_construction():
     t = results[1.0].set_index("model")
     assert t.loc["subscale", "rank"] == 1 or -t.loc["overall", "elpd_diff"] < t.loc["overall", "dse"], t
     assert (t["n_pareto_k_high"] == 0).all()
+
+
+def test_trait_moments_equal_those_of_the_stacked_draws():
+    """Moments accumulated chain by chain equal the mean and covariance of all draws stacked."""
+    rng = np.random.default_rng(3)
+    theta = rng.normal(1.5, 0.4, (3, 50, 7, 2)) + rng.normal(0, 1, (1, 1, 7, 2))
+    tree = xr.DataTree.from_dict({"posterior": xr.Dataset(
+        {"theta": (("chain", "draw", "person", "dimension"), theta)})})
+    m, cov = irt_loo.trait_moments(tree)
+    flat = theta.reshape(-1, 7, 2)
+    np.testing.assert_allclose(m, flat.mean(axis=0), atol=1e-12)
+    for i in range(7):
+        np.testing.assert_allclose(cov[i], np.cov(flat[:, i, :], rowvar=False), atol=1e-10)
