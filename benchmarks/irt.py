@@ -130,7 +130,8 @@ def fit_case(n_persons: int, n_items: int = 20, *, draws: int = 1000, tune: int 
     data = irt.grm_data(validate_responses(frame, [inst]), inst, dimensions="subscale")
     t0 = time.perf_counter()
     model = irt.build_grm(data)
-    sampler = CompiledSampler(model, mutable=("effect_prior_mean", "effect_prior_sd"))
+    sampler = CompiledSampler(model, mutable=("effect_prior_mean", "effect_prior_sd"),
+                              initial_points=irt.start_points(data))
     t1 = time.perf_counter()
     idata = sampler.sample(draws=draws, tune=tune, chains=chains, seed=2, target_accept=target_accept)
     t2 = time.perf_counter()

@@ -475,7 +475,9 @@ def trait_start(data: GRMData) -> np.ndarray:
     """Starting values of the standardised traits (person, dimension): each person's mean
     answer over the dimension's items, standardised over persons (0 where none answered).
 
-    Used as the initial value of the trait draws (the sampler jitters it). From the prior's
+    Passed to the sampler as the initial value of the trait draws (:func:`start_points`; the
+    sampler jitters it). Not set as the model's ``initval``: PyMC's model transforms (``pm.do``,
+    ``freeze_dims_and_data`` in places) refuse models with non-default initial values. From the prior's
     starting point (traits unrelated to the answers) the warm-up of a chain could settle where
     one dimension's discriminations had collapsed to about 0.01 and its trait was carried by the
     site effects: at 5,000 x 20 with unpooled item priors, one chain in four, 12,000 nats below
@@ -493,13 +495,20 @@ def trait_start(data: GRMData) -> np.ndarray:
     return np.nan_to_num(z, nan=0.0)
 
 
-def _centred_normal(name: str, dims: tuple[str, str], start: np.ndarray | None = None) -> pt.TensorVariable:
+def start_points(data: GRMData) -> dict[str, np.ndarray]:
+    """Initial values for the sampler (``CompiledSampler(model, initial_points=start_points(data))``):
+    the trait draws ``z_theta_raw`` at :func:`trait_start` (the same name with or without the
+    latent regression)."""
+    return {"z_theta_raw": trait_start(data)}
+
+
+def _centred_normal(name: str, dims: tuple[str, str]) -> pt.TensorVariable:
     """N(0, 1) draws centred over the first dim: the zero-sum normal's distribution.
 
     One direction (the mean of the raw draws) is left to its N(0, 1/n) prior; it does not
-    enter the likelihood and is well conditioned. ``start``: initial value of the draws.
+    enter the likelihood and is well conditioned.
     """
-    raw = pm.Normal(f"{name}_raw", 0.0, 1.0, dims=dims, initval=start)
+    raw = pm.Normal(f"{name}_raw", 0.0, 1.0, dims=dims)
     return raw - raw.mean(axis=0, keepdims=True)
 
 
@@ -641,8 +650,8 @@ def _latent_regression(data: GRMData, priors: GRMPriors, chol, eff_mu: float, ef
     else:
         g = cg
     shift = _solve_lower_rows(chol, g, D) if chol is not None else g   # rows L^-1 g_i
-    # Started from the answers (trait_start): the competence shift is 0 at the starting point.
-    raw = pm.Normal("z_theta_raw", shift, 1.0, dims=("person", "dimension"), initval=trait_start(data)) - shift
+    # Sampled from the answers' start (start_points): the competence shift is 0 at the prior's support point.
+    raw = pm.Normal("z_theta_raw", shift, 1.0, dims=("person", "dimension")) - shift
     z = raw - raw.mean(axis=0, keepdims=True)
     # Residual draws centred over persons, competence centred and site effects with a zero
     # family-weighted sum: the sample mean of theta stays (close to) 0 whatever the effects are.
@@ -787,7 +796,7 @@ def build_grm(
             # Non-centred, centred over persons: this pins the latent location exactly (a free
             # location traded off against all thresholds and mixed slowly). Centring N(0, 1)
             # draws gives the zero-sum normal's distribution and compiles much faster.
-            z = _centred_normal("z_theta", ("person", "dimension"), start=trait_start(data))
+            z = _centred_normal("z_theta", ("person", "dimension"))
             theta = pm.Deterministic("theta", z @ chol.T if chol is not None else z, dims=("person", "dimension"))
 
         # --- likelihood ---

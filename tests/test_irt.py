@@ -508,6 +508,8 @@ def test_sampling_starts_from_traits_read_off_the_answers():
     truth = syn.theta["yatchmenoff"][[frame_row[f] for f in data.person]]
     for d in range(data.n_dim):
         assert np.corrcoef(start[answered, d], truth[answered, d])[0, 1] > 0.5
+    from pymc.initial_point import make_initial_point_fn
     for regression in (True, False):
-        point = irt.build_grm(data, regression=regression).initial_point()
+        model = irt.build_grm(data, regression=regression)
+        point = make_initial_point_fn(model=model, overrides=irt.start_points(data), return_transformed=True)(0)
         np.testing.assert_allclose(point["z_theta_raw"], start)
