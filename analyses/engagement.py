@@ -221,8 +221,9 @@ def _dif_check(data: irt.GRMData, prior, args, diags: dict, main_fit, key: str, 
     in latent SDs, and the arm effect with and without the shifts."""
     log(f"{key}: differential item functioning check (item x arm shifts) ...", quiet=args.quiet)
     model = irt.build_grm(data, effect_prior=prior, priors=irt.GRMPriors(site_sd=args.site_sd_prior), dif=True)
-    idata = CompiledSampler(model, initial_points=irt.start_points(data)).sample(draws=args.draws * draws_factor, tune=args.tune, chains=args.chains,
-                                          seed=args.seed + 200, target_accept=args.target_accept)
+    sampler = CompiledSampler(model, initial_points=irt.start_points(data))
+    idata = sampler.sample(draws=args.draws * draws_factor, tune=args.tune, chains=args.chains,
+                           seed=args.seed + 200, target_accept=args.target_accept)
     d = check_sampling(idata, irt.diagnostic_vars(idata))
     diags[f"{key} / DIF check ({prior.name})"] = d
     log(f"{key} / DIF check: " + d.banner(), quiet=args.quiet and d.ok)

@@ -476,8 +476,8 @@ def trait_start(data: GRMData) -> np.ndarray:
     answer over the dimension's items, standardised over persons (0 where none answered).
 
     Passed to the sampler as the initial value of the trait draws (:func:`start_points`; the
-    sampler jitters it). Not set as the model's ``initval``: PyMC's model transforms (``pm.do``,
-    ``freeze_dims_and_data`` in places) refuse models with non-default initial values. From the prior's
+    sampler jitters it). Not set as the model's ``initval``: ``pm.do`` (through
+    ``fgraph_from_model``) refuses models with non-default initial values. From the prior's
     starting point (traits unrelated to the answers) the warm-up of a chain could settle where
     one dimension's discriminations had collapsed to about 0.01 and its trait was carried by the
     site effects: at 5,000 x 20 with unpooled item priors, one chain in four, 12,000 nats below
