@@ -49,7 +49,6 @@ from models import irt_fit, irt_loo
 from models import psychometric_irt as irt
 from models.diagnostics import check_sampling
 from models.priors import PRIOR_NAMES, select_priors
-from models.sampling import CompiledSampler
 from models.serialize import write_idata
 from models.statements import state
 from analyses.report.entry import ReportEntry
@@ -179,7 +178,7 @@ def _fits(data: irt.GRMData, priors, args, label: str, draws_factor: int = 1) ->
     log(f"compiling the {label} model ...", quiet=args.quiet)
     t0 = time.perf_counter()
     model = irt.build_grm(data, effect_prior=priors[0], priors=irt.GRMPriors(site_sd=args.site_sd_prior))
-    sampler = CompiledSampler(model, initial_points=irt.start_points(data))
+    sampler = irt.grm_sampler(model, data)
     log(f"  compiled in {time.perf_counter() - t0:.0f} s", quiet=args.quiet)
     fits = {}
     for k, pr in enumerate(priors if _has_arm(data) else priors[:1]):
@@ -221,7 +220,7 @@ def _dif_check(data: irt.GRMData, prior, args, diags: dict, main_fit, key: str, 
     in latent SDs, and the arm effect with and without the shifts."""
     log(f"{key}: differential item functioning check (item x arm shifts) ...", quiet=args.quiet)
     model = irt.build_grm(data, effect_prior=prior, priors=irt.GRMPriors(site_sd=args.site_sd_prior), dif=True)
-    sampler = CompiledSampler(model, initial_points=irt.start_points(data))
+    sampler = irt.grm_sampler(model, data)
     idata = sampler.sample(draws=args.draws * draws_factor, tune=args.tune, chains=args.chains,
                            seed=args.seed + 200, target_accept=args.target_accept)
     d = check_sampling(idata, irt.diagnostic_vars(idata))

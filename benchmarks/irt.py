@@ -78,7 +78,6 @@ def recovery_study(seeds: int = 20, n_persons: int = 400, *, pooling: str = "non
     """Bias and 90% coverage of the posterior means of discriminations of 2.3 (default priors)."""
     from models import psychometric_irt as irt
     from models.diagnostics import check_sampling
-    from models.sampling import sample_model
 
     target = np.flatnonzero(np.isclose(RECOVERY_A, RECOVERY_TARGET))
     errors, covered, per_seed, worst_rhat, divergences = [], [], [], 0.0, 0
@@ -86,8 +85,8 @@ def recovery_study(seeds: int = 20, n_persons: int = 400, *, pooling: str = "non
     for seed in range(seeds):
         frame, inst, a, _ = simulate_recovery(seed, n_persons)
         data = irt.grm_data(frame, inst, dimensions="overall", covariates=False)
-        idata = sample_model(irt.build_grm(data, priors=irt.GRMPriors(pooling=pooling)), draws=draws, tune=tune,
-                             chains=chains, seed=1000 + seed)
+        idata = irt.sample_grm(irt.build_grm(data, priors=irt.GRMPriors(pooling=pooling)), data, draws=draws,
+                               tune=tune, chains=chains, seed=1000 + seed)
         diag = check_sampling(idata, ["discrimination", "threshold"])
         worst_rhat, divergences = max(worst_rhat, float(diag.table["rhat"].max())), divergences + diag.divergences
         draws_a = irt.posterior_arrays(idata)["discrimination"][:, target]
@@ -124,14 +123,12 @@ def fit_case(n_persons: int, n_items: int = 20, *, draws: int = 1000, tune: int 
     from data.synthetic_engagement import simulate_generic
     from models import psychometric_irt as irt
     from models.diagnostics import check_sampling
-    from models.sampling import CompiledSampler
 
     frame, inst, _ = simulate_generic(n_persons, n_items, seed=1)
     data = irt.grm_data(validate_responses(frame, [inst]), inst, dimensions="subscale")
     t0 = time.perf_counter()
     model = irt.build_grm(data)
-    sampler = CompiledSampler(model, mutable=("effect_prior_mean", "effect_prior_sd"),
-                              initial_points=irt.start_points(data))
+    sampler = irt.grm_sampler(model, data, mutable=("effect_prior_mean", "effect_prior_sd"))
     t1 = time.perf_counter()
     idata = sampler.sample(draws=draws, tune=tune, chains=chains, seed=2, target_accept=target_accept)
     t2 = time.perf_counter()
@@ -174,7 +171,7 @@ def large_probe(n_persons: int = 5000, n_items: int = 20, *, tune: int, draws: i
         f(x)
     grad_ms = 1000 * (time.perf_counter() - t0) / 100
     t0 = time.perf_counter()
-    compiled = nutpie.compile_pymc_model(model)
+    compiled = nutpie.compile_pymc_model(model, initial_points=irt.start_points(data))   # as grm_sampler
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     idata = nutpie.sample(compiled, draws=200, tune=300, chains=2, cores=2, seed=1, progress_bar=False)

@@ -496,10 +496,25 @@ def trait_start(data: GRMData) -> np.ndarray:
 
 
 def start_points(data: GRMData) -> dict[str, np.ndarray]:
-    """Initial values for the sampler (``CompiledSampler(model, initial_points=start_points(data))``):
-    the trait draws ``z_theta_raw`` at :func:`trait_start` (the same name with or without the
-    latent regression)."""
+    """Initial values for the sampler (what :func:`grm_sampler` passes): the trait draws
+    ``z_theta_raw`` at :func:`trait_start` (the same name with or without the latent
+    regression)."""
     return {"z_theta_raw": trait_start(data)}
+
+
+def grm_sampler(model: pm.Model, data: GRMData, **kwargs: Any):
+    """The one way to sample a GRM: a :class:`models.sampling.CompiledSampler` of ``model``
+    (built by :func:`build_grm` from ``data``) whose chains start the trait draws from the
+    answers (:func:`start_points`). ``kwargs`` go to the sampler (``mutable=...``)."""
+    from models.sampling import CompiledSampler   # imports nutpie
+
+    return CompiledSampler(model, initial_points=start_points(data), **kwargs)
+
+
+def sample_grm(model: pm.Model, data: GRMData, **sample_kwargs: Any) -> xr.DataTree:
+    """Compile ``model`` once (:func:`grm_sampler`) and sample it (arguments of
+    :meth:`models.sampling.CompiledSampler.sample`)."""
+    return grm_sampler(model, data).sample(**sample_kwargs)
 
 
 def _centred_normal(name: str, dims: tuple[str, str]) -> pt.TensorVariable:

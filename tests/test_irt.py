@@ -19,7 +19,6 @@ from data.synthetic_engagement import (DEFAULT_DATA_SEED, DEFAULT_SITES, TABLE5,
 from models import irt_loo
 from models import psychometric_irt as irt
 from models.diagnostics import check_sampling
-from models.sampling import sample_model
 from tests.conftest import needs_shared
 
 ENVIRONMENT = Path(__file__).resolve().parents[2] / "shared" / "validation" / "grm-environment"
@@ -327,8 +326,8 @@ def test_grm_reproduces_published_ml_estimates():
     within 1.0 of the ML fit's (-1091.2 by ltm, -1090.5 by 41-point quadrature).
     """
     data, _ = _environment()
-    idata = sample_model(irt.build_grm(data),   # the default priors (issue 19)
-                         draws=600, tune=600, chains=2, seed=7)
+    idata = irt.sample_grm(irt.build_grm(data), data,   # the default priors (issue 19)
+                           draws=600, tune=600, chains=2, seed=7)
     diag = check_sampling(idata, ["discrimination", "threshold"])
     assert diag.divergences == 0 and diag.table["rhat"].max() < 1.02
     table = irt.item_parameter_table(idata, data)
@@ -369,7 +368,7 @@ def test_latent_regression_recovers_known_coefficients(form):
     inst = default_instrument("yatchmenoff")
     data = irt.grm_data(validate_responses(syn.frame, [inst]), inst, dimensions="subscale")
     model = irt.build_grm(data, centring=form)
-    idata = sample_model(model, draws=500, tune=500, chains=4, seed=3, target_accept=0.95)
+    idata = irt.sample_grm(model, data, draws=500, tune=500, chains=4, seed=3, target_accept=0.95)
     # Short chains: only the coefficients under test are held to an R-hat bound here (the
     # weakly identified worker SD needs the default run's longer chains).
     diag = check_sampling(idata, ["sofs_effect", "competence_slope", "discrimination"])

@@ -9,7 +9,6 @@ import pytest
 from data.instruments import parse_instrument, validate_responses
 from models import psychometric_irt as irt
 from models.diagnostics import check_sampling
-from models.sampling import sample_model
 
 TRUE_DIF = 0.8          # item Q0 is easier for SofS families by 0.8 latent SD beyond their trait
 
@@ -37,7 +36,7 @@ def _simulate(n: int = 300, n_items: int = 8, K: int = 4, seed: int = 6, no_arm:
 @pytest.fixture(scope="module")
 def dif_fit():
     data, shift = _simulate()
-    idata = sample_model(irt.build_grm(data, dif=True), draws=500, tune=500, chains=2, seed=11)
+    idata = irt.sample_grm(irt.build_grm(data, dif=True), data, draws=500, tune=500, chains=2, seed=11)
     return data, shift, idata
 
 

@@ -13,7 +13,6 @@ import xarray as xr
 from data.instruments import parse_instrument, validate_responses
 from models import irt_fit
 from models import psychometric_irt as irt
-from models.sampling import sample_model
 
 N_PERSONS, N_ITEMS, K = 300, 8, 4
 
@@ -56,7 +55,7 @@ def _simulate(seed: int, *, misfit: str | None = None, n: int = N_PERSONS, n_ite
 
 
 def _fit(data: irt.GRMData, seed: int) -> xr.DataTree:
-    return sample_model(irt.build_grm(data), draws=300, tune=300, chains=2, seed=seed)
+    return irt.sample_grm(irt.build_grm(data), data, draws=300, tune=300, chains=2, seed=seed)
 
 
 def _tiny(n_categories: int) -> irt.GRMData:

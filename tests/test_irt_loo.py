@@ -15,7 +15,6 @@ from data.instruments import default_instrument, parse_instrument, validate_resp
 from data.synthetic_engagement import simulate_engagement
 from models import irt_loo
 from models import psychometric_irt as irt
-from models.sampling import sample_model
 
 
 def _instrument(n_items: int, n_dim: int, K: int):
@@ -143,7 +142,7 @@ def test_respondent_loo_does_not_favour_more_traits_by_construction():
         trees = {}
         for dims in ("subscale", "overall"):
             data = irt.grm_data(frame, inst, dimensions=dims, covariates=False)
-            idata = sample_model(irt.build_grm(data), draws=500, tune=400, chains=2, seed=3)
+            idata = irt.sample_grm(irt.build_grm(data), data, draws=500, tune=400, chains=2, seed=3)
             trees[dims] = irt_loo.respondent_log_likelihood(idata, data, max_draws=1000)
         results[corr], _ = irt_loo.loo_by_respondent(trees)
         print(f"trait correlation {corr}:\n", results[corr][["model", "rank", "elpd", "p", "elpd_diff", "dse",

@@ -28,12 +28,18 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from scipy import stats
-from scipy.special import expit, log_ndtr
+from scipy.special import expit, gammaln, log_ndtr
 
 from models.did.likelihoods import STUDENT_NU
 from models.did.model import DidModel, cell_predictors
 
 PARETO_K_MAX = 0.7
+
+
+def _binomial_logit_logpmf(y: np.ndarray, n: np.ndarray, eta: np.ndarray) -> np.ndarray:
+    """log Binomial(y | n, logit^-1(eta)), from the log-odds directly (stable at any eta)."""
+    log_choose = gammaln(n + 1) - gammaln(y + 1) - gammaln(n - y + 1)
+    return log_choose + y * eta - n * np.logaddexp(0.0, eta)     # y log p + (n - y) log(1 - p)
 
 
 def cell_log_likelihood(dm: DidModel, eta: dict, nuis: dict) -> np.ndarray:
@@ -43,7 +49,7 @@ def cell_log_likelihood(dm: DidModel, eta: dict, nuis: dict) -> np.ndarray:
     e = eta.get("")
     name = lik.name
     if name == "binomial":
-        return stats.binom.logpmf(y, n, expit(e))
+        return _binomial_logit_logpmf(y, n, e)
     if name == "betabinomial":
         mu = np.clip(expit(e), 1e-12, 1 - 1e-12)
         phi = nuis["phi"][:, None]
@@ -66,7 +72,7 @@ def cell_log_likelihood(dm: DidModel, eta: dict, nuis: dict) -> np.ndarray:
     positive = (-n_pos * np.log(s) - 0.5 * n_pos * np.log(2 * np.pi) - log_sum
                 - (log_sq - 2 * e * log_sum + n_pos * e ** 2) / (2 * s ** 2)
                 - n_pos * log_ndtr((d["log_upper"] - e) / s))     # truncated at a cut-off (none: 0)
-    return stats.binom.logpmf(y, n, expit(eta["_zero"])) + positive
+    return _binomial_logit_logpmf(y, n, eta["_zero"]) + positive
 
 
 def unit_log_likelihood(dm: DidModel, posterior, *, chunk: int = 500) -> xr.DataArray:
@@ -75,13 +81,13 @@ def unit_log_likelihood(dm: DidModel, posterior, *, chunk: int = 500) -> xr.Data
     n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
     total = n_chain * n_draw
     unit = design.data["unit_idx"]
+    by_unit = np.zeros((len(unit), len(design.units)))     # cells x units: 1 where the cell is the unit's
+    by_unit[np.arange(len(unit)), unit] = 1.0
     out = np.zeros((total, len(design.units)))
     for start in range(0, total, chunk):
         idx = np.arange(start, min(start + chunk, total))
         _, eta, nuis = cell_predictors(dm, posterior, idx=idx)
-        ll = cell_log_likelihood(dm, eta, nuis)
-        for j in range(len(design.units)):
-            out[idx, j] = ll[:, unit == j].sum(1)
+        out[idx] = cell_log_likelihood(dm, eta, nuis) @ by_unit
     return xr.DataArray(out.reshape(n_chain, n_draw, -1), dims=("chain", "draw", "unit"),
                         coords={"chain": posterior["chain"].values, "draw": posterior["draw"].values,
                                 "unit": design.units})
