@@ -28,18 +28,18 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from scipy import stats
-from scipy.special import expit, gammaln, log_ndtr
+from scipy.special import expit, log_ndtr
 
 from models.did.likelihoods import STUDENT_NU
 from models.did.model import DidModel, cell_predictors
+from models.numerics import log_binomial_coefficient
 
 PARETO_K_MAX = 0.7
 
 
 def _binomial_logit_logpmf(y: np.ndarray, n: np.ndarray, eta: np.ndarray) -> np.ndarray:
     """log Binomial(y | n, logit^-1(eta)), from the log-odds directly (stable at any eta)."""
-    log_choose = gammaln(n + 1) - gammaln(y + 1) - gammaln(n - y + 1)
-    return log_choose + y * eta - n * np.logaddexp(0.0, eta)     # y log p + (n - y) log(1 - p)
+    return log_binomial_coefficient(n, y) + y * eta - n * np.logaddexp(0.0, eta)     # y log p + (n - y) log(1 - p)
 
 
 def cell_log_likelihood(dm: DidModel, eta: dict, nuis: dict) -> np.ndarray:

@@ -159,7 +159,7 @@ def effect_deviations(dm, *, draws: int, seed: int, suffix: str = "") -> np.ndar
         pymc_log.setLevel(logging.WARNING)
         try:
             pp = pm.sample_prior_predictive(draws=draws, random_seed=seed, var_names=[f"mu_tau{suffix}", f"tau{suffix}"],
-                                            compile_kwargs={"mode": "NUMBA"})["prior"]   # 10,000 calls
+                                            compile_kwargs={"mode": "NUMBA"})["prior"]   # one call per draw
         finally:
             pymc_log.setLevel(level)
     tau = pp[f"tau{suffix}"].values.reshape(draws, -1)
