@@ -70,11 +70,13 @@ def acceptance_rate(text: str) -> float:
 
 
 def analysis_parser(name: str, description: str | None, *, priors: tuple[str, ...] = (),
-                    target_accept: float | None = None) -> argparse.ArgumentParser:
+                    target_accept: float | None = None, mass_matrix: str | None = None) -> argparse.ArgumentParser:
     """The arguments every analysis takes; an analysis adds its own afterwards.
 
     ``target_accept``: the analysis samples with NUTS, and this is its default target
-    acceptance rate (``--target-accept``, checked to lie in [0.5, 1)).
+    acceptance rate (``--target-accept``, checked to lie in [0.5, 1)). ``mass_matrix``: its
+    default NUTS mass-matrix adaptation (``--mass-matrix``, one of
+    :data:`models.sampling.MASS_MATRICES`).
     """
     p = argparse.ArgumentParser(prog=f"python -m analyses.{name}", description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -93,6 +95,11 @@ def analysis_parser(name: str, description: str | None, *, priors: tuple[str, ..
         p.add_argument("--target-accept", type=acceptance_rate, default=target_accept, metavar="P",
                        help=f"NUTS target acceptance rate (default {target_accept}; raise it if there are "
                             "divergences, lower it for faster sampling of large data sets)")
+    if mass_matrix is not None:
+        from models.sampling import MASS_MATRICES
+        p.add_argument("--mass-matrix", choices=MASS_MATRICES, default=mass_matrix,
+                       help=f"NUTS mass-matrix adaptation (nutpie's; default {mass_matrix}): 'diag' is a diagonal, "
+                            "'low_rank' adds the directions in which the posterior is most correlated")
     p.add_argument("--out", type=Path, default=Path("results") / name, help="output folder")
     p.add_argument("--strict", action="store_true",
                    help="exit with status 1 when any sampling diagnostic fails")

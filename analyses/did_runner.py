@@ -441,7 +441,8 @@ def build_result(plan: Plan, inputs: Inputs, exp: DidExperiment, fits: PriorFits
         prior_check=plan.prior_check,
         provenance=provenance(seed=plan.seed, data_hash=inputs.data_hash, data_label=inputs.source, argv=plan.argv,
                               draws=plan.settings.draws, tune=plan.settings.tune, chains=plan.settings.chains,
-                              target_accept=plan.settings.target_accept, synthetic=inputs.synthetic,
+                              target_accept=plan.settings.target_accept, mass_matrix=plan.settings.mass_matrix,
+                              synthetic=inputs.synthetic,
                               **plan.provenance_extra),
         truth=inputs.truth, extra=plan.extra)
 
@@ -674,4 +675,4 @@ def finish(run: Run) -> int:
 
 def settings_from(args: argparse.Namespace) -> SamplerSettings:
     return SamplerSettings(draws=args.draws, tune=args.tune, chains=args.chains, target_accept=args.target_accept,
-                           progress=not args.quiet)
+                           progress=not args.quiet, mass_matrix=args.mass_matrix)

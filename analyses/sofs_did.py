@@ -109,7 +109,8 @@ class OutcomeSpec:
 
 
 def build_parser(spec: OutcomeSpec, doc: str | None) -> argparse.ArgumentParser:
-    p = analysis_parser(spec.name, doc, priors=PRIOR_NAMES, target_accept=spec.target_accept)
+    p = analysis_parser(spec.name, doc, priors=PRIOR_NAMES, target_accept=spec.target_accept,
+                       mass_matrix="low_rank")
     # nutpie's mass-matrix adaptation settles within a few hundred draws on these models
     # (benchmarks/kinship.py); outcomes that need more set ``OutcomeSpec.tune``.
     p.set_defaults(tune=spec.tune)

@@ -89,7 +89,7 @@ class IndicatorFit:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = analysis_parser(NAME, __doc__, priors=PRIOR_NAMES, target_accept=0.9)
+    p = analysis_parser(NAME, __doc__, priors=PRIOR_NAMES, target_accept=0.9, mass_matrix="low_rank")
     for action in p._actions:
         if action.dest == "data":
             action.help = f"folder the indicator sources are relative to (default: {ofs.SHARED_DATA})"
@@ -244,7 +244,8 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
                             base=base, population_lag=args.population_lag)
     treatment = lp.load_treatment(args.treatment, panel)
     exclusions = lp.load_exclusions(args.exclude, panel) if args.exclude else None
-    settings = SamplerSettings(draws=args.draws, tune=args.tune, chains=args.chains, target_accept=args.target_accept)
+    settings = SamplerSettings(draws=args.draws, tune=args.tune, chains=args.chains, target_accept=args.target_accept,
+                               mass_matrix=args.mass_matrix)
     fits: list[IndicatorFit] = []
     for i, ind in enumerate(indicators.values()):
         log(f"[{NAME}] {ind.name} ({i + 1}/{len(indicators)}): {ind.kind}, {ind.likelihood}...", quiet=quiet)
@@ -371,7 +372,9 @@ def write_outputs(args, argv, panel: ofs.IndicatorPanel, fits: list[IndicatorFit
                            for k, v in (placebo or {}).items()},
                "provenance": provenance(seed=args.seed, data_hash=";".join(f"{k}={v}" for k, v in panel.hashes.items()),
                                         data_label=", ".join(sorted({str(p) for p in panel.paths.values()})), argv=argv,
-                                        indicators_table=str(args.indicators), treatment=str(args.treatment))}
+                                        indicators_table=str(args.indicators), treatment=str(args.treatment),
+                                        draws=args.draws, tune=args.tune, chains=args.chains,
+                                        target_accept=args.target_accept, mass_matrix=args.mass_matrix)}
         out.write_json("statements.json", doc)
         md = ["# Table 7 re-analysed (real data: DfE official statistics)", "",
               "The report's LA-level summary (RR1054, Table 7: pilots vs statistical nearest neighbours, two-factor "

@@ -40,10 +40,11 @@ class SamplerSettings:
     chains: int = 4
     target_accept: float = 0.9
     progress: bool = False
+    mass_matrix: str = "low_rank"     # see models.sampling.MASS_MATRICES
 
     def kwargs(self) -> dict:
         return {"draws": self.draws, "tune": self.tune, "chains": self.chains, "target_accept": self.target_accept,
-                "progress": self.progress}
+                "progress": self.progress, "mass_matrix": self.mass_matrix}
 
 
 @dataclass
