@@ -55,7 +55,7 @@ DIRECTIONS = {"up": 1, "down": -1, "none": 0}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = analysis_parser(NAME, __doc__, priors=PRIOR_NAMES, target_accept=0.95, mass_matrix="low_rank")
+    p = analysis_parser(NAME, __doc__, priors=PRIOR_NAMES, target_accept=0.95, mass_matrix="diag")
     p.set_defaults(tune=1000)
     g = p.add_argument_group("your data's columns")
     g.add_argument("--unit", required=True, metavar="COL", help="unit identifier (an LA, a county)")

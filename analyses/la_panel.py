@@ -101,7 +101,7 @@ YEAR_SD = 0.5
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = analysis_parser(NAME, __doc__, priors=PRIOR_NAMES, target_accept=0.9, mass_matrix="low_rank")
+    p = analysis_parser(NAME, __doc__, priors=PRIOR_NAMES, target_accept=0.9, mass_matrix="diag")
     for action in p._actions:  # the shared --data is a file; here it is the panel folder
         if action.dest == "data":
             action.help = f"folder holding the three panel CSVs (default: {lp.DEFAULT_PANEL_DIR})"

@@ -89,7 +89,7 @@ class IndicatorFit:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = analysis_parser(NAME, __doc__, priors=PRIOR_NAMES, target_accept=0.9, mass_matrix="low_rank")
+    p = analysis_parser(NAME, __doc__, priors=PRIOR_NAMES, target_accept=0.9, mass_matrix="diag")
     for action in p._actions:
         if action.dest == "data":
             action.help = f"folder the indicator sources are relative to (default: {ofs.SHARED_DATA})"

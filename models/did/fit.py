@@ -40,7 +40,7 @@ class SamplerSettings:
     chains: int = 4
     target_accept: float = 0.9
     progress: bool = False
-    mass_matrix: str = "low_rank"     # see models.sampling.MASS_MATRICES
+    mass_matrix: str = "diag"     # see models.sampling.MASS_MATRICES (the SofS analyses use "low_rank")
 
     def kwargs(self) -> dict:
         return {"draws": self.draws, "tune": self.tune, "chains": self.chains, "target_accept": self.target_accept,
