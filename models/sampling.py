@@ -29,10 +29,10 @@ from pytensor.tensor.elemwise import Elemwise
 #: nutpie's mass-matrix adaptations we use: ``"diag"`` (its default: a diagonal estimated from
 #: draw and gradient variances) and ``"low_rank"`` (that diagonal modified by the few directions
 #: in which draws and gradients are most correlated). On the kinship DiD the low-rank matrix
-#: took 15 leapfrog steps a draw against 18, and gave 5.8x the bulk ESS of the ATT
-#: (``benchmarks/kinship.py``), because the LA effects and trends are correlated a posteriori.
-#: On mpdta (500 unit intercepts, normal likelihood) it was far slower than the diagonal, so
-#: the generic DiD, the LA panel and Table 7 keep ``"diag"``.
+#: took 15 leapfrog steps a draw against 18 and gave 3.5 to 5 times the ATT's bulk ESS, 4%
+#: faster in all (``benchmarks/README.md``); on re-referral and duration it changed neither
+#: much. On mpdta (500 unit intercepts, normal likelihood) it was over 30 times slower than
+#: the diagonal, so the generic DiD, the LA panel and Table 7 keep ``"diag"``.
 MASS_MATRICES = ("diag", "low_rank")
 
 
