@@ -221,6 +221,8 @@ def cli_run() -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from models.sampling import MASS_MATRICES
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--large", action="store_true", help="run the 5,000 x 20 case (long; once)")
     p.add_argument("--large-probe", action="store_true", help="measure the 5,000 x 20 case's parts and project it")
@@ -229,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--large-target-accept", type=float, default=0.8,
                    help="NUTS target acceptance for the large case (0.8: a 40%% longer step than 0.9, "
                         "with no divergences at 5,000 x 20)")
-    p.add_argument("--large-mass-matrix", default="diag", choices=("diag", "low_rank"),
+    p.add_argument("--large-mass-matrix", default="diag", choices=MASS_MATRICES,
                    help="nutpie's mass-matrix adaptation for the large case (default diag)")
     p.add_argument("--large-key", default="large_5000x20", help="key of the large case in the results file")
     p.add_argument("--recovery", action="store_true",

@@ -48,7 +48,7 @@ def test_cli_writes_every_output(cli_run):
     assert record["design"]["effects"] == "unit" and record["schema_version"].startswith("1.")
     prov = record["provenance"]
     assert prov["seed"] == 5 and prov["data_hash"].startswith("sha256:") and prov["packages"]["pymc"]
-    assert prov["mass_matrix"] == "low_rank"      # the DiD default (--mass-matrix)
+    assert prov["mass_matrix"] == "low_rank"      # the SofS commands' default (--mass-matrix)
     assert "SYNTHETIC" in (out / "report.md").read_text()
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary["prior"]) == ["sceptical", "neutral", "enthusiastic"]
