@@ -501,3 +501,46 @@ def test_only_slow_mixing_switches_the_centring():
         slow = table.copy()
         slow.loc["unit_intercept", kind] = 150.0
         assert _slow_mixing_vars(Diagnostics(slow, 0, 4000, [0.9] * 4, ["ESS"])) == {"unit_intercept"}
+
+
+def test_vectorised_prior_draws_are_independent_at_every_level_of_the_hierarchy(monkeypatch):
+    """``models.sampling.prior_draws`` (one vectorised call) gives each draw its own values at
+    every level: with ``tau_i = mu + sigma z_i``, ``sigma ~ HalfNormal(0.5)``, the deviations
+    have SD 0.5, are uncorrelated across units, and their sizes correlate (a shared ``sigma``
+    within a draw: corr(|dev_1|, |dev_2|) = 0.39 exactly); a ``ZeroSumNormal`` and a
+    ``CustomDist`` (symbolic random variables, inlined) are drawn anew in every draw too, all
+    without the one-call-per-draw fallback."""
+    import pymc as pm
+
+    from models.sampling import prior_draws
+
+    def no_loop(*args, **kwargs):
+        raise AssertionError("prior_draws fell back to pm.sample_prior_predictive")
+
+    monkeypatch.setattr(pm, "sample_prior_predictive", no_loop)
+
+    with pm.Model() as model:
+        sigma = pm.HalfNormal("sigma", 0.5)
+        z = pm.Normal("z", 0.0, 1.0, shape=5)
+        mu = pm.Normal("mu", 1.0, 0.2)
+        pm.Deterministic("tau", mu + sigma * z)
+        trend_raw = pm.ZeroSumNormal("trend_raw", sigma=1.0, shape=4)     # a SymbolicRandomVariable
+        pm.Deterministic("trend", sigma * trend_raw)
+    d = prior_draws(model, ["mu", "tau", "sigma", "trend"], draws=20_000, seed=4)
+    assert d["trend"].std(0) == pytest.approx(np.full(4, 0.5 * np.sqrt(0.75)), rel=0.03)   # each draw its own raw
+    np.testing.assert_allclose(d["trend"].sum(1), 0.0, atol=1e-12)
+    assert d["tau"].shape == (20_000, 5) and d["mu"].shape == (20_000,)
+    dev = d["tau"] - d["mu"][:, None]
+    assert d["mu"].mean() == pytest.approx(1.0, abs=0.01) and d["mu"].std() == pytest.approx(0.2, rel=0.03)
+    assert dev.std(0) == pytest.approx(np.full(5, 0.5), rel=0.03)
+    assert abs(np.corrcoef(dev[:, 0], dev[:, 1])[0, 1]) < 0.03
+    assert np.corrcoef(np.abs(dev[:, 0]), np.abs(dev[:, 1]))[0, 1] == pytest.approx(0.39, abs=0.03)
+    assert d["sigma"].std() == pytest.approx(0.5 * np.sqrt(1 - 2 / np.pi), rel=0.03)
+    assert (dev / d["sigma"][:, None]).std() == pytest.approx(1.0, rel=0.02)     # each draw's own sigma
+
+    with pm.Model() as custom:
+        m = pm.Normal("m", 0.0, 1.0)
+        pm.CustomDist("y", m, dist=lambda m, size: pm.Normal.dist(m, 1.0, size=size), shape=3)
+    got = prior_draws(custom, ["m", "y"], draws=500, seed=1)
+    assert got["m"].shape == (500,) and got["y"].shape == (500, 3)
+    assert np.corrcoef(got["m"], got["y"][:, 0])[0, 1] == pytest.approx(1 / np.sqrt(2), abs=0.1)

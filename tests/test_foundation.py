@@ -101,3 +101,15 @@ def test_log_binomial_coefficient_is_exact_for_counts():
     k = np.array([0, 1, 2, 17, 150, 3])
     exact = np.array([math.log(math.comb(int(a), int(b))) for a, b in zip(n, k)])
     np.testing.assert_allclose(log_binomial_coefficient(n, k), exact, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("lo,hi", [(-0.3, 0.8), (2.0, 3.0), (-3.0, -2.5), (8.0, 9.0), (-40.0, -39.0), (30.0, 31.0),
+                                   (-np.inf, 0.5), (0.5, np.inf)])
+def test_truncated_std_normal_has_scipys_distribution_in_the_middle_and_far_tails(lo, hi):
+    from models.numerics import truncated_std_normal
+
+    x = truncated_std_normal(np.full(20_000, lo), np.full(20_000, hi), np.random.default_rng(3))
+    assert lo <= x.min() and x.max() <= hi
+    assert stats.kstest(x, stats.truncnorm(lo, hi).cdf).pvalue > 0.001
+    ref = stats.truncnorm(lo, hi)
+    assert x.mean() == pytest.approx(ref.mean(), abs=5 * ref.std() / np.sqrt(x.size))

@@ -40,7 +40,13 @@ def test_compact_keeps_posterior_thins_predictive_and_summarises_all_draws():
     full = fit["posterior_predictive"]["y_obs"].values.reshape(-1, 300)
     summary = small["posterior_predictive_summary"]
     np.testing.assert_allclose(summary["y_obs_mean"].values, full.mean(0))
-    np.testing.assert_allclose(summary["y_obs_q97.5"].values, np.quantile(full, 0.975, axis=0))
+    np.testing.assert_allclose(summary["y_obs_sd"].values, full.std(0))
+    for label, q in (("q2.5", 0.025), ("q50", 0.5), ("q97.5", 0.975)):      # numpy's (linear) definition
+        np.testing.assert_allclose(summary[f"y_obs_{label}"].values, np.quantile(full, q, axis=0))
+    odd = _fit(chains=3, draws=7, cells=5, seed=2)      # interpolation between draws (21 draws)
+    sm = compact_idata(odd, predictive_draws=3)["posterior_predictive_summary"]
+    np.testing.assert_allclose(sm["y_obs_q2.5"].values, np.quantile(
+        odd["posterior_predictive"]["y_obs"].values.reshape(-1, 5).astype(float), 0.025, axis=0))
     # the kept draws are a subset of the originals, not a re-simulation
     np.testing.assert_array_equal(kept.isel(chain=1).values, fit["posterior_predictive"]["y_obs"]
                                   .isel(chain=1, draw=kept["draw"].values).values)

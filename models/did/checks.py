@@ -31,7 +31,7 @@ from scipy import stats
 from scipy.special import expit, log_ndtr
 
 from models.did.likelihoods import STUDENT_NU
-from models.did.model import DidModel, cell_predictors
+from models.did.model import DidModel, cell_predictors, map_draw_chunks
 from models.numerics import log_binomial_coefficient
 
 PARETO_K_MAX = 0.7
@@ -83,11 +83,12 @@ def unit_log_likelihood(dm: DidModel, posterior, *, chunk: int = 500) -> xr.Data
     unit = design.data["unit_idx"]
     by_unit = np.zeros((len(unit), len(design.units)))     # cells x units: 1 where the cell is the unit's
     by_unit[np.arange(len(unit)), unit] = 1.0
-    out = np.zeros((total, len(design.units)))
-    for start in range(0, total, chunk):
-        idx = np.arange(start, min(start + chunk, total))
+
+    def by_units(idx: np.ndarray) -> np.ndarray:
         _, eta, nuis = cell_predictors(dm, posterior, idx=idx)
-        out[idx] = cell_log_likelihood(dm, eta, nuis) @ by_unit
+        return cell_log_likelihood(dm, eta, nuis) @ by_unit
+
+    out = np.concatenate(map_draw_chunks(by_units, total, chunk=chunk))
     return xr.DataArray(out.reshape(n_chain, n_draw, -1), dims=("chain", "draw", "unit"),
                         coords={"chain": posterior["chain"].values, "draw": posterior["draw"].values,
                                 "unit": design.units})

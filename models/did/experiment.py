@@ -18,7 +18,7 @@ import pandas as pd
 
 from models.did.design import DesignSpec, DidDesign, did_design
 from models.did.fit import Fit, PriorFits, SamplerSettings, fit_priors, prior_predictive
-from models.did.model import DidModel, ModelSpec, build_did_model, cell_predictors, estimand_draws
+from models.did.model import DidModel, ModelSpec, build_did_model, cell_predictors, estimand_draws, map_draw_chunks
 from models.did.result import PriorResult
 from models.did.summaries import Reading, aggregate, aggregate_summary, effect_statements, event_study_table, interval
 from models.priors import NamedPrior
@@ -102,12 +102,18 @@ class DidExperiment:
         ``store`` the replicated ``y`` is kept in the fit as ``posterior_predictive/y_obs``."""
         post = fit.posterior
         n_samples = post.sizes["chain"] * post.sizes["draw"]
-        idx = None
+        samples = np.arange(n_samples)
         if max_draws is not None and n_samples > max_draws:
-            idx = np.sort(np.random.default_rng(seed).choice(n_samples, max_draws, replace=False))
-        _, eta, nuis = cell_predictors(dm, post, idx=idx)
-        y_rep = self.lik.predict(np.random.default_rng(seed), eta, nuis, self.design.data["n"],
-                                 log_upper=self.design.data.get("log_upper"))
+            samples = np.sort(np.random.default_rng(seed).choice(n_samples, max_draws, replace=False))
+        n, log_upper = self.design.data["n"], self.design.data.get("log_upper")
+
+        def replicate(pos: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+            _, eta, nuis = cell_predictors(dm, post, idx=samples[pos])
+            return self.lik.predict(rng, eta, nuis, n, log_upper=log_upper)
+
+        parts = map_draw_chunks(replicate, len(samples), seed=seed)
+        y_rep = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        idx = None if len(samples) == n_samples else samples
         if store and idx is None:
             import xarray as xr
 

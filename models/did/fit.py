@@ -15,9 +15,7 @@ Pareto-smoothed importance resampling; its own Pareto k and importance ESS are r
 
 from __future__ import annotations
 
-import logging
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -328,20 +326,19 @@ def reweight_prior(idata, reference: NamedPrior, target: NamedPrior, *, seed: in
 
 # ---------------------------------------------------------------- prior predictive
 
-def prior_predictive(dm: DidModel, prior: NamedPrior, *, draws: int, seed: int, zero_prior: NamedPrior | None = None,
-                     var_names: tuple[str, ...] = ("att", "y_obs")) -> xr.DataTree:
-    """Draws from the prior (and prior predictive) of ``dm`` under ``prior``."""
-    pymc_log = logging.getLogger("pymc")
-    level = pymc_log.level
-    with dm.model, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*Potential.*", category=UserWarning)
-        warnings.filterwarnings("ignore", message="Numba will use object mode")
-        pymc_log.setLevel(logging.WARNING)
-        try:
-            known = {d.name for d in dm.model.data_vars}
-            pm.set_data({k: v for k, v in prior_data(prior, zero_prior).items() if k in known})
-            return pm.sample_prior_predictive(draws=draws, random_seed=seed,
-                                              var_names=[v for v in var_names if v in dm.model.named_vars],
-                                              compile_kwargs={"mode": "FAST_COMPILE"})
-        finally:
-            pymc_log.setLevel(level)
+def prior_predictive(dm: DidModel, prior: NamedPrior, *, draws: int, seed: int,
+                     zero_prior: NamedPrior | None = None) -> xr.DataTree:
+    """Draws from the prior of ``att`` and from the prior predictive of the cells' ``y_obs``
+    under ``prior`` (:func:`models.sampling.prior_draws`: one vectorised call). Groups
+    ``prior`` and ``prior_predictive``, as ``pm.sample_prior_predictive`` makes them."""
+    from models.sampling import prior_draws
+
+    with dm.model:
+        known = {d.name for d in dm.model.data_vars}
+        pm.set_data({k: v for k, v in prior_data(prior, zero_prior).items() if k in known})
+    values = prior_draws(dm.model, ["att", "y_obs"], draws=draws, seed=seed)
+    coords = {"chain": [0], "draw": np.arange(draws)}
+    return xr.DataTree.from_dict({
+        "prior": xr.Dataset({"att": (("chain", "draw"), values["att"][None])}, coords=coords),
+        "prior_predictive": xr.Dataset({"y_obs": (("chain", "draw", "y_obs_dim_0"), values["y_obs"][None])},
+                                       coords=coords)})

@@ -47,7 +47,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 from scipy.optimize import linprog
-from scipy.stats import truncnorm
+
+from models.numerics import truncated_std_normal
 
 RESTRICTIONS = ("relative_magnitudes", "smoothness")
 SIGNS = (None, "positive", "negative")
@@ -90,8 +91,14 @@ def max_pre_change(beta_pre: np.ndarray) -> float:
 
 def pre_curvature(beta_pre: np.ndarray) -> float:
     """The largest pre-period change in slope ``|delta_{t+1} - 2 delta_t + delta_{t-1}|``."""
-    full = _full(beta_pre)
-    return float(np.abs(np.diff(full, 2)).max()) if full.size > 2 else 0.0
+    return float(pre_curvatures(np.atleast_2d(beta_pre))[0])
+
+
+def pre_curvatures(beta_pre: np.ndarray) -> np.ndarray:
+    """:func:`pre_curvature` of every row (draw) of ``beta_pre``."""
+    beta_pre = np.asarray(beta_pre, float)
+    full = np.column_stack([beta_pre, np.zeros(len(beta_pre))])
+    return np.abs(np.diff(full, 2, axis=1)).max(axis=1) if full.shape[1] > 2 else np.zeros(len(full))
 
 
 def identified_set(beta_pre, beta_post, l_vec, restriction: Restriction) -> tuple[float, float]:
@@ -191,8 +198,7 @@ def closed_form_bounds(beta_pre: np.ndarray, beta_post: np.ndarray, l_vec, restr
     centre = theta + full[:, -2] * sum((j + 1) * l_vec[j] for j in range(k))
     weight = sum(abs(sum((j + 1 - i) * l_vec[j] for j in range(i, k))) for i in range(k))
     half = restriction.m * weight
-    curv = np.abs(np.diff(full, 2, axis=1)).max(axis=1) if full.shape[1] > 2 else np.zeros(len(full))
-    bad = curv > restriction.m + CURVATURE_TOL
+    bad = pre_curvatures(beta_pre) > restriction.m + CURVATURE_TOL
     lb, ub = centre - half, centre + half
     lb[bad], ub[bad] = np.nan, np.nan
     return lb, ub
@@ -239,7 +245,7 @@ def smoothness_restricted_draws(mean: np.ndarray, cov: np.ndarray, n_pre: int, m
                 sd = 1.0 / np.sqrt(prec[j, j])
                 mu = mz[j] - (cur[:, others] - mz[others]) @ prec[j, others] / prec[j, j]
                 a, b = (-m - mu) / sd, (m - mu) / sd
-                cur[:, j] = truncnorm.rvs(a, b, loc=mu, scale=sd, random_state=rng)
+                cur[:, j] = mu + sd * truncated_std_normal(a, b, rng)
         z = cur
     base = mean + (z - mz) @ K.T
     noise = rng.multivariate_normal(np.zeros(mean.size), cond_cov, size=size, method="eigh")
@@ -277,7 +283,7 @@ def sensitivity(draws: np.ndarray, n_pre: int, *, l_vec, parameter: str, restric
         r = Restriction(restriction_kind, float(m), sign, monotone)
         if restriction_kind == "smoothness":
             use = smoothness_restricted_draws(mean, cov, n_pre, float(m), draws.shape[0], rng)
-            compatible = float(np.mean([pre_curvature(d[:n_pre]) <= m + CURVATURE_TOL for d in draws]))
+            compatible = float(np.mean(pre_curvatures(draws[:, :n_pre]) <= m + CURVATURE_TOL))
         else:
             use, compatible = draws, 1.0
         pre, post = use[:, :n_pre], use[:, n_pre:]

@@ -95,7 +95,9 @@ independent given the model.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -696,38 +698,75 @@ def _draws(posterior, name: str, idx: np.ndarray | None = None) -> np.ndarray:
     return x if idx is None else x[idx]
 
 
+def map_draw_chunks(fn: Callable[..., Any], total: int, *, chunk: int = 500, seed: int | None = None) -> list:
+    """``fn(idx)`` for consecutive chunks ``idx`` of ``total`` stacked draws, in order, on one
+    thread per core (NumPy releases the GIL in array work, so the chunks run in parallel).
+    With ``seed``, ``fn(idx, rng)``: every chunk has its own random stream, spawned from
+    ``seed``, so that results do not depend on the number of cores."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from models.sampling import default_cores
+
+    chunks = [np.arange(start, min(start + chunk, total)) for start in range(0, total, chunk)]
+    args = [chunks]
+    if seed is not None:
+        args.append([np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(len(chunks))])
+    with ThreadPoolExecutor(max_workers=default_cores(len(chunks))) as pool:
+        return list(pool.map(fn, *args))
+
+
+#: the likelihoods' nuisance parameters (as :func:`cell_predictors` returns them)
+NUISANCE_VARS = ("phi", "alpha_nb", "sigma_obs", "sigma_log")
+#: the per-cell inputs of the linear predictor other than the covariates
+_CELL_KEYS = ("unit_idx", "period_idx", "time_c", "treated", "gt_idx", "treated_unit_idx", "pre_idx")
+
+
+def _cell_groups(d: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Cells that share every input of the linear predictor but the covariates (a unit in a
+    period): each cell's group and the first cell of each group."""
+    keys = np.column_stack([np.asarray(d[k], float) for k in _CELL_KEYS if k in d])
+    _, first, group = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    return group.ravel(), first
+
+
 def cell_predictors(dm: DidModel, posterior, *, idx: np.ndarray | None = None,
                     design: DidDesign | None = None) -> tuple[dict, dict, dict]:
     """Posterior draws (samples, cells) of each part's untreated and treated linear
     predictors, and the likelihood's nuisance draws, recomputed in NumPy: for predictive
     checks and figures without a second graph (tested against the model's own deterministics).
-    ``design`` (default: the model's) may hold other cells of the same units and periods."""
+    ``design`` (default: the model's) may hold other cells of the same units and periods.
+    Everything but the covariate term is computed once per unit and period and then spread
+    over that group's cells (a few passes over the draws-by-cells arrays instead of one per
+    term)."""
     design = design or dm.design
     d = design.data
+    group, first = _cell_groups(d)
+    g = {k: np.asarray(d[k])[first] for k in _CELL_KEYS if k in d}
     eta0, eta = {}, {}
     for suffix in dm.lik.parts:
         get = lambda name: _draws(posterior, f"{name}{suffix}", idx)  # noqa: E731
-        e0 = get("unit_intercept")[:, d["unit_idx"]] + get("period_effect")[:, d["period_idx"]]
+        e0 = get("unit_intercept")[:, g["unit_idx"]] + get("period_effect")[:, g["period_idx"]]
         if f"common_trend{suffix}" in posterior:
-            e0 = e0 + get("common_trend")[:, None] * d["time_c"]
-        if d["x"].shape[1]:
-            e0 = e0 + get("beta") @ d["x"].T
+            e0 += get("common_trend")[:, None] * g["time_c"]
         if f"unit_trend{suffix}" in posterior:
-            e0 = e0 + get("unit_trend")[:, d["unit_idx"]] * d["time_c"]
+            e0 += get("unit_trend")[:, g["unit_idx"]] * g["time_c"]
         if f"pretrend{suffix}" in posterior:
-            has = d["pre_idx"] >= 0
-            e0 = e0 + has * get("pretrend")[:, np.maximum(d["pre_idx"], 0)]
+            has = g["pre_idx"] >= 0
+            e0 += has * get("pretrend")[:, np.maximum(g["pre_idx"], 0)]
         tau = get("tau")
         if design.spec.effects == "unit":
-            cell_tau = tau[:, d["treated_unit_idx"]]
+            group_tau = tau[:, g["treated_unit_idx"]]
         else:
-            cell_tau = tau[:, np.maximum(d["gt_idx"], 0)]
+            group_tau = tau[:, np.maximum(g["gt_idx"], 0)]
             if f"unit_effect_deviation{suffix}" in posterior:
-                cell_tau = cell_tau + get("unit_effect_deviation")[:, d["treated_unit_idx"]]
-        eta0[suffix] = e0
-        eta[suffix] = e0 + d["treated"] * cell_tau
+                group_tau = group_tau + get("unit_effect_deviation")[:, g["treated_unit_idx"]]
+        cells0 = e0[:, group]
+        if d["x"].shape[1]:
+            cells0 += get("beta") @ d["x"].T
+        eta0[suffix] = cells0
+        eta[suffix] = cells0 + (g["treated"] * group_tau)[:, group]
     nuis = {}
-    for name in ("phi", "alpha_nb", "sigma_obs", "sigma_log"):
+    for name in NUISANCE_VARS:
         if name in posterior:
             nuis[name] = _draws(posterior, name, idx)
     return eta0, eta, nuis

@@ -146,24 +146,12 @@ def effect_deviations(dm, *, draws: int, seed: int, suffix: str = "") -> np.ndar
     """Draws (draws x effect parameters) of the effects' deviations from their mean
     ``tau - mu_tau`` under the model's own priors (between-unit SD, event-time and cohort
     deviations): they do not depend on the named prior on ``mu_tau``, so one set serves every
-    candidate prior."""
-    import logging
-    import warnings
+    candidate prior (:func:`models.sampling.prior_draws`, vectorised over draws)."""
+    from models.sampling import prior_draws
 
-    import pymc as pm
-
-    pymc_log = logging.getLogger("pymc")
-    level = pymc_log.level
-    with dm.model, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pymc_log.setLevel(logging.WARNING)
-        try:
-            pp = pm.sample_prior_predictive(draws=draws, random_seed=seed, var_names=[f"mu_tau{suffix}", f"tau{suffix}"],
-                                            compile_kwargs={"mode": "NUMBA"})["prior"]   # one call per draw
-        finally:
-            pymc_log.setLevel(level)
-    tau = pp[f"tau{suffix}"].values.reshape(draws, -1)
-    return tau - pp[f"mu_tau{suffix}"].values.reshape(draws, 1)
+    pp = prior_draws(dm.model, [f"mu_tau{suffix}", f"tau{suffix}"], draws=draws, seed=seed)
+    tau = pp[f"tau{suffix}"].reshape(draws, -1)
+    return tau - pp[f"mu_tau{suffix}"].reshape(draws, 1)
 
 
 def reported_effect(dm, scale: ReportedScale, mean: float, sd: float, xi: np.ndarray, dev: np.ndarray, *,
@@ -177,15 +165,19 @@ def reported_effect(dm, scale: ReportedScale, mean: float, sd: float, xi: np.nda
     if dm.design.spec.effects == "unit":
         dev = between * dev
     tau = (mean + sd * xi)[:, None] + dev[:, scale.tau_index]
-    eta0 = {p: np.broadcast_to(v, tau.shape) for p, v in scale.eta0.items()}
+    eta0 = {p: np.asarray(v)[None, :] for p, v in scale.eta0.items()}      # (1, groups): the same in every draw
     eta1 = {p: (v + tau if p == part else v) for p, v in eta0.items()}
-    nuis = {"sigma_log": np.full(tau.shape[0], scale.sigma_log)} if lik.hurdle else {}
+
+    def nuis(rows: int) -> dict:
+        return {"sigma_log": np.full(rows, scale.sigma_log)} if lik.hurdle else {}
+
     if part == "_zero":
         r1, r0 = lik.secondary_response(eta1, lib=np), lik.secondary_response(eta0, lib=np)
         factor = 100.0
     else:
         cut = {"log_upper": scale.log_upper} if scale.log_upper is not None else {}
-        r1, r0 = lik.response(eta1, nuis, lib=np, **cut), lik.response(eta0, nuis, lib=np, **cut)
+        r1 = lik.response(eta1, nuis(tau.shape[0]), lib=np, **cut)
+        r0 = lik.response(eta0, nuis(1), lib=np, **cut)
         factor = dm.spec.reading_factor(lik)
     w = scale.weight
     diff = ((r1 - r0) * w).sum(1)
