@@ -9,6 +9,10 @@ let PyTensor fold everything that depends only on data. For the binomial DiD on 
 freezing the cells and keeping only the prior hyper-parameters mutable cut sampling time by
 40% (the log binomial coefficients of the counts, among others, are then computed once, not
 at every gradient); see ``benchmarks/kinship.py``.
+
+Draws from a model's priors (prior checks, prior predictive) go through :func:`prior_draws`:
+one vectorised call for thousands of draws, where ``pm.sample_prior_predictive`` makes one
+call per draw.
 """
 
 from __future__ import annotations
