@@ -705,12 +705,12 @@ def map_draw_chunks(fn: Callable[..., Any], total: int, *, chunk: int = 500, see
     ``seed``, so that results do not depend on the number of cores."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from models.sampling import default_cores
+    from models.sampling import default_cores, seed_sequence
 
     chunks = [np.arange(start, min(start + chunk, total)) for start in range(0, total, chunk)]
     args = [chunks]
     if seed is not None:
-        args.append([np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(len(chunks))])
+        args.append([np.random.default_rng(s) for s in seed_sequence(seed, len(chunks))])
     with ThreadPoolExecutor(max_workers=default_cores(len(chunks))) as pool:
         return list(pool.map(fn, *args))
 
