@@ -185,9 +185,21 @@ def prior_draws(model: pm.Model, var_names: Iterable[str], *, draws: int, seed: 
                     batched[p] = pt.broadcast_to(p, (draws, *p.shape))
         vectorised = vectorize_graph(outs, replace=batched)
     except (AttributeError, NotImplementedError):      # an op without dist_params or a vectorisation
-        with model:
-            prior = pm.sample_prior_predictive(draws=draws, random_seed=seed, var_names=names,
-                                               compile_kwargs={"mode": "FAST_COMPILE"})["prior"]
-        return {v: prior[v].values.reshape(draws, *prior[v].shape[2:]) for v in names}
+        import logging
+        import warnings
+
+        pymc_log = logging.getLogger("pymc")
+        level = pymc_log.level
+        with model, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*Potential.*", category=UserWarning)
+            pymc_log.setLevel(logging.WARNING)
+            try:
+                tree = pm.sample_prior_predictive(draws=draws, random_seed=seed, var_names=names,
+                                                  compile_kwargs={"mode": "FAST_COMPILE"})
+            finally:
+                pymc_log.setLevel(level)
+        # free variables land in "prior", observed ones in "prior_predictive"
+        found = {v: (tree["prior"] if v in tree["prior"] else tree["prior_predictive"])[v] for v in names}
+        return {v: da.values.reshape(draws, *da.shape[2:]) for v, da in found.items()}
     values = pm.draw(vectorised, draws=1, random_seed=seed, mode="FAST_COMPILE")
     return {v: np.asarray(x) for v, x in zip(names, values)}

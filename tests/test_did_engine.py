@@ -544,3 +544,26 @@ def test_vectorised_prior_draws_are_independent_at_every_level_of_the_hierarchy(
     got = prior_draws(custom, ["m", "y"], draws=500, seed=1)
     assert got["m"].shape == (500,) and got["y"].shape == (500, 3)
     assert np.corrcoef(got["m"], got["y"][:, 0])[0, 1] == pytest.approx(1 / np.sqrt(2), abs=0.1)
+
+
+def test_prior_draws_fall_back_to_the_loop_for_free_and_observed_variables(monkeypatch):
+    """Where the graph cannot be vectorised, ``prior_draws`` takes ``pm.sample_prior_predictive``:
+    a free variable and an observed one (which PyMC puts in another group) come back alike."""
+    import pymc as pm
+    import pytensor.graph.replace
+
+    from models.sampling import prior_draws
+
+    def refuse(*args, **kwargs):
+        raise NotImplementedError("no vectorisation here")
+
+    monkeypatch.setattr(pytensor.graph.replace, "vectorize_graph", refuse)
+    calls, loop = [], pm.sample_prior_predictive
+    monkeypatch.setattr(pm, "sample_prior_predictive", lambda *a, **k: calls.append(1) or loop(*a, **k))
+    with pm.Model() as model:
+        m = pm.Normal("m", 2.0, 1.0)
+        pm.Normal("y", m, 1.0, observed=np.zeros(3))
+    got = prior_draws(model, ["m", "y"], draws=4000, seed=1)
+    assert calls == [1]
+    assert got["m"].shape == (4000,) and got["y"].shape == (4000, 3)
+    assert got["m"].mean() == pytest.approx(2.0, abs=0.1) and got["y"].std() == pytest.approx(np.sqrt(2), rel=0.05)

@@ -113,8 +113,7 @@ class DidExperiment:
 
         parts = map_draw_chunks(replicate, len(samples), seed=seed)
         y_rep = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        idx = None if len(samples) == n_samples else samples
-        if store and idx is None:
+        if store and len(samples) == n_samples:
             import xarray as xr
 
             y = y_rep["y"].reshape(post.sizes["chain"], post.sizes["draw"], -1)
