@@ -231,9 +231,9 @@ def summary_row(plan: Plan, r: PriorResult, diag: Diagnostics) -> dict:
     for key, sec in r.secondary.items():
         row.update({f"{key}_mean": sec["effect"]["mean"], f"{key}_eti95_low": sec["effect"]["eti95_low"],
                     f"{key}_eti95_high": sec["effect"]["eti95_high"]})
-    row.update({"max_rhat": float(diag.table["rhat"].max()), "min_ess_bulk": float(diag.table["ess_bulk"].min()),
-                "min_ess_tail": float(diag.table["ess_tail"].min()), "divergences": diag.divergences,
-                "diagnostics_ok": diag.ok})
+    verdict = diag.summary()
+    row.update({k: verdict[k] for k in ("max_rhat", "min_ess_bulk", "min_ess_tail", "divergences")})
+    row["diagnostics_ok"] = diag.ok
     return row
 
 

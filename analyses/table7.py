@@ -187,7 +187,7 @@ def summary_rows(fit: IndicatorFit) -> list[dict]:
     rows = []
     for r in fit.results:
         e, pr, diag = r.effect, r.probabilities, fit.diagnostics[r.prior]
-        t = diag.table
+        verdict = diag.summary()
         rows.append({
             "indicator": ind.name, "area": AREA_LABEL.get(ind.area, ind.area), "label": ind.label, "units": ind.units,
             "likelihood": ind.likelihood, "prior": r.prior, "n_pilots": len(d.pilots), "n_comparators": len(d.comparator_las),
@@ -199,7 +199,7 @@ def summary_rows(fit: IndicatorFit) -> list[dict]:
             "statement": r.statements[0], "statement_rope": r.statements[2],
             "report_summary": REPORT_SUMMARY.get(ind.area, "not in Table 7"),
             "report_verdict": REPORT_VERDICT.get(ind.area, ""),
-            "diagnostics_ok": diag.ok, "max_rhat": float(t["rhat"].max()), "min_ess_bulk": float(t["ess_bulk"].min()),
+            "diagnostics_ok": diag.ok, "max_rhat": verdict["max_rhat"], "min_ess_bulk": verdict["min_ess_bulk"],
             "divergences": int(diag.divergences), "ppc_coverage_95": fit.ppc_coverage,
         })
     return rows
@@ -272,6 +272,9 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
             log(f"[{NAME}]   P(pilots beyond a placebo group) = {pl['space_time']['p_pilots_beyond_placebo_group']:.2f}; "
                 f"time placebo {pl['space_time']['time_placebo']['mean']:+.2f}; contamination: "
                 f"{pl['clean']['effect']['mean']:+.2f} -> {pl['contamination']['effect']['mean']:+.2f}", quiet=quiet)
+            for part, d in placebo_verdicts(pl).items():
+                if not d["ok"]:
+                    log(f"!! [{NAME}] {f.indicator.name} {part}: {_verdict_text(d)}")
     write_outputs(args, argv, panel, fits, rows, ref, joint, placebo)
     for f in fits:
         print(headline(f))
@@ -279,7 +282,24 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     if not ok:
         bad = rows.loc[~rows["diagnostics_ok"], ["indicator", "prior"]].to_dict(orient="records")
         print(f"!! sampling diagnostics failed for {bad}", flush=True)
-    return 1 if (args.strict and not ok) else 0
+    others = ({"joint model": joint["diagnostics"]["ok"]} if joint else {}) | {
+        f"{name} {part}": d["ok"] for name, pl in placebo.items() for part, d in placebo_verdicts(pl).items()}
+    if not all(others.values()):
+        print(f"!! sampling diagnostics failed for {[k for k, v in others.items() if not v]}", flush=True)
+    return 1 if (args.strict and not (ok and all(others.values()))) else 0
+
+
+def placebo_verdicts(pl: dict) -> dict[str, dict]:
+    """The placebo step's three diagnostics verdicts, by part."""
+    return {"placebo fits": pl["space_time"]["diagnostics"], "clean-comparator fit": pl["clean"]["diagnostics"],
+            "contamination fit": pl["contamination"]["diagnostics"]}
+
+
+def _verdict_text(d: dict) -> str:
+    failing = f"{d['n_fits_failing']} of {d['n_fits']} fits failed" if d["n_fits"] > 1 else (
+        "passed" if d["ok"] else "failed")
+    return (f"{failing} their diagnostics (max R-hat {d['max_rhat']:.3f}, min bulk ESS {d['min_ess_bulk']:.0f}, "
+            f"{d['divergences']} divergences)")
 
 
 def fit_joint_model(fits: list[IndicatorFit], rows: pd.DataFrame, ref: str, settings: SamplerSettings, seed: int) -> dict:
@@ -412,7 +432,9 @@ def write_outputs(args, argv, panel: ofs.IndicatorPanel, fits: list[IndicatorFit
                    f"posterior mean {pl['contamination']['pi_mean']:.2f}): pilots' effect {ct['mean']:+.2f} "
                    f"[{ct['eti95_low']:+.2f}, {ct['eti95_high']:+.2f}], P(intended direction) = "
                    f"{ct['p_programme_direction']:.2f}; with clean comparators (same compact model) {cl['mean']:+.2f} "
-                   f"[{cl['eti95_low']:+.2f}, {cl['eti95_high']:+.2f}], P = {cl['p_programme_direction']:.2f}.", ""]
+                   f"[{cl['eti95_low']:+.2f}, {cl['eti95_high']:+.2f}], P = {cl['p_programme_direction']:.2f}.",
+                   "- Diagnostics: " + "; ".join(f"{part}: {_verdict_text(d)}"
+                                                 for part, d in placebo_verdicts(pl).items()) + ".", ""]
         out.write_text("report.md", "\n".join(md) + "\n")
         out.commit()
     return out_path

@@ -47,6 +47,23 @@ class Diagnostics:
             "variables": self.table.reset_index().to_dict(orient="records"),
         }
 
+    def summary(self, max_problems: int | None = None) -> dict:
+        """The verdict in a few numbers: ok, worst R-hat, smallest bulk and tail ESS,
+        divergences and the problems in words (the first ``max_problems``)."""
+        return {"ok": self.ok, "max_rhat": float(self.table["rhat"].max()),
+                "min_ess_bulk": float(self.table["ess_bulk"].min()),
+                "min_ess_tail": float(self.table["ess_tail"].min()), "divergences": self.divergences,
+                "problems": list(self.problems[:max_problems])}
+
+    @classmethod
+    def merged(cls, fits: list[Diagnostics]) -> Diagnostics:
+        """One verdict over several fits (for example a series of placebo fits): the table has a
+        row per fit and variable, divergences and draws are summed, and a problem is listed once
+        however many fits share it."""
+        problems = list(dict.fromkeys(p for d in fits for p in d.problems))
+        return cls(pd.concat([d.table for d in fits]), sum(d.divergences for d in fits),
+                   sum(d.n_draws for d in fits), [e for d in fits for e in d.ebfmi], problems)
+
     def banner(self) -> str:
         """A loud, multi-line verdict for the terminal."""
         if self.ok:

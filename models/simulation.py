@@ -345,9 +345,7 @@ def _diagnostics(dm: DidModel, idata) -> dict:
     from models.did.fit import diagnostic_vars
 
     d = check_sampling(idata, diagnostic_vars(dm, idata["posterior"]))
-    return {"ok": d.ok, "max_rhat": float(d.table["rhat"].max()), "min_ess_bulk": float(d.table["ess_bulk"].min()),
-            "min_ess_tail": float(d.table["ess_tail"].min()), "divergences": d.divergences,
-            "problems": d.problems[:5]}
+    return d.summary(max_problems=5)
 
 
 def _fit(entry: dict, design: DidDesign, prior, settings: StudySettings, seed: int, cores: int | None):
