@@ -7,7 +7,8 @@ and the joint model, in <= 5 minutes on 2 cores, with every diagnostic passing.
     uv run python benchmarks/table7.py                       # writes benchmarks/results/table7.json
 
 Records wall and CPU time, the load average, each indicator's headline (neutral prior) and its
-diagnostics, and the joint model's P(at least k indicators improved).
+diagnostics, the joint model's P(at least k indicators improved), and the placebo step's
+statements and diagnostics verdicts.
 """
 
 from __future__ import annotations
@@ -61,9 +62,17 @@ def main() -> int:
         "seconds_per_indicator": {k: v["seconds"] for k, v in doc["indicators"].items()},
         "joint_p_at_least_k_improved": None if joint is None else joint["p_at_least_k_improved"],
         "joint_check": None if joint is None else joint["check"],
+        "placebo_diagnostics": {name: {"placebo fits": pl["space_time"]["diagnostics"],
+                                       "clean-comparator fit": pl["clean"]["diagnostics"],
+                                       "contamination fit": pl["contamination"]["diagnostics"]}
+                                for name, pl in doc.get("placebo", {}).items()},
+        "placebo_statements": {name: {"p_pilots_beyond_placebo_group": pl["space_time"]["p_pilots_beyond_placebo_group"],
+                                      "time_placebo": pl["space_time"]["time_placebo"],
+                                      "clean": pl["clean"]["effect"], "contamination": pl["contamination"]["effect"]}
+                               for name, pl in doc.get("placebo", {}).items()},
     }
     for k, v in record.items():
-        if k not in ("headlines", "per_indicator", "joint_check"):
+        if k not in ("headlines", "per_indicator", "joint_check", "placebo_statements"):
             print(f"{k}: {v}")
     for h in record["headlines"].values():
         print(" ", h)

@@ -133,6 +133,8 @@ def test_joint_model_agrees_with_separate_fits(constructed_run):
     j = doc["joint"]
     # with a handful of pilots the between-pilot SDs mix slowly: the diagnostics are recorded, not asserted here
     assert "ok" in j["diagnostics"]
+    checked = {v["variable"] for v in j["diagnostics"]["variables"]}
+    assert {"mu", "chol_stds", "tau", "alpha_0", "gamma_0", "alpha_1", "gamma_1"} <= checked, checked   # every sampled quantity
     k = {r["k"]: r["p"] for r in j["p_at_least_k_improved"]}
     assert k[1] >= k[2] and k[2] > 0.9          # both constructed effects lower the outcome
     for name in ("share", "rate"):
