@@ -54,6 +54,7 @@ def main() -> int:
         "load_average_after": [round(x, 2) for x in os.getloadavg()], "cores": os.cpu_count(),
         "python": platform.python_version(), "every_diagnostic_passed": every_ok,
         "joint_diagnostics_ok": None if joint is None else joint["diagnostics"]["ok"],
+        "joint_diagnostics_problems": None if joint is None else joint["diagnostics"]["problems"],
         "headlines": doc["headlines"],
         "per_indicator": [{k: r[k] for k in ("indicator", "units", "mean", "eti95_low", "eti95_high",
                                               "p_programme_direction", "p_in_rope", "n_pilots", "n_comparators",
