@@ -50,15 +50,18 @@ import math
 
 import numba
 import numpy as np
+import pytensor
 import pytensor.tensor as pt
 from pytensor.gradient import DisconnectedType, disconnected_type, grad_not_implemented
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
 
-#: PyTensor's own fast-math flags for numba: no "nnan"/"ninf", so infinities and NaNs keep
-#: their IEEE meaning (a NaN trait gives a NaN log-density, which nutpie treats as divergent).
-_FASTMATH = {"arcp", "contract", "afn", "reassoc", "nsz"}
+#: PyTensor's own fast-math flags for numba when its ``numba__fastmath`` is on: no "nnan"/"ninf",
+#: so infinities and NaNs keep their IEEE meaning (a NaN trait gives a NaN log-density, which
+#: nutpie treats as divergent). The toolkit turns it off (``models/__init__.py``: with it, a cold
+#: and a warm compile cache gave different draws for the same seed), and the kernel follows.
+_FASTMATH = {"arcp", "contract", "afn", "reassoc", "nsz"} if pytensor.config.numba__fastmath else False
 _NUMBA = dict(fastmath=_FASTMATH, error_model="numpy", cache=True)
 
 _LN2_HI = 6.93147180369123816490e-01
