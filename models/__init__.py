@@ -4,8 +4,8 @@ Importing the package turns off fast-math in PyTensor's numba backend (unless th
 ``PYTENSOR_FLAGS`` name ``numba__fastmath``). With fast-math, LLVM may reassociate floating-point
 operations, and it does so differently when a function is compiled afresh (its parts inlined
 into one module) than when its parts are loaded from PyTensor's on-disk numba cache: the same
-seed then gave other draws on a machine's first run than on every later run (a 60-draw chain
-differed by 1e-8 after 100 iterations, and whole kinship statements differed). Without it, a
+seed then gave other draws on a machine's first run than on every later run (a chain of 50 tuning + 50
+draws differed by 1e-8 at its end, and whole kinship statements differed). Without it, a
 cold and a warm cache give bit-identical draws; sampling a 409-cell beta-binomial model was
 2-10% slower per leapfrog step.
 """
