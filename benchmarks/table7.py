@@ -25,6 +25,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from analyses.table7 import placebo_verdicts  # noqa: E402
 
 
 def main() -> int:
@@ -63,10 +66,7 @@ def main() -> int:
         "seconds_per_indicator": {k: v["seconds"] for k, v in doc["indicators"].items()},
         "joint_p_at_least_k_improved": None if joint is None else joint["p_at_least_k_improved"],
         "joint_check": None if joint is None else joint["check"],
-        "placebo_diagnostics": {name: {"placebo fits": pl["space_time"]["diagnostics"],
-                                       "clean-comparator fit": pl["clean"]["diagnostics"],
-                                       "contamination fit": pl["contamination"]["diagnostics"]}
-                                for name, pl in doc.get("placebo", {}).items()},
+        "placebo_diagnostics": {name: placebo_verdicts(pl) for name, pl in doc.get("placebo", {}).items()},
         "placebo_statements": {name: {"p_pilots_beyond_placebo_group": pl["space_time"]["p_pilots_beyond_placebo_group"],
                                       "time_placebo": pl["space_time"]["time_placebo"],
                                       "clean": pl["clean"]["effect"], "contamination": pl["contamination"]["effect"]}
