@@ -1,7 +1,8 @@
 """Models of the toolkit.
 
-Importing the package turns off fast-math in PyTensor's numba backend (unless the user's
-``PYTENSOR_FLAGS`` name ``numba__fastmath``). With fast-math, LLVM may reassociate floating-point
+Importing the package turns off fast-math in PyTensor's numba backend, unless the user sets
+``numba__fastmath`` in ``PYTENSOR_FLAGS`` or in a PyTensor config file (``~/.pytensorrc``, or the
+files ``PYTENSORRC`` names). With fast-math, LLVM may reassociate floating-point
 operations, and it does so differently when a function is compiled afresh (its parts inlined
 into one module) than when its parts are loaded from PyTensor's on-disk numba cache: the same
 seed then gave other draws on a machine's first run than on every later run (a chain of 50 tuning + 50
@@ -13,6 +14,19 @@ cold and a warm cache give bit-identical draws; sampling a 409-cell beta-binomia
 import os
 
 import pytensor
+from pytensor.configparser import parse_config_string
 
-if "numba__fastmath" not in os.environ.get("PYTENSOR_FLAGS", ""):
+
+def _user_sets_fastmath() -> bool:
+    """Whether PYTENSOR_FLAGS or a PyTensor config file names ``numba__fastmath``."""
+    if "numba__fastmath" in parse_config_string(os.environ.get("PYTENSOR_FLAGS", "")):
+        return True
+    try:  # PyTensor has consumed the flags by now, so this looks in the config files only
+        pytensor.config.fetch_val_for_key("numba__fastmath")
+    except KeyError:
+        return False
+    return True
+
+
+if not _user_sets_fastmath():
     pytensor.config.numba__fastmath = False

@@ -118,3 +118,21 @@ def test_a_cold_and_a_warm_compile_cache_give_the_same_draws(tmp_path):
                               capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
     assert np.array_equal(np.load(tmp_path / "tau0.npy"), np.load(tmp_path / "tau1.npy"))
+
+
+@pytest.mark.parametrize("flags, rc, expected", [
+    ("", "", "False"),                                    # nobody names it: models turns it off
+    ("numba__fastmath=True", "", "True"),                 # PYTENSOR_FLAGS names it
+    ("", "[numba]\nfastmath = True\n", "True"),           # a config file names it
+    ("", "[numba]\nfastmath = False\n", "False"),
+])
+def test_models_turns_fast_math_off_unless_the_user_sets_it(tmp_path, flags, rc, expected):
+    """``import models`` turns fast-math off, but a user's own setting, in PYTENSOR_FLAGS or in
+    a PyTensor config file, is left alone (it was overridden silently when set in a file)."""
+    pytensorrc = tmp_path / "pytensorrc"
+    pytensorrc.write_text(rc)
+    env = {**os.environ, "PYTENSOR_FLAGS": flags, "PYTENSORRC": str(pytensorrc)}
+    proc = subprocess.run([sys.executable, "-c", "import models, pytensor; print(pytensor.config.numba__fastmath)"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == expected
