@@ -48,6 +48,7 @@ from figures import irt as fig
 from models import irt_fit, irt_loo
 from models import psychometric_irt as irt
 from models.diagnostics import check_sampling
+from models.sampling import sample_checked
 from models.priors import PRIOR_NAMES, select_priors
 from models.serialize import write_idata
 from models.statements import state
@@ -173,34 +174,50 @@ def _has_site_arm(data: irt.GRMData) -> bool:
     return _has_arm(data) and data.design.site is not None
 
 
-def _fits(data: irt.GRMData, priors, args, label: str, draws_factor: int = 1) -> tuple[dict, object, object]:
-    """Compile once, sample under each named prior (one fit without an arm column)."""
+def _sample(sampler, data_feed, args, draws_factor: int, seed: int, notes: list[str], label: str):
+    """One checked fit (re-fitted with smaller steps when divergent transitions are its only
+    problem, :func:`models.sampling.sample_checked`); what was done goes into ``notes``."""
+    idata, diag, note = sample_checked(
+        lambda ta, s: sampler.sample(data=data_feed, draws=args.draws * draws_factor, tune=args.tune,
+                                     chains=args.chains, seed=s, target_accept=ta),
+        lambda i: check_sampling(i, irt.diagnostic_vars(i)), target_accept=args.target_accept, seed=seed)
+    if note:
+        notes.append(f"{label}: {note}")
+        log(f"  {label}: {note}", quiet=args.quiet)
+    return idata, diag
+
+
+def _fits(data: irt.GRMData, priors, args, label: str, draws_factor: int = 1,
+          notes: list[str] | None = None) -> tuple[dict, dict, object, object]:
+    """Compile once, sample under each named prior (one fit without an arm column); the fits
+    and their diagnostics by prior name."""
     log(f"compiling the {label} model ...", quiet=args.quiet)
     t0 = time.perf_counter()
     model = irt.build_grm(data, effect_prior=priors[0], priors=irt.GRMPriors(site_sd=args.site_sd_prior))
     sampler = irt.grm_sampler(model, data)
     log(f"  compiled in {time.perf_counter() - t0:.0f} s", quiet=args.quiet)
-    fits = {}
+    fits, checked = {}, {}
     for k, pr in enumerate(priors if _has_arm(data) else priors[:1]):
         t0 = time.perf_counter()
         feed = ({"effect_prior_mean": np.asarray(pr.mean), "effect_prior_sd": np.asarray(pr.sd)}
                 if data.design is not None else None)
-        fits[pr.name] = sampler.sample(data=feed, draws=args.draws * draws_factor, tune=args.tune,
-                                       chains=args.chains, seed=args.seed + k, target_accept=args.target_accept)
+        fits[pr.name], checked[pr.name] = _sample(sampler, feed, args, draws_factor, args.seed + k,
+                                                  notes if notes is not None else [], f"{label} / {pr.name}")
         log(f"  sampled {label} under the {pr.name} prior in {time.perf_counter() - t0:.0f} s", quiet=args.quiet)
-    return fits, model, sampler
+    return fits, checked, model, sampler
 
 
 def _site_sd_sensitivity(sampler, data: irt.GRMData, prior, args, draws_factor: int, rope: float,
-                         mid: float) -> list[dict]:
-    """The arm effect re-sampled under each site-SD prior mean (reference prior of the effect)."""
+                         mid: float, diags: dict, notes: list[str], key: str) -> list[dict]:
+    """The arm effect re-sampled under each site-SD prior mean (reference prior of the effect);
+    each fit's diagnostics go into ``diags`` with the others (``--strict`` counts them)."""
     rows = []
     for k, m in enumerate(args.site_sd_sensitivity):
-        idata = sampler.sample(data={"effect_prior_mean": np.asarray(prior.mean), "effect_prior_sd": np.asarray(prior.sd),
+        label = f"{key} / site-SD prior mean {m:g} ({prior.name})"
+        idata, d = _sample(sampler, {"effect_prior_mean": np.asarray(prior.mean), "effect_prior_sd": np.asarray(prior.sd),
                                      "site_sd_prior_mean": np.asarray(m)},
-                               draws=args.draws * draws_factor, tune=args.tune, chains=args.chains,
-                               seed=args.seed + 100 + k, target_accept=args.target_accept)
-        d = check_sampling(idata, irt.diagnostic_vars(idata))
+                           args, draws_factor, args.seed + 100 + k, notes, label)
+        diags[label] = d
         eff = irt.effect_table(irt.score_scale_effects(idata, data, seed=args.seed), data, prior=prior.name,
                                rope=rope, mid=mid)
         sd_site = irt.posterior_arrays(idata)["sd_site"]
@@ -214,17 +231,17 @@ def _site_sd_sensitivity(sampler, data: irt.GRMData, prior, args, draws_factor: 
     return rows
 
 
-def _dif_check(data: irt.GRMData, prior, args, diags: dict, main_fit, key: str, draws_factor: int) -> pd.DataFrame:
+def _dif_check(data: irt.GRMData, prior, args, diags: dict, main_fit, key: str, draws_factor: int,
+               notes: list[str]) -> pd.DataFrame:
     """Differential item functioning between arms as a check: the model re-fitted with
     shrunken item x arm shifts (``build_grm(dif=True)``, reference prior), each item's shift
     in latent SDs, and the arm effect with and without the shifts."""
     log(f"{key}: differential item functioning check (item x arm shifts) ...", quiet=args.quiet)
     model = irt.build_grm(data, effect_prior=prior, priors=irt.GRMPriors(site_sd=args.site_sd_prior), dif=True)
     sampler = irt.grm_sampler(model, data)
-    idata = sampler.sample(draws=args.draws * draws_factor, tune=args.tune, chains=args.chains,
-                           seed=args.seed + 200, target_accept=args.target_accept)
-    d = check_sampling(idata, irt.diagnostic_vars(idata))
-    diags[f"{key} / DIF check ({prior.name})"] = d
+    label = f"{key} / DIF check ({prior.name})"
+    idata, d = _sample(sampler, None, args, draws_factor, args.seed + 200, notes, label)
+    diags[label] = d
     log(f"{key} / DIF check: " + d.banner(), quiet=args.quiet and d.ok)
     table = irt.dif_table(idata, data)
     with_dif = irt.posterior_arrays(idata)["sofs_effect"]
@@ -269,15 +286,17 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
                                                                 "ppc", "correlations", "prior_predictive",
                                                                 "site_sd_sensitivity", "dif", "item_fit")}
     extras: dict = {"loo": {}, "agreement": {}, "curves": {}, "global_fit": {}}
+    sampling_notes: list[str] = []
     ref_prior = [p for p in chosen if p.name == ref]
     for key, inst, data, role in specs:
         # The unidimensional model serves the LOO comparison (and a sensitivity row): reference prior only.
         use = ref_prior if role == "overall" else chosen
-        fits[key], models[key], sampler = _fits(data, use, args, key.replace("_", " "), DRAWS_FACTOR.get(role, 1))
+        fits[key], checked, models[key], sampler = _fits(data, use, args, key.replace("_", " "),
+                                                         DRAWS_FACTOR.get(role, 1), sampling_notes)
         ref_key = ref if ref in fits[key] else next(iter(fits[key]))
         rope, mid = SCALE_THRESHOLDS.get(inst.name, (0.1, 0.25))
         for name, idata in fits[key].items():
-            d = check_sampling(idata, irt.diagnostic_vars(idata))
+            d = checked[name]
             diags[f"{key} / {name}"] = d
             log(f"{key} / {name}: " + d.banner(), quiet=args.quiet and d.ok)
             if _has_arm(data) or (data.design is not None and data.design.competence is not None):
@@ -287,10 +306,12 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
         if role != "overall" and _has_site_arm(data) and args.site_sd_sensitivity:
             log(f"{key}: arm effect over site-SD prior means {list(args.site_sd_sensitivity)} ...", quiet=args.quiet)
             tables["site_sd_sensitivity"].append(pd.DataFrame(_site_sd_sensitivity(
-                sampler, data, ref_prior[0], args, DRAWS_FACTOR.get(role, 1), rope, mid)).assign(model=role))
+                sampler, data, ref_prior[0], args, DRAWS_FACTOR.get(role, 1), rope, mid, diags, sampling_notes,
+                key)).assign(model=role))
         if role != "overall" and _has_arm(data) and not args.no_dif:
             tables["dif"].append(_dif_check(data, ref_prior[0] if ref_prior else chosen[0], args, diags,
-                                            fits[key][ref_key], key, DRAWS_FACTOR.get(role, 1)).assign(model=role))
+                                            fits[key][ref_key], key, DRAWS_FACTOR.get(role, 1),
+                                            sampling_notes).assign(model=role))
         idata = fits[key][ref_key]
         tables["reliability"].append(irt.reliability_table(idata, data, seed=args.seed).assign(model=role))
         tables["items"].append(irt.item_parameter_table(idata, data).assign(model=role))
@@ -355,6 +376,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
                                zip([s[0] for s in specs], tables["ppc"])},
         "diagnostics": {k: d.to_dict() for k, d in diags.items()},
         "diagnostics_ok": all(d.ok for d in diags.values()),
+        "sampling_notes": sampling_notes,
         "provenance": provenance(seed=args.seed, data_hash=data_hash, data_label=source, argv=argv,
                                  draws=args.draws, tune=args.tune, chains=args.chains,
                                  target_accept=args.target_accept, synthetic_seed=args.synthetic_seed if synthetic else None),
@@ -590,6 +612,7 @@ def _markdown(record: dict) -> str:
     lines += ["", "## Diagnostics", ""]
     for k, d in record["diagnostics"].items():
         lines.append(f"- {k}: {'passed' if d['ok'] else 'FAILED: ' + '; '.join(d['problems'])}")
+    lines += [f"- re-fitted: {n}" for n in record.get("sampling_notes", [])]
     return "\n".join(lines) + "\n"
 
 

@@ -262,6 +262,8 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         joint = fit_joint_model(eligible, rows, ref, settings, args.seed + 7)
         log(f"[{NAME}]   joint: " + "; ".join(f"P(>= {r['k']} improved) = {r['p']:.2f}"
                                            for r in joint["p_at_least_k_improved"]), quiet=quiet)
+        if joint["sampling_note"]:
+            log(f"[{NAME}]   joint: {joint['sampling_note']}", quiet=quiet)
     placebo = {}
     wanted = [] if args.placebo.strip().lower() == "none" else [w.strip() for w in args.placebo.split(",") if w.strip()]
     for f in fits:
@@ -345,12 +347,14 @@ def placebo_cells(fit: IndicatorFit):
 
 
 def run_placebo(fit: IndicatorFit, settings: SamplerSettings, seed: int, lead: int) -> dict:
-    from models.table7_placebo import fit_contamination, no_contamination, placebo_tests
+    from models.table7_placebo import compile_focal, fit_contamination, no_contamination, placebo_tests
 
     pc = placebo_cells(fit)
+    focal = compile_focal(pc)                 # one compile for the placebo fits and the clean fit
     kw = dict(draws=min(settings.draws, 500), tune=min(settings.tune, 500), chains=settings.chains)
-    return {"space_time": placebo_tests(pc, seed=seed, lead=lead, **kw),
-            "clean": no_contamination(pc, seed=seed + 1, draws=settings.draws, tune=settings.tune, chains=settings.chains),
+    return {"space_time": placebo_tests(pc, seed=seed, lead=lead, focal=focal, **kw),
+            "clean": no_contamination(pc, seed=seed + 1, draws=settings.draws, tune=settings.tune, chains=settings.chains,
+                                      focal=focal),
             "contamination": fit_contamination(pc, seed=seed + 2, draws=settings.draws, tune=settings.tune,
                                                chains=settings.chains)}
 
@@ -413,7 +417,8 @@ def write_outputs(args, argv, panel: ofs.IndicatorPanel, fits: list[IndicatorFit
                    jt.to_markdown(index=False, floatfmt=".3f"), "",
                    "P(SofS improved at least k of these indicators), improved = moved in the programme's direction:", "",
                    pk.to_markdown(index=False, floatfmt=".3f"), "",
-                   f"Joint diagnostics ok: {joint['diagnostics']['ok']}; problems: {joint['diagnostics']['problems']}", ""]
+                   f"Joint diagnostics ok: {joint['diagnostics']['ok']}; problems: {joint['diagnostics']['problems']}"
+                   + (f"; {joint['sampling_note']}" if joint.get("sampling_note") else ""), ""]
         for name, pl in (placebo or {}).items():
             st, ind = pl["space_time"], next(f.indicator for f in fits if f.indicator.name == name)
             out.save_figure(f"placebo_{name}.png", fig.plot_placebo(np.asarray(list(st["placebo_effects"].values())),

@@ -47,6 +47,16 @@ class Diagnostics:
             "variables": self.table.reset_index().to_dict(orient="records"),
         }
 
+    @property
+    def only_divergences(self) -> bool:
+        """The fit fails on divergent transitions alone (the remedy: smaller steps)."""
+        return bool(self.problems) and all("divergent" in p for p in self.problems)
+
+    def rank(self) -> tuple:
+        """Sort key of fits of one model, better last: passing its checks, then no divergent
+        transitions (a sign of bias, not only of inefficiency), then the larger smallest bulk ESS."""
+        return (self.ok, self.divergences == 0, float(self.table["ess_bulk"].min()))
+
     def summary(self, max_problems: int | None = None) -> dict:
         """The verdict in a few numbers: ok, worst R-hat, smallest bulk and tail ESS,
         divergences and the problems in words (the first ``max_problems``)."""

@@ -18,7 +18,7 @@ call per draw.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,8 @@ from pymc.model.transform.optimization import freeze_dims_and_data
 from pytensor.graph.traversal import graph_inputs
 from pytensor.scalar import Cast
 from pytensor.tensor.elemwise import Elemwise
+
+from models.diagnostics import Diagnostics
 
 #: nutpie's mass-matrix adaptations we use: ``"diag"`` (its default: a diagonal estimated from
 #: draw and gradient variances) and ``"low_rank"`` (that diagonal modified by the few directions
@@ -142,6 +144,29 @@ def _is_cast_of(value, data) -> bool:
 def sample_model(model: pm.Model, **kwargs: Any) -> xr.DataTree:
     """Compile and sample ``model`` once (see :meth:`CompiledSampler.sample` for arguments)."""
     return CompiledSampler(model).sample(**kwargs)
+
+
+#: Target acceptance of the re-fit after divergent transitions (Stan's advice; the DiD engine's
+#: first recovery step, :func:`models.did.fit._recover`, uses the same).
+REFIT_TARGET_ACCEPT = 0.99
+
+
+def sample_checked(sample: Callable[[float, int], xr.DataTree], check: Callable[[xr.DataTree], Diagnostics], *,
+                   target_accept: float, seed: int) -> tuple[xr.DataTree, Diagnostics, str]:
+    """``sample(target_accept, seed)``, checked by ``check``; when divergent transitions are its
+    only problem, sampled again with smaller steps (target acceptance 0.99, seed + 1000) and the
+    better fit kept (:meth:`Diagnostics.rank`). Returns the fit, its diagnostics and what was
+    done in words ("" when the first fit was kept without a re-fit)."""
+    idata = sample(target_accept, seed)
+    diag = check(idata)
+    if not (diag.only_divergences and target_accept < REFIT_TARGET_ACCEPT):
+        return idata, diag, ""
+    again = sample(REFIT_TARGET_ACCEPT, seed + 1000)
+    diag_again = check(again)
+    kept = diag_again.rank() > diag.rank()
+    note = (f"{diag.divergences} divergent transitions at target acceptance {target_accept:g}; re-fitted at "
+            f"{REFIT_TARGET_ACCEPT:g} ({'kept' if kept else 'not better'}: {diag_again.divergences} divergences)")
+    return (again, diag_again, note) if kept else (idata, diag, note)
 
 
 def seed_sequence(seed: int, n: int) -> list[int]:

@@ -22,6 +22,12 @@ The year effects sum to zero within each indicator: with independent ``N(0, 0.5^
 common shift of an indicator's years against its LA levels was identified by the priors alone
 (on the seven official indicators: R-hat up to 1.19 and bulk ESS 15 on ``alpha`` and ``gamma``,
 which the diagnostics did not then check; they now cover every sampled quantity).
+
+The SDs ``s`` and the Cholesky factor ``L`` of ``\Omega`` are sampled as separate variables,
+``\tau_j = \mu + \mathrm{diag}(s) L z_j`` with ``z_j \sim N(0, I)``. PyMC's ``LKJCholeskyCov``
+samples the Cholesky factor of ``\Sigma`` and derives ``s`` from its rows; on the seven official
+indicators (4 x 1,000 draws) its ``s`` had R-hat 1.029-1.046 and bulk ESS 105-142, against 1.004
+and 684 here, in half the time (89 against 179 s), with the same posterior.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import pytensor.tensor as pt
 from scipy.special import expit
 
 from models.diagnostics import check_sampling
-from models.sampling import sample_model
+from models.sampling import CompiledSampler, sample_checked
 
 
 @dataclass
@@ -53,8 +59,13 @@ def build_joint(inputs: list[JointInput]) -> tuple[pm.Model, dict]:
     meta = {"pilots": pilots, "indicators": [x.name for x in inputs], "parts": []}
     with pm.Model() as model:
         mu = pm.Normal("mu", 0.0, 1.0, shape=len(inputs))
-        chol, _corr, _sd = pm.LKJCholeskyCov("chol", n=len(inputs), eta=2.0,
-                                              sd_dist=pm.HalfNormal.dist(0.3, shape=len(inputs)), compute_corr=True)
+        # The SDs and the correlation's Cholesky factor sampled apart (Stan's parametrisation):
+        # with LKJCholeskyCov, which samples the covariance's Cholesky factor and derives the SDs,
+        # the SDs mixed slowly (see the module docstring).
+        sd = pm.HalfNormal("chol_stds", 0.3, shape=len(inputs))
+        corr_chol = pm.LKJCorr("corr_chol", n=len(inputs), eta=2.0)
+        pm.Deterministic("chol_corr", corr_chol @ corr_chol.T)
+        chol = sd[:, None] * corr_chol
         z = pm.Normal("z", 0.0, 1.0, shape=(len(pilots), len(inputs)))
         tau = pm.Deterministic("tau", mu[None, :] + pt.dot(z, chol.T))
         for i, x in enumerate(inputs):
@@ -106,10 +117,17 @@ def fit_joint(inputs: list[JointInput], *, draws: int = 1000, tune: int = 1000, 
               target_accept: float = 0.9) -> dict:
     """Fit the joint model; effects per indicator, P(at least k improved), correlations, diagnostics."""
     model, meta = build_joint(inputs)
-    idata = sample_model(model, draws=draws, tune=tune, chains=chains, seed=seed, target_accept=target_accept)
+    sampler = CompiledSampler(model)
+
+    def check(idata):
+        return check_sampling(idata, ["mu", "chol_stds", "chol_corr", "tau"] + [
+            v for v in idata["posterior"].data_vars if v.startswith(("inv_sqrt", "alpha_", "gamma_"))])
+
+    # divergent transitions alone: re-sampled with smaller steps (the engine's first recovery step)
+    idata, diag, note = sample_checked(
+        lambda ta, s: sampler.sample(draws=draws, tune=tune, chains=chains, seed=s, target_accept=ta), check,
+        target_accept=target_accept, seed=seed)
     post = idata["posterior"]
-    diag = check_sampling(idata, ["mu", "chol_stds", "tau"] + [v for v in post.data_vars
-                                                               if v.startswith(("inv_sqrt", "alpha_", "gamma_"))])
     att = _att(post, meta, inputs)
     improved = np.stack([(x.direction * att[:, i]) > 0 for i, x in enumerate(inputs)], axis=1)
     count = improved.sum(1)
@@ -121,5 +139,5 @@ def fit_joint(inputs: list[JointInput], *, draws: int = 1000, tune: int = 1000, 
                     for i, x in enumerate(inputs)],
         "p_at_least_k_improved": [{"k": k, "p": float((count >= k).mean())} for k in range(1, len(inputs) + 1)],
         "correlation_mean": corr.round(3).tolist(),
-        "diagnostics": diag.to_dict(), "att_draws": att,
+        "diagnostics": diag.to_dict(), "sampling_note": note, "att_draws": att,
     }

@@ -91,6 +91,19 @@ def build_focal(pc: PlaceboCells) -> tuple[pm.Model, dict]:
     return model, {"cells": c, "las": las, "li": li, "ti": ti, "n": n}
 
 
+@dataclass
+class CompiledFocal:
+    """The focal model of one indicator's cells, compiled once: the placebo fits in space and the
+    clean-comparator fit (:func:`no_contamination`) differ only in its data vectors ``w`` and ``D``."""
+    sampler: CompiledSampler
+    meta: dict
+
+
+def compile_focal(pc: PlaceboCells) -> CompiledFocal:
+    model, meta = build_focal(pc)
+    return CompiledFocal(CompiledSampler(model, mutable=None), meta)
+
+
 def _effect(post, meta: dict, pc: PlaceboCells, d: np.ndarray) -> np.ndarray:
     """Draws of the focal effect on the reading scale, g-computed over its treated cells."""
     sel = d > 0
@@ -110,11 +123,12 @@ def _verdict(diags: list[Diagnostics]) -> dict:
 
 
 def placebo_tests(pc: PlaceboCells, *, draws: int = 500, tune: int = 500, chains: int = 2, seed: int = 0,
-                  lead: int = 1, groups: int = 200, log=lambda m: None) -> dict:
+                  lead: int = 1, groups: int = 200, log=lambda m: None, focal: CompiledFocal | None = None) -> dict:
     """Placebo in space and in time (see the module docstring): one compile for the placebos in
-    space, one fit per focal LA, and one model on the years the placebo in time keeps."""
-    model, meta = build_focal(pc)
-    sampler = CompiledSampler(model, mutable=None)
+    space (``focal``, compiled here unless given), one fit per focal LA, and one model on the
+    years the placebo in time keeps."""
+    focal = focal or compile_focal(pc)
+    sampler, meta = focal.sampler, focal.meta
     c = meta["cells"]
     pilot = c["arm"].eq("pilot").to_numpy()
     comp = ~pilot
@@ -222,13 +236,16 @@ def fit_contamination(pc: PlaceboCells, *, draws: int = 1000, tune: int = 500, c
             "diagnostics": _verdict([diag])}
 
 
-def no_contamination(pc: PlaceboCells, *, draws: int = 1000, tune: int = 500, chains: int = 2, seed: int = 0) -> dict:
-    """The same compact model with every comparator a clean control (for the comparison)."""
-    model, meta = build_focal(pc)
+def no_contamination(pc: PlaceboCells, *, draws: int = 1000, tune: int = 500, chains: int = 2, seed: int = 0,
+                     focal: CompiledFocal | None = None) -> dict:
+    """The same compact model with every comparator a clean control (for the comparison); it
+    reuses the placebo fits' compiled model when given as ``focal``."""
+    focal = focal or compile_focal(pc)
+    meta = focal.meta
     c = meta["cells"]
     d = (c["arm"].eq("pilot") & (c["year"] >= c["adoption"])).to_numpy(float)
-    idata = CompiledSampler(model, mutable=None).sample({"w": np.ones(len(c)), "d": d}, seed=seed, draws=draws,
-                                                        tune=tune, chains=chains, target_accept=0.9)
+    idata = focal.sampler.sample({"w": np.ones(len(c)), "d": d}, seed=seed, draws=draws,
+                                 tune=tune, chains=chains, target_accept=0.9)
     eff = _effect(idata["posterior"], meta, pc, d)
     return {"effect": {"mean": float(eff.mean()), "eti95_low": float(np.quantile(eff, 0.025)),
                        "eti95_high": float(np.quantile(eff, 0.975)),

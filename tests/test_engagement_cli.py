@@ -86,7 +86,10 @@ def test_end_to_end_on_a_user_csv(tmp_path, answers):
     assert rec["provenance"]["target_accept"] == 0.85
     assert set(rec["diagnostics"]) == {"yatchmenoff_subscales / neutral", "yatchmenoff_overall / neutral",
                                        "wai_raters / neutral", "yatchmenoff_subscales / DIF check (neutral)",
-                                       "wai_raters / DIF check (neutral)"}
+                                       "wai_raters / DIF check (neutral)",   # and the site-SD re-samples, which --strict counts
+                                       *(f"{k} / site-SD prior mean {m} (neutral)" for k in ("yatchmenoff_subscales", "wai_raters")
+                                         for m in ("0.1", "1"))}
+    assert isinstance(rec["sampling_notes"], list)        # re-fits after divergences alone, in words
     texts = [s["statement"] for s in rec["statements"] if s["quantity"] != "sofs over site-SD priors"]
     assert sum("families in SofS sites are more engaged" in t for t in texts) == 5        # 4 subscales + overall
     assert sum("families of more competent social workers are more engaged" in t for t in texts) == 5

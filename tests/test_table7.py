@@ -134,7 +134,7 @@ def test_joint_model_agrees_with_separate_fits(constructed_run):
     # with a handful of pilots the between-pilot SDs mix slowly: the diagnostics are recorded, not asserted here
     assert "ok" in j["diagnostics"]
     checked = {v["variable"] for v in j["diagnostics"]["variables"]}
-    assert {"mu", "chol_stds", "tau", "alpha_0", "gamma_0", "alpha_1", "gamma_1"} <= checked, checked   # every sampled quantity
+    assert {"mu", "chol_stds", "chol_corr", "tau", "alpha_0", "gamma_0", "alpha_1", "gamma_1"} <= checked, checked   # every sampled quantity
     k = {r["k"]: r["p"] for r in j["p_at_least_k_improved"]}
     assert k[1] >= k[2] and k[2] > 0.9          # both constructed effects lower the outcome
     for name in ("share", "rate"):
@@ -169,6 +169,21 @@ def test_placebo_fits_mix_in_the_la_levels_and_years():
     d = placebo_tests(pc, draws=500, tune=500, chains=2, seed=1)["diagnostics"]
     assert d["n_fits_failing"] <= d["n_fits"] == 3 + 11 + 1
     assert d["max_rhat"] < 1.03 and d["min_ess_bulk"] > 250 and d["divergences"] == 0, d
+
+
+def test_the_clean_fit_on_the_placebo_fits_compiled_model_is_the_clean_fit_compiled_afresh():
+    """``analyses.table7`` compiles the focal model once for the placebo fits and the clean fit;
+    the clean fit's draws do not depend on what the compiled model sampled before."""
+    from models.table7_placebo import compile_focal, no_contamination
+
+    pc = _untreated_share_cells(np.random.default_rng(6))
+    focal = compile_focal(pc)
+    c = focal.meta["cells"]
+    other = (c["la"] == "LA5").to_numpy(float)
+    focal.sampler.sample({"w": 1.0 - (c["arm"] == "pilot").to_numpy(float), "d": other}, seed=9, draws=50, tune=50,
+                         chains=2)
+    kw = dict(draws=100, tune=100, chains=2, seed=4)
+    assert no_contamination(pc, focal=focal, **kw) == no_contamination(pc, **kw)
 
 
 def test_placebo_step_reports_its_diagnostics(constructed_run):

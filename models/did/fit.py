@@ -98,9 +98,7 @@ class PriorFitter:
 def _better(a: Fit, b: Fit) -> Fit:
     """The fit that passes its checks; when both or neither do, the one without divergent
     transitions (a sign of bias, not only of inefficiency), then the larger smallest bulk ESS."""
-    def rank(f: Fit) -> tuple:
-        return (f.diagnostics.ok, f.diagnostics.divergences == 0, float(f.diagnostics.table["ess_bulk"].min()))
-    return a if rank(a) >= rank(b) else b
+    return a if a.diagnostics.rank() >= b.diagnostics.rank() else b
 
 
 @dataclass
@@ -164,10 +162,6 @@ def fit_priors(dm: DidModel, priors: list[NamedPrior], settings: SamplerSettings
     return PriorFits(dm, ordered, round(compile_s, 2), notes, fitter.sampler)
 
 
-def _only_divergences(diag: Diagnostics) -> bool:
-    return all("divergent" in p for p in diag.problems)
-
-
 UNIT_LEVEL = ("unit_intercept", "unit_raw", "sigma_unit", "alpha", "cohort_level")
 EFFECT_LEVEL = ("sigma_tau", "tau_raw", "tau", "mu_tau")
 
@@ -206,7 +200,7 @@ def _recover(fit: Fit, fitter: PriorFitter, dm: DidModel, prior, zp, settings: S
     build = rebuild or (lambda spec: build_did_model(dm.design, prior, spec=spec))
     extra = 0.0
     steps = []
-    if _only_divergences(fit.diagnostics) and settings.target_accept < 0.99:
+    if fit.diagnostics.only_divergences and settings.target_accept < 0.99:
         log(f"{fit.diagnostics.divergences} divergent transitions under the {prior.name} prior; re-fitting with "
             "target acceptance 0.99")
         refit = fitter.fit(prior, replace(settings, target_accept=0.99), seed=seed + 1000, zero_prior=zp)
@@ -240,7 +234,7 @@ def _recover(fit: Fit, fitter: PriorFitter, dm: DidModel, prior, zp, settings: S
         if kept is refit:
             fitter, dm = twin, twin_dm
         fit = kept
-    if not fit.diagnostics.ok and not _only_divergences(fit.diagnostics):
+    if not fit.diagnostics.ok and not fit.diagnostics.only_divergences:
         longer = replace(settings, draws=2 * settings.draws, tune=2 * settings.tune)
         log(f"diagnostics failed under the {prior.name} prior ({', '.join(sorted(_failing_vars(fit.diagnostics)))}); "
             f"re-fitting with {longer.draws} draws and {longer.tune} tuning steps per chain")
