@@ -187,8 +187,8 @@ def _sample(sampler, data_feed, args, draws_factor: int, seed: int, notes: list[
     return idata, diag
 
 
-def _fits(data: irt.GRMData, priors, args, label: str, draws_factor: int = 1,
-          notes: list[str] | None = None) -> tuple[dict, dict, object, object]:
+def _fits(data: irt.GRMData, priors, args, label: str, draws_factor: int,
+          notes: list[str]) -> tuple[dict, dict, object, object]:
     """Compile once, sample under each named prior (one fit without an arm column); the fits
     and their diagnostics by prior name."""
     log(f"compiling the {label} model ...", quiet=args.quiet)
@@ -202,7 +202,7 @@ def _fits(data: irt.GRMData, priors, args, label: str, draws_factor: int = 1,
         feed = ({"effect_prior_mean": np.asarray(pr.mean), "effect_prior_sd": np.asarray(pr.sd)}
                 if data.design is not None else None)
         fits[pr.name], checked[pr.name] = _sample(sampler, feed, args, draws_factor, args.seed + k,
-                                                  notes if notes is not None else [], f"{label} / {pr.name}")
+                                                  notes, f"{label} / {pr.name}")
         log(f"  sampled {label} under the {pr.name} prior in {time.perf_counter() - t0:.0f} s", quiet=args.quiet)
     return fits, checked, model, sampler
 

@@ -146,8 +146,9 @@ def sample_model(model: pm.Model, **kwargs: Any) -> xr.DataTree:
     return CompiledSampler(model).sample(**kwargs)
 
 
-#: Target acceptance of the re-fit after divergent transitions (Stan's advice; the DiD engine's
-#: first recovery step, :func:`models.did.fit._recover`, uses the same).
+#: Target acceptance of the re-fit after divergent transitions (Stan's advice), here and in the
+#: DiD engine's first recovery step (:func:`models.did.fit._recover`, which re-fits a fit it
+#: already has; :func:`sample_checked` samples the first fit itself).
 REFIT_TARGET_ACCEPT = 0.99
 
 

@@ -26,7 +26,7 @@ import xarray as xr
 from models.diagnostics import Diagnostics, check_sampling
 from models.did.model import BETWEEN_SD, PRIOR_DATA, DidModel, ModelSpec, build_did_model, prior_data
 from models.priors import NamedPrior
-from models.sampling import CompiledSampler
+from models.sampling import REFIT_TARGET_ACCEPT, CompiledSampler
 
 PARETO_K_MAX = 0.7
 
@@ -200,13 +200,13 @@ def _recover(fit: Fit, fitter: PriorFitter, dm: DidModel, prior, zp, settings: S
     build = rebuild or (lambda spec: build_did_model(dm.design, prior, spec=spec))
     extra = 0.0
     steps = []
-    if fit.diagnostics.only_divergences and settings.target_accept < 0.99:
+    if fit.diagnostics.only_divergences and settings.target_accept < REFIT_TARGET_ACCEPT:
         log(f"{fit.diagnostics.divergences} divergent transitions under the {prior.name} prior; re-fitting with "
-            "target acceptance 0.99")
-        refit = fitter.fit(prior, replace(settings, target_accept=0.99), seed=seed + 1000, zero_prior=zp)
+            f"target acceptance {REFIT_TARGET_ACCEPT:g}")
+        refit = fitter.fit(prior, replace(settings, target_accept=REFIT_TARGET_ACCEPT), seed=seed + 1000, zero_prior=zp)
         kept = _better(fit, refit)
         steps.append(f"{fit.diagnostics.divergences} divergences at target acceptance {settings.target_accept}; "
-                     f"re-fitted at 0.99 ({'kept' if kept is refit else 'not better'})")
+                     f"re-fitted at {REFIT_TARGET_ACCEPT:g} ({'kept' if kept is refit else 'not better'})")
         return kept, fitter, dm, extra, f"{prior.name}: " + "; ".join(steps)
     if dm.spec.unit_centred is None and _slow_mixing_vars(fit.diagnostics) & set(UNIT_LEVEL):
         other = not fitter.dm.unit_centred
