@@ -37,6 +37,10 @@ divergences of both fits. Results are printed and written to benchmarks/results/
     uv run python benchmarks/bambi.py                                   # 20,000 and 200,000 children
     uv run python benchmarks/bambi.py --children 20000 --out /tmp/b.json
     uv run python benchmarks/bambi.py --quick --out /tmp/b.json         # 3,000 children, short chains
+    uv run python benchmarks/bambi.py --children 200000 --merge         # add one size to the record
+
+At 200,000 children Bambi had not finished after 45 minutes on 2 cores (the engine: 27.8 s);
+``--bambi-draws`` shortens its chains.
 """
 
 from __future__ import annotations
@@ -470,6 +474,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=2021)
     ap.add_argument("--quick", action="store_true", help="3,000 children, 300 + 300 draws (a smoke run)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bambi.json")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other sizes already recorded in --out (each size records its own command and machine)")
     args = ap.parse_args()
     if args.quick:
         args.children, args.draws, args.tune = [3000], 300, 300
@@ -488,8 +494,13 @@ def main() -> None:
                                          "|d| <= 0.1 + 2 se(d)",
                            "speed_target": "Bambi total wall / toolkit total wall >= 20 at 20,000 children"},
               "sizes": {}}
+    if args.merge and args.out.exists():
+        old = json.loads(args.out.read_text())
+        result["sizes"] = {n: {"command": old["command"], "machine": old["machine"], **res}
+                           for n, res in old["sizes"].items()}
     for n, bd in zip(args.children, bambi_draws):
         res = run_size(n, args.seed, settings, replace(settings, draws=bd))
+        res["command"], res["machine"] = result["command"], {**result["machine"], "load_avg_after": os.getloadavg()}
         if bd != args.draws:
             res["note"] = (f"Bambi sampled {bd} draws per chain (the toolkit {args.draws}) to keep its run on this "
                            "machine short; its MC SEs, and the MC-SE-aware criterion, account for it")
