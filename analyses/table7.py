@@ -51,6 +51,7 @@ REPORT = ReportEntry(
     order=85,
 )
 YEAR_SD = 0.5   # as analyses.la_panel: fixed year-effect scale
+JOINT_DRAWS_FACTOR = 2   # the joint model samples this many times the separate fits' draws per chain
 
 #: The report's Table 7 'Summary' column for each outcome area (RR1054, Table 7).
 REPORT_SUMMARY = {
@@ -116,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: rereferral_pct; 'none' to skip)")
     p.add_argument("--placebo-lead", type=int, default=1, help="placebo in time: years before the real adoption (default 1)")
     p.add_argument("--joint", action=argparse.BooleanOptionalAction, default=True,
-                   help="also fit the joint model over the share and rate indicators (default: on)")
+                   help="also fit the joint model over the share and rate indicators (default: on; its chains are "
+                        f"{JOINT_DRAWS_FACTOR} x --draws long)")
     return p
 
 
@@ -315,9 +317,13 @@ def fit_joint_model(fits: list[IndicatorFit], rows: pd.DataFrame, ref: str, sett
         factor = f.indicator.per
         inputs.append(JointInput(f.indicator.name, c[["la", "year", "y", "n", "treated_post"]], f.indicator.likelihood,
                                  factor, f.indicator.direction))
-    res = fit_joint(inputs, draws=settings.draws, tune=max(settings.tune, 500), chains=settings.chains, seed=seed,
-                    target_accept=settings.target_accept)
+    # chains twice as long as the separate fits': with equal lengths the between-pilot SDs missed the
+    # R-hat / ESS thresholds narrowly in five of six runs, with twice the draws none of three did
+    # (module docstring of models.table7_joint)
+    sampler = {"draws": JOINT_DRAWS_FACTOR * settings.draws, "tune": max(settings.tune, 500), "chains": settings.chains}
+    res = fit_joint(inputs, **sampler, seed=seed, target_accept=settings.target_accept)
     res.pop("att_draws")
+    res["sampler"] = sampler
     sep = rows[rows["prior"] == ref].set_index("indicator")
     res["check"] = {e["indicator"]: {"separate_mean": float(sep.loc[e["indicator"], "mean"]),
                                      "separate_low": float(sep.loc[e["indicator"], "eti95_low"]),
@@ -351,7 +357,9 @@ def run_placebo(fit: IndicatorFit, settings: SamplerSettings, seed: int, lead: i
 
     pc = placebo_cells(fit)
     focal = compile_focal(pc)                 # one compile for the placebo fits and the clean fit
-    kw = dict(draws=min(settings.draws, 500), tune=min(settings.tune, 500), chains=settings.chains)
+    # the placebo fits at the command's chain lengths: at 4 x (500 + 500) 18 of 53 missed R-hat
+    # 1.01 narrowly on % re-referrals, at 4 x (500 + 1000) none did (benchmarks/README.md)
+    kw = dict(draws=settings.draws, tune=settings.tune, chains=settings.chains)
     return {"space_time": placebo_tests(pc, seed=seed, lead=lead, focal=focal, **kw),
             "clean": no_contamination(pc, seed=seed + 1, draws=settings.draws, tune=settings.tune, chains=settings.chains,
                                       focal=focal),

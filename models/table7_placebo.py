@@ -122,7 +122,7 @@ def _verdict(diags: list[Diagnostics]) -> dict:
             "n_fits_failing": sum(not d.ok for d in diags)}
 
 
-def placebo_tests(pc: PlaceboCells, *, draws: int = 500, tune: int = 500, chains: int = 2, seed: int = 0,
+def placebo_tests(pc: PlaceboCells, *, draws: int = 1000, tune: int = 1000, chains: int = 2, seed: int = 0,
                   lead: int = 1, groups: int = 200, log=lambda m: None, focal: CompiledFocal | None = None) -> dict:
     """Placebo in space and in time (see the module docstring): one compile for the placebos in
     space (``focal``, compiled here unless given), one fit per focal LA, and one model on the
@@ -186,6 +186,7 @@ def placebo_tests(pc: PlaceboCells, *, draws: int = 500, tune: int = 500, chains
                          "eti95_low": float(np.quantile(tm, 0.025)), "eti95_high": float(np.quantile(tm, 0.975)),
                          "p_programme_direction": float((pc.direction * tm > 0).mean())},
         "diagnostics": _verdict(diags),
+        "sampler": {"draws": draws, "tune": tune, "chains": chains},
         "placebo_draws": plc.mean(0).tolist(),
     }
 

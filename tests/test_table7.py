@@ -133,6 +133,8 @@ def test_joint_model_agrees_with_separate_fits(constructed_run):
     j = doc["joint"]
     # with a handful of pilots the between-pilot SDs mix slowly: the diagnostics are recorded, not asserted here
     assert "ok" in j["diagnostics"]
+    # its chains are JOINT_DRAWS_FACTOR (2) x --draws long: the between-pilot SDs need the length
+    assert j["sampler"] == {"draws": table7.JOINT_DRAWS_FACTOR * 800, "tune": 600, "chains": 2}
     checked = {v["variable"] for v in j["diagnostics"]["variables"]}
     assert {"mu", "chol_stds", "chol_corr", "tau", "alpha_0", "gamma_0", "alpha_1", "gamma_1"} <= checked, checked   # every sampled quantity
     k = {r["k"]: r["p"] for r in j["p_at_least_k_improved"]}
@@ -194,6 +196,8 @@ def test_placebo_step_reports_its_diagnostics(constructed_run):
     verdicts = [pl["space_time"]["diagnostics"], pl["clean"]["diagnostics"], pl["contamination"]["diagnostics"]]
     st = pl["space_time"]
     assert [v["n_fits"] for v in verdicts] == [len(st["pilot_effects"]) + len(st["placebo_effects"]) + 1, 1, 1]
+    # the placebo fits run at the command's chain lengths (they were capped at 500 + 500 and missed R-hat)
+    assert st["sampler"] == {"draws": 800, "tune": 600, "chains": 2}
     for v in verdicts:
         assert 0 <= v["n_fits_failing"] <= v["n_fits"] and v["max_rhat"] >= 1.0 and v["min_ess_bulk"] > 0
         assert v["ok"] == (v["n_fits_failing"] == 0) == (not v["problems"])
