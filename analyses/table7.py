@@ -357,14 +357,12 @@ def run_placebo(fit: IndicatorFit, settings: SamplerSettings, seed: int, lead: i
 
     pc = placebo_cells(fit)
     focal = compile_focal(pc)                 # one compile for the placebo fits and the clean fit
-    # the placebo fits at the command's chain lengths: at 4 x (500 + 500) 18 of 53 missed R-hat
+    # every fit at the command's chain lengths (the placebo fits too): at 4 x (500 + 500) 18 of 53 missed R-hat
     # 1.01 narrowly on % re-referrals, at 4 x (500 + 1000) none did (benchmarks/README.md)
     kw = dict(draws=settings.draws, tune=settings.tune, chains=settings.chains)
     return {"space_time": placebo_tests(pc, seed=seed, lead=lead, focal=focal, **kw),
-            "clean": no_contamination(pc, seed=seed + 1, draws=settings.draws, tune=settings.tune, chains=settings.chains,
-                                      focal=focal),
-            "contamination": fit_contamination(pc, seed=seed + 2, draws=settings.draws, tune=settings.tune,
-                                               chains=settings.chains)}
+            "clean": no_contamination(pc, seed=seed + 1, focal=focal, **kw),
+            "contamination": fit_contamination(pc, seed=seed + 2, **kw)}
 
 
 def write_outputs(args, argv, panel: ofs.IndicatorPanel, fits: list[IndicatorFit], rows: pd.DataFrame, ref: str,
